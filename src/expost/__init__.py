@@ -1,0 +1,51 @@
+"""expost: align classifiers with a human objective.
+
+Train with a plain proper loss, then apply the objective afterwards
+(Ex Post Weighting, Theorem 1 of "Misaligned by Design", Autor, Caplin,
+Martin and Marx 2025), and measure what the weighting would have cost.
+
+The numpy core (this namespace) depends on numpy and scipy only. PyTorch
+losses live in :mod:`expost.nn`, scikit-learn estimators in
+:mod:`expost.estimators`, the experiment harness in :mod:`expost.experiments`.
+"""
+
+from ._decisions import decide, elkan_threshold, expected_utility, weighted_prediction
+from ._recalibration import PriorEstimate, adjust_prior, estimate_target_prior, recover_posterior
+from ._scoring import (
+    AlignmentGain,
+    brier_loss,
+    classification_utility,
+    cost_vector_weights,
+    external_alignment_gain,
+    internal_alignment_gain,
+    log_loss,
+    percent_gain,
+    weighted_loss,
+    zhou_liu_weights,
+)
+from ._utility import Utility
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlignmentGain",
+    "PriorEstimate",
+    "Utility",
+    "__version__",
+    "adjust_prior",
+    "brier_loss",
+    "classification_utility",
+    "cost_vector_weights",
+    "decide",
+    "elkan_threshold",
+    "estimate_target_prior",
+    "expected_utility",
+    "external_alignment_gain",
+    "internal_alignment_gain",
+    "log_loss",
+    "percent_gain",
+    "recover_posterior",
+    "weighted_loss",
+    "weighted_prediction",
+    "zhou_liu_weights",
+]

@@ -1,0 +1,193 @@
+r"""Analytic recalibration: inverting Theorem 1, and prior shift (Appendix A.4, A.5)."""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._utility import Utility, as_utility
+from ._validation import _error, check_choice, check_prior, check_probabilities, describe
+
+__all__ = ["PriorEstimate", "adjust_prior", "estimate_target_prior", "recover_posterior"]
+
+
+def _inverse(u: Utility) -> NDArray[np.float64]:
+    m = u.matrix
+    if m.shape[0] != m.shape[1]:
+        raise ValueError(
+            f"`utility` must be square to be inverted (Theorem 2), got shape {m.shape}; "
+            "recover posteriors empirically instead (expost.learned_posteriors or "
+            "expost.fit_vector_scaling on held-out data)."
+        )
+    cond = np.linalg.cond(m)
+    if not np.isfinite(cond) or cond > 1e12:
+        raise ValueError(
+            f"`utility` is singular (condition number {cond:.3g}), so p^u is not invertible and "
+            "Theorem 2 does not apply: several posteriors map to the same prediction. Recalibrate "
+            "empirically instead (expost.learned_posteriors or expost.fit_vector_scaling on "
+            "held-out data)."
+        )
+    return np.linalg.inv(m)
+
+
+def recover_posterior(
+    p: ArrayLike,
+    utility: Utility | ArrayLike,
+    *,
+    invalid: Literal["clip", "raise", "keep"] = "clip",
+) -> NDArray[np.floating]:
+    r"""Recover the posterior q behind a utility-weighted prediction (Theorem 2, Eq 26).
+
+    .. math:: [p^u]^{-1}(p) = \frac{U^{-1} p}{\iota^\top U^{-1} p}
+
+    For class weights this is Eq 27, :math:`q_y \propto p_y / w_y`. It undoes
+    :func:`weighted_prediction` exactly: ``recover_posterior(weighted_prediction(q, u), u) == q``.
+
+    Parameters
+    ----------
+    p : array-like of shape (n_samples, n_classes) or (n_classes,)
+        Predictions of a model trained with the utility-weighted loss.
+    utility : Utility or array-like, square and invertible
+        A singular ``U`` raises a ValueError (recalibrate empirically instead).
+    invalid : {"clip", "raise", "keep"}
+        What to do with a row of ``p`` outside the image of :math:`p^u` (its
+        inversion leaves the simplex): clip negatives to zero and renormalise,
+        raise a ValueError, or return the signed solution as it is.
+
+    Returns
+    -------
+    ndarray like ``p``, in its floating dtype.
+
+    Examples
+    --------
+    >>> import expost
+    >>> u = expost.Utility.from_class_weights([1, 99])
+    >>> recover_posterior([0.08333333, 0.91666667], u).round(6)
+    array([0.9, 0.1])
+    """
+    check_choice(invalid, "invalid", ("clip", "raise", "keep"))
+    uu = as_utility(utility)
+    inv = _inverse(uu)
+    arr, was_1d = check_probabilities(p, "p", n_columns=uu.n_classes)
+    out = arr @ inv.T.astype(arr.dtype, copy=False)
+    den = arr @ inv.sum(axis=0).astype(arr.dtype, copy=False)
+    out /= den[:, None]
+    if invalid != "keep":
+        tol = 64 * np.finfo(out.dtype).eps * max(1.0, float(np.linalg.norm(inv, np.inf)))
+        if out.min() < -tol or not np.isfinite(out).all():
+            if invalid == "raise":
+                row = int(np.argmin(np.nan_to_num(out, nan=-np.inf).min(axis=1)))
+                raise ValueError(
+                    _error("p", "utility-weighted predictions in the image of p^u (Theorem 2)",
+                           f"row {row}, whose inversion leaves the simplex")
+                )
+            np.nan_to_num(out, copy=False, nan=0.0)
+            np.clip(out, 0.0, None, out=out)
+            out /= out.sum(axis=1, keepdims=True)
+        else:
+            np.clip(out, 0.0, None, out=out)
+    return out[0] if was_1d else out
+
+
+def adjust_prior(
+    q: ArrayLike, source_prior: ArrayLike, target_prior: ArrayLike
+) -> NDArray[np.floating]:
+    r"""Posteriors under a new class prior (Proposition 3; Saerens et al. 2002, Eq 25).
+
+    .. math:: p_y(x) = \frac{\bar w_y q_y(x)}{\langle \bar w, q(x)\rangle},
+       \quad \bar w_y = \bar p_y / \bar q_y
+
+    Valid when the class-conditional feature distributions stay fixed. It is
+    the class-weight adjustment of Eq 16 with :math:`w = \bar p / \bar q`.
+
+    Parameters
+    ----------
+    q : array-like of shape (n_samples, n_classes) or (n_classes,)
+        Posteriors under the source (training) prior.
+    source_prior : array-like of shape (n_classes,), strictly positive
+    target_prior : array-like of shape (n_classes,), nonnegative
+
+    Examples
+    --------
+    >>> adjust_prior([0.5, 0.5], [0.9, 0.1], [0.5, 0.5]).round(3)
+    array([0.1, 0.9])
+    """
+    arr, was_1d = check_probabilities(q, "q")
+    src = check_prior(source_prior, "source_prior", n_classes=arr.shape[1])
+    tgt = check_prior(target_prior, "target_prior", n_classes=arr.shape[1], strictly_positive=False)
+    w = (tgt / src).astype(arr.dtype)
+    out = arr * w
+    den = out.sum(axis=1, keepdims=True)
+    if (den <= 0).any():
+        row = int(np.flatnonzero(den[:, 0] <= 0)[0])
+        raise ValueError(
+            _error("target_prior", "positive on some class each row of `q` supports",
+                   f"zero mass for row {row}")
+        )
+    out /= den
+    return out[0] if was_1d else out
+
+
+class PriorEstimate(NamedTuple):
+    """Result of :func:`estimate_target_prior`; unpacks as ``(prior, posteriors)``."""
+
+    prior: NDArray[np.float64]
+    posteriors: NDArray[np.floating]
+    n_iter: int
+    converged: bool
+
+
+def estimate_target_prior(
+    q: ArrayLike,
+    source_prior: ArrayLike,
+    *,
+    tol: float = 1e-8,
+    max_iter: int = 1000,
+) -> PriorEstimate:
+    r"""Estimate an unknown target prior by EM (Saerens, Latinne and Decaestecker 2002).
+
+    Given source-prior posteriors :math:`q(x_i)` on unlabelled target data,
+    iterate
+
+    .. math:: p^{(s)}(x_i) = \text{adjust\_prior}(q(x_i), \bar q, \bar p^{(s)}), \qquad
+              \bar p^{(s+1)} = \frac1n \sum_i p^{(s)}(x_i)
+
+    from :math:`\bar p^{(0)} = \bar q` until the prior moves less than ``tol`` (max-norm).
+
+    Returns
+    -------
+    PriorEstimate
+        ``(prior, posteriors, n_iter, converged)``; the first two unpack as a tuple.
+
+    Examples
+    --------
+    >>> est = estimate_target_prior([[0.5, 0.5], [0.5, 0.5]], [0.5, 0.5])
+    >>> est.prior, est.converged
+    (array([0.5, 0.5]), True)
+    """
+    arr, was_1d = check_probabilities(q, "q")
+    src = check_prior(source_prior, "source_prior", n_classes=arr.shape[1])
+    if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
+        raise ValueError(_error("max_iter", "a positive integer", describe(max_iter)))
+    if not (np.isfinite(tol) and tol > 0):
+        raise ValueError(_error("tol", "a positive number", describe(tol)))
+    q64 = arr.astype(np.float64)
+    prior = src.copy()
+    post = q64
+    converged = False
+    it = 0
+    for it in range(1, int(max_iter) + 1):
+        post = q64 * (prior / src)
+        post /= post.sum(axis=1, keepdims=True)
+        new = post.mean(axis=0)
+        delta = float(np.max(np.abs(new - prior)))
+        prior = new
+        if delta < tol:
+            converged = True
+            break
+    post = q64 * (prior / src)
+    post /= post.sum(axis=1, keepdims=True)
+    posteriors = post.astype(arr.dtype, copy=False)
+    return PriorEstimate(prior, posteriors[0] if was_1d else posteriors, it, converged)

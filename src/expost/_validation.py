@@ -1,0 +1,208 @@
+"""Input checks shared by every public function.
+
+All errors use one template, :func:`_error`, so that a message always names the
+argument, what was expected and what arrived::
+
+    `q` must be rows of class probabilities (each row summing to 1), got ...
+
+Public functions call the ``check_*`` helpers at the edge and then work on
+validated arrays; the private ``_core`` helpers assume valid input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "check_labels",
+    "check_prior",
+    "check_probabilities",
+    "check_reduction",
+    "describe",
+    "reduce",
+]
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def describe(x: Any) -> str:
+    """Say briefly what ``x`` is, for error messages."""
+    if isinstance(x, np.ndarray):
+        return f"an array of shape {x.shape} and dtype {x.dtype}"
+    if isinstance(x, (list, tuple)):
+        return f"a {type(x).__name__} of length {len(x)}"
+    if isinstance(x, str):
+        return f"the string {x!r}"
+    if x is None:
+        return "None"
+    return f"{type(x).__name__} {x!r}" if np.isscalar(x) else f"an object of type {type(x).__name__}"
+
+
+def _error(name: str, expected: str, got: str) -> str:
+    return f"`{name}` must be {expected}, got {got}."
+
+
+def as_float_array(x: ArrayLike, name: str) -> NDArray[np.floating]:
+    """Convert to a floating array without copying floating input.
+
+    float16 is promoted to float32 (numpy has no fast half-precision kernels);
+    integer and boolean input becomes float64. Non-numeric input raises TypeError.
+    """
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(_error(name, "a numeric array", describe(x)))
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(_error(name, "a numeric array", describe(x))) from exc
+    if arr.dtype == np.float16:
+        return arr.astype(np.float32)
+    if arr.dtype.kind == "f":
+        return arr
+    if arr.dtype.kind in "iub":
+        return arr.astype(np.float64)
+    raise TypeError(_error(name, "a numeric (real, floating) array", describe(arr)))
+
+
+def _default_atol(dtype: np.dtype[Any], n: int) -> float:
+    # Rounding in a sum of n entries: generous multiple of machine epsilon,
+    # never tighter than 1e-6 so float64 softmax outputs always pass.
+    return float(max(1e-6, 64.0 * np.finfo(dtype).eps * max(n, 1)))
+
+
+def check_probabilities(
+    p: ArrayLike,
+    name: str,
+    *,
+    n_columns: int | None = None,
+    columns_name: str = "classes",
+    atol: float | None = None,
+) -> tuple[NDArray[np.floating], bool]:
+    """Check rows of probability distributions.
+
+    Accepts a 1-D distribution (one row) or a 2-D array of rows. Returns the
+    floating 2-D array (a view when possible, never a modified copy of the
+    caller's data) and whether the input was 1-D, so results can be squeezed.
+
+    The checks are one row-sum pass (which also detects NaN and inf: they
+    propagate into the row's sum) and one minimum pass.
+    """
+    arr = as_float_array(p, name)
+    was_1d = arr.ndim == 1
+    if arr.ndim not in (1, 2):
+        raise ValueError(
+            _error(name, "a 1-D distribution or a 2-D array of row distributions", describe(arr))
+        )
+    arr2 = arr[None, :] if was_1d else arr
+    if arr2.shape[0] == 0 or arr2.shape[1] == 0:
+        raise ValueError(_error(name, "a non-empty array", describe(arr)))
+    if n_columns is not None and arr2.shape[1] != n_columns:
+        raise ValueError(
+            _error(
+                name,
+                f"{n_columns} columns (one per {columns_name[:-1] if columns_name.endswith('s') else columns_name})",
+                f"{arr2.shape[1]} columns ({describe(arr)})",
+            )
+        )
+    tol = _default_atol(arr2.dtype, arr2.shape[1]) if atol is None else float(atol)
+    sums = arr2 @ np.ones(arr2.shape[1], dtype=arr2.dtype)
+    if not np.isfinite(sums).all():
+        bad = int(np.flatnonzero(~np.isfinite(sums))[0])
+        raise ValueError(_error(name, "finite (no NaN or inf)", f"a non-finite value in row {bad}"))
+    lo = arr2.min()
+    if lo < -tol:
+        i, j = np.unravel_index(int(np.argmin(arr2)), arr2.shape)
+        raise ValueError(
+            _error(name, "nonnegative probabilities", f"{float(lo):.6g} at row {i}, column {j}")
+        )
+    dev = np.abs(sums - 1.0)
+    if dev.max() > tol:
+        bad = int(np.argmax(dev))
+        raise ValueError(
+            _error(
+                name,
+                f"rows on the probability simplex (each summing to 1 within {tol:.1e})",
+                f"a row {bad} summing to {float(sums[bad]):.6g}",
+            )
+        )
+    return arr2, was_1d
+
+
+def check_labels(
+    y: ArrayLike, name: str, *, n_classes: int, n_samples: int | None = None
+) -> NDArray[np.intp]:
+    """Check integer class labels in ``[0, n_classes)``; return an intp array."""
+    if isinstance(y, (str, bytes)) or y is None:
+        raise TypeError(_error(name, "an array of integer class labels", describe(y)))
+    arr = np.asarray(y)
+    if arr.ndim == 0:
+        arr = arr[None]
+    if arr.ndim != 1:
+        raise ValueError(_error(name, "a 1-D array of class labels", describe(arr)))
+    if arr.size == 0:
+        raise ValueError(_error(name, "a non-empty array of class labels", describe(arr)))
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
+            raise ValueError(
+                _error(name, "integer class labels", "non-integer values (e.g. "
+                       f"{arr[~np.isfinite(arr) | (arr != np.round(arr))][0]!r})")
+            )
+    elif arr.dtype.kind not in "iu":
+        raise TypeError(_error(name, "an array of integer class labels", describe(arr)))
+    if n_samples is not None and arr.shape[0] != n_samples:
+        raise ValueError(
+            _error(name, f"one label per row ({n_samples})", f"{arr.shape[0]} labels")
+        )
+    lo, hi = arr.min(), arr.max()
+    if lo < 0 or hi >= n_classes:
+        bad = lo if lo < 0 else hi
+        raise ValueError(
+            _error(name, f"class labels in [0, {n_classes})", f"the label {bad!r}")
+        )
+    return arr.astype(np.intp, copy=False)
+
+
+def check_prior(prior: ArrayLike, name: str, *, n_classes: int | None = None,
+                strictly_positive: bool = True) -> NDArray[np.float64]:
+    """Check a class prior: 1-D, finite, (strictly) positive, summing to 1."""
+    arr = as_float_array(prior, name).astype(np.float64)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(_error(name, "a non-empty 1-D probability vector", describe(arr)))
+    if n_classes is not None and arr.size != n_classes:
+        raise ValueError(_error(name, f"{n_classes} entries (one per class)", f"{arr.size} entries"))
+    if not np.isfinite(arr).all():
+        raise ValueError(_error(name, "finite", "a NaN or inf entry"))
+    if strictly_positive and (arr <= 0).any():
+        j = int(np.flatnonzero(arr <= 0)[0])
+        raise ValueError(
+            _error(name, "strictly positive class probabilities", f"{arr[j]:.6g} for class {j}")
+        )
+    if (arr < 0).any():
+        j = int(np.flatnonzero(arr < 0)[0])
+        raise ValueError(_error(name, "nonnegative", f"{arr[j]:.6g} for class {j}"))
+    if abs(arr.sum() - 1.0) > 1e-6:
+        raise ValueError(_error(name, "a probability vector summing to 1", f"a sum of {arr.sum():.6g}"))
+    return arr
+
+
+def check_reduction(reduction: str, name: str = "reduction") -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(_error(name, f"one of {REDUCTIONS}", describe(reduction)))
+    return reduction
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(_error(name, f"one of {choices}", describe(value)))
+    return value
+
+
+def reduce(values: NDArray[np.floating], reduction: str) -> Any:
+    """Apply ``reduction`` ('none', 'mean', 'sum') to per-sample values."""
+    if reduction == "none":
+        return values
+    if reduction == "mean":
+        return values.mean(dtype=np.float64)
+    return values.sum(dtype=np.float64)
