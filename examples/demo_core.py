@@ -21,8 +21,19 @@ u = expost.Utility.emphasize(2, emphasized=1, ratio=99).normalized(q.mean(axis=0
 print("utility (Eq 21 normalised):", np.round(u.class_weights, 4))
 p_u = expost.weighted_prediction(q, u)  # Theorem 1
 print("Elkan threshold on q_1:", round(expost.elkan_threshold(u), 4))
-print("mean weighted loss of p^u(q):", round(float(expost.weighted_loss(p_u, y, u, reduction="mean")), 4))
-print("mean weighted loss of q as is:", round(float(expost.weighted_loss(q, y, u, reduction="mean")), 4))
+print(
+    "mean weighted loss of p^u(q):",
+    round(float(expost.weighted_loss(p_u, y, u, reduction="mean")), 4),
+)
+print(
+    "mean weighted loss of q as is:",
+    round(float(expost.weighted_loss(q, y, u, reduction="mean")), 4),
+)
 actions = expost.decide(q, u)
-print("classification utility:", round(float(expost.classification_utility(actions, y, u, reduction="mean")), 4))
-print("round trip |recover(p^u(q)) - q|:", float(np.abs(expost.recover_posterior(p_u, u) - q).max()))
+print(
+    "classification utility:",
+    round(float(expost.classification_utility(actions, y, u, reduction="mean")), 4),
+)
+print(
+    "round trip |recover(p^u(q)) - q|:", float(np.abs(expost.recover_posterior(p_u, u) - q).max())
+)

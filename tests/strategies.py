@@ -12,7 +12,9 @@ from hypothesis.extra import numpy as hnp
 
 import expost
 
-_pos = st.floats(min_value=1e-3, max_value=1e3, allow_nan=False, allow_infinity=False)
+_pos = st.floats(
+    min_value=1e-3, max_value=1e3, allow_nan=False, allow_infinity=False, allow_subnormal=False
+)
 
 
 @st.composite
@@ -20,6 +22,8 @@ def simplex(draw, m: int, *, min_mass: float = 1e-4) -> np.ndarray:
     """One distribution over m classes with every entry >= min_mass / m-ish."""
     raw = draw(hnp.arrays(np.float64, (m,), elements=st.floats(0.0, 1.0)))
     raw = raw + min_mass
+    if raw.sum() == 0:
+        raw = np.ones(m)
     return raw / raw.sum()
 
 
@@ -36,13 +40,15 @@ def class_weights(draw, m: int) -> np.ndarray:
 
 
 @st.composite
-def utilities(draw, m: int, n_actions: int | None = None, *, square: bool = False) -> expost.Utility:
+def utilities(
+    draw, m: int, n_actions: int | None = None, *, square: bool = False
+) -> expost.Utility:
     """A nonnegative, nondegenerate utility; sometimes diagonal, sometimes sparse."""
     a = m if (square or n_actions is None) else n_actions
     kind = draw(st.sampled_from(["full", "diagonal", "sparse"])) if a == m else "full"
     if kind == "diagonal":
         return expost.Utility.from_class_weights(draw(class_weights(m)))
-    mat = draw(hnp.arrays(np.float64, (a, m), elements=st.floats(0.0, 100.0)))
+    mat = draw(hnp.arrays(np.float64, (a, m), elements=st.one_of(st.just(0.0), _pos)))
     if kind == "sparse":
         mask = draw(hnp.arrays(np.bool_, (a, m)))
         mat = np.where(mask, mat, 0.0)

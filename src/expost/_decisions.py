@@ -34,8 +34,9 @@ def _decide(q: NDArray[np.floating], u: NDArray[np.float64]) -> NDArray[np.intp]
     return np.argmax(q @ u.T.astype(q.dtype, copy=False), axis=1)
 
 
-def _prepare(q: ArrayLike, utility: Utility | ArrayLike, name: str = "q"
-             ) -> tuple[NDArray[np.floating], bool, Utility]:
+def _prepare(
+    q: ArrayLike, utility: Utility | ArrayLike, name: str = "q"
+) -> tuple[NDArray[np.floating], bool, Utility]:
     u = as_utility(utility)
     arr, was_1d = check_probabilities(q, name, n_columns=u.n_classes, columns_name="classes")
     return arr, was_1d, u

@@ -2,7 +2,7 @@ r"""Analytic recalibration: inverting Theorem 1, and prior shift (Appendix A.4, 
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -29,7 +29,7 @@ def _inverse(u: Utility) -> NDArray[np.float64]:
             "empirically instead (expost.learned_posteriors or expost.fit_vector_scaling on "
             "held-out data)."
         )
-    return np.linalg.inv(m)
+    return np.asarray(np.linalg.inv(m), dtype=np.float64)
 
 
 def recover_posterior(
@@ -73,21 +73,31 @@ def recover_posterior(
     arr, was_1d = check_probabilities(p, "p", n_columns=uu.n_classes)
     out = arr @ inv.T.astype(arr.dtype, copy=False)
     den = arr @ inv.sum(axis=0).astype(arr.dtype, copy=False)
+    # p is finite, so the result is finite iff every denominator is finite and nonzero
+    bad = ~(np.isfinite(den) & (den != 0))
+    if bad.any() and invalid == "clip":
+        den[bad] = 1.0  # keep U^-1 p as it is; clipping below renormalises those rows
     out /= den[:, None]
-    if invalid != "keep":
-        tol = 64 * np.finfo(out.dtype).eps * max(1.0, float(np.linalg.norm(inv, np.inf)))
-        if out.min() < -tol or not np.isfinite(out).all():
-            if invalid == "raise":
-                row = int(np.argmin(np.nan_to_num(out, nan=-np.inf).min(axis=1)))
-                raise ValueError(
-                    _error("p", "utility-weighted predictions in the image of p^u (Theorem 2)",
-                           f"row {row}, whose inversion leaves the simplex")
+    tol = 64 * np.finfo(out.dtype).eps * max(1.0, float(np.linalg.norm(inv, np.inf)))
+    if invalid != "keep" and (bad.any() or out.min() < -tol):
+        if invalid == "raise":
+            rows = np.flatnonzero(bad | (out.min(axis=1) < -tol))
+            raise ValueError(
+                _error(
+                    "p",
+                    "utility-weighted predictions in the image of p^u (Theorem 2)",
+                    f"row {int(rows[0])}, whose inversion leaves the simplex",
                 )
-            np.nan_to_num(out, copy=False, nan=0.0)
-            np.clip(out, 0.0, None, out=out)
-            out /= out.sum(axis=1, keepdims=True)
-        else:
-            np.clip(out, 0.0, None, out=out)
+            )
+        np.maximum(out, 0.0, out=out)
+        sums = out @ np.ones(out.shape[1], dtype=out.dtype)
+        empty = sums <= 0
+        if empty.any():  # nothing left after clipping: no information, uniform
+            out[empty] = 1.0 / out.shape[1]
+            sums[empty] = 1.0
+        out /= sums[:, None]
+    elif invalid != "keep":
+        np.maximum(out, 0.0, out=out)  # rounding-level negatives
     return out[0] if was_1d else out
 
 
@@ -123,20 +133,47 @@ def adjust_prior(
     if (den <= 0).any():
         row = int(np.flatnonzero(den[:, 0] <= 0)[0])
         raise ValueError(
-            _error("target_prior", "positive on some class each row of `q` supports",
-                   f"zero mass for row {row}")
+            _error(
+                "target_prior",
+                "positive on some class each row of `q` supports",
+                f"zero mass for row {row}",
+            )
         )
     out /= den
     return out[0] if was_1d else out
 
 
-class PriorEstimate(NamedTuple):
-    """Result of :func:`estimate_target_prior`; unpacks as ``(prior, posteriors)``."""
+class PriorEstimate(tuple):  # type: ignore[type-arg,unused-ignore]
+    """Result of :func:`estimate_target_prior`.
+
+    Unpacks as ``prior, posteriors = estimate``; ``n_iter`` and ``converged``
+    are attributes.
+    """
 
     prior: NDArray[np.float64]
     posteriors: NDArray[np.floating]
     n_iter: int
     converged: bool
+
+    def __new__(
+        cls,
+        prior: NDArray[np.float64],
+        posteriors: NDArray[np.floating],
+        n_iter: int,
+        converged: bool,
+    ) -> PriorEstimate:
+        self = super().__new__(cls, (prior, posteriors))
+        self.prior, self.posteriors = prior, posteriors
+        self.n_iter, self.converged = n_iter, converged
+        return self
+
+    def __getnewargs__(self) -> tuple[object, ...]:
+        return (self.prior, self.posteriors, self.n_iter, self.converged)
+
+    def __repr__(self) -> str:
+        return (
+            f"PriorEstimate(prior={self.prior!r}, n_iter={self.n_iter}, converged={self.converged})"
+        )
 
 
 def estimate_target_prior(
@@ -159,7 +196,7 @@ def estimate_target_prior(
     Returns
     -------
     PriorEstimate
-        ``(prior, posteriors, n_iter, converged)``; the first two unpack as a tuple.
+        Unpacks as ``(prior, posteriors)``; also has ``n_iter`` and ``converged``.
 
     Examples
     --------
@@ -177,8 +214,9 @@ def estimate_target_prior(
     prior = src.copy()
     post = q64
     converged = False
-    it = 0
-    for it in range(1, int(max_iter) + 1):
+    n_iter = 0
+    for _ in range(int(max_iter)):
+        n_iter += 1
         post = q64 * (prior / src)
         post /= post.sum(axis=1, keepdims=True)
         new = post.mean(axis=0)
@@ -190,4 +228,4 @@ def estimate_target_prior(
     post = q64 * (prior / src)
     post /= post.sum(axis=1, keepdims=True)
     posteriors = post.astype(arr.dtype, copy=False)
-    return PriorEstimate(prior, posteriors[0] if was_1d else posteriors, it, converged)
+    return PriorEstimate(prior, posteriors[0] if was_1d else posteriors, n_iter, converged)

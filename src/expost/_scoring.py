@@ -49,9 +49,10 @@ def _log_loss(p: NDArray[np.floating], y: NDArray[np.intp]) -> NDArray[np.floati
 
 
 def _brier_loss(p: NDArray[np.floating], y: NDArray[np.intp]) -> NDArray[np.floating]:
-    # ||p - e_y||^2 = ||p||^2 - 2 p_y + 1
-    sq = np.einsum("ij,ij->i", p, p)
-    return sq - 2.0 * p[np.arange(p.shape[0]), y] + 1.0
+    # sum_k (p_k - 1{k=y})^2 on the difference itself: no cancellation near p = e_y
+    d = p.copy()
+    d[np.arange(p.shape[0]), y] -= 1.0
+    return np.einsum("ij,ij->i", d, d)
 
 
 def _weighted_loss(
@@ -142,7 +143,7 @@ def weighted_loss(
     array([68.62157088])
     """
     check_reduction(reduction)
-    base = check_choice(base, "base", BASES)
+    check_choice(base, "base", BASES)
     uu = as_utility(utility)
     arr, _ = check_probabilities(p, "p", n_columns=uu.n_actions, columns_name="actions")
     labels = check_labels(y, "y", n_classes=uu.n_classes, n_samples=arr.shape[0])
@@ -224,9 +225,11 @@ def internal_alignment_gain(
     >>> g.metric, round(g.weighted_training, 4), round(g.ex_post, 4)
     ('weighted_loss', 2.0083, 0.9482)
     """
-    base = check_choice(base, "base", BASES)
+    check_choice(base, "base", BASES)
     uu = as_utility(utility)
-    pw, _ = check_probabilities(p_weighted, "p_weighted", n_columns=uu.n_actions, columns_name="actions")
+    pw, _ = check_probabilities(
+        p_weighted, "p_weighted", n_columns=uu.n_actions, columns_name="actions"
+    )
     pu, _ = check_probabilities(p_unweighted, "p_unweighted", n_columns=uu.n_classes)
     if pw.shape[0] != pu.shape[0]:
         raise ValueError(
@@ -263,7 +266,9 @@ def external_alignment_gain(
     9.0
     """
     uu = as_utility(utility)
-    pw, _ = check_probabilities(p_weighted, "p_weighted", n_columns=uu.n_actions, columns_name="actions")
+    pw, _ = check_probabilities(
+        p_weighted, "p_weighted", n_columns=uu.n_actions, columns_name="actions"
+    )
     pu, _ = check_probabilities(p_unweighted, "p_unweighted", n_columns=uu.n_classes)
     if pw.shape[0] != pu.shape[0]:
         raise ValueError(
@@ -273,7 +278,11 @@ def external_alignment_gain(
     wt = float(_classification_utility(np.argmax(pw, axis=1), labels, uu.matrix).mean())
     ep = float(_classification_utility(_decide(pu, uu.matrix), labels, uu.matrix).mean())
     return AlignmentGain(
-        "classification_utility", wt, ep, ep - wt, float(percent_gain(wt, ep, higher_is_better=True))
+        "classification_utility",
+        wt,
+        ep,
+        ep - wt,
+        float(percent_gain(wt, ep, higher_is_better=True)),
     )
 
 
@@ -281,7 +290,9 @@ def external_alignment_gain(
 def _check_costs(costs: ArrayLike) -> NDArray[np.float64]:
     c = as_float_array(costs, "costs").astype(np.float64)
     if c.ndim != 2 or c.shape[0] != c.shape[1] or c.shape[0] < 2:
-        raise ValueError(_error("costs", "a square cost matrix c[predicted, true] of size >= 2", describe(c)))
+        raise ValueError(
+            _error("costs", "a square cost matrix c[predicted, true] of size >= 2", describe(c))
+        )
     if not np.isfinite(c).all():
         raise ValueError(_error("costs", "finite", "a NaN or inf entry"))
     if (c < 0).any():
@@ -305,7 +316,9 @@ def cost_vector_weights(costs: ArrayLike) -> NDArray[np.float64]:
     w = c.sum(axis=0)
     if (w <= 0).any():
         j = int(np.flatnonzero(w <= 0)[0])
-        raise ValueError(_error("costs", "a positive total cost for every true class", f"0 for class {j}"))
+        raise ValueError(
+            _error("costs", "a positive total cost for every true class", f"0 for class {j}")
+        )
     return w
 
 
@@ -325,7 +338,9 @@ def zhou_liu_weights(costs: ArrayLike, *, rtol: float = 1e-8) -> NDArray[np.floa
     m = c.shape[0]
     off = ~np.eye(m, dtype=bool)
     if (c[off] <= 0).any():
-        raise ValueError(_error("costs", "positive misclassification costs off the diagonal", "a zero"))
+        raise ValueError(
+            _error("costs", "positive misclassification costs off the diagonal", "a zero")
+        )
     rows = []
     for i in range(m):
         for j in range(i + 1, m):
@@ -333,7 +348,7 @@ def zhou_liu_weights(costs: ArrayLike, *, rtol: float = 1e-8) -> NDArray[np.floa
             r[i], r[j] = c[i, j], -c[j, i]
             rows.append(r)
     a = np.asarray(rows)
-    _, s, vt = np.linalg.svd(a)
+    vt = np.linalg.svd(a)[2]
     w = vt[-1]
     residual = np.linalg.norm(a @ w) / np.linalg.norm(a)
     if residual > rtol or not (np.all(w > 0) or np.all(w < 0)):

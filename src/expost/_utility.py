@@ -58,17 +58,13 @@ class Utility:
             matrix = matrix.matrix
         arr = as_float_array(matrix, "utility")
         if arr.ndim != 2:
-            raise ValueError(
-                _error("utility", "a 2-D matrix u[action, class]", describe(arr))
-            )
+            raise ValueError(_error("utility", "a 2-D matrix u[action, class]", describe(arr)))
         if arr.shape[0] == 0 or arr.shape[1] == 0:
             raise ValueError(_error("utility", "a non-empty matrix", describe(arr)))
         arr = np.array(arr, dtype=np.float64, copy=True)
         if not np.isfinite(arr).all():
             a, y = np.argwhere(~np.isfinite(arr))[0]
-            raise ValueError(
-                _error("utility", "finite", f"{arr[a, y]} at action {a}, class {y}")
-            )
+            raise ValueError(_error("utility", "finite", f"{arr[a, y]} at action {a}, class {y}"))
         if (arr < 0).any():
             a, y = np.argwhere(arr < 0)[0]
             raise ValueError(
@@ -88,7 +84,7 @@ class Utility:
                 )
             )
         arr.setflags(write=False)
-        self._matrix = arr
+        self._matrix: NDArray[np.float64] = arr.astype(np.float64, copy=False)
         self._actions = _labels(actions, arr.shape[0], "actions")
         self._classes = _labels(classes, arr.shape[1], "classes")
 
@@ -106,20 +102,24 @@ class Utility:
         """
         w = as_float_array(weights, "weights").astype(np.float64)
         if w.ndim != 1 or w.size == 0:
-            raise ValueError(_error("weights", "a non-empty 1-D array of class weights", describe(w)))
+            raise ValueError(
+                _error("weights", "a non-empty 1-D array of class weights", describe(w))
+            )
         if not np.isfinite(w).all():
             raise ValueError(_error("weights", "finite", "a NaN or inf weight"))
         if (w <= 0).any():
             j = int(np.flatnonzero(w <= 0)[0])
             raise ValueError(
-                _error("weights", "strictly positive class weights (Eq 14)", f"{w[j]:.6g} for class {j}")
+                _error(
+                    "weights",
+                    "strictly positive class weights (Eq 14)",
+                    f"{w[j]:.6g} for class {j}",
+                )
             )
         return cls(np.diag(w), actions=classes, classes=classes)
 
     @classmethod
-    def emphasize(
-        cls, n_classes: int, emphasized: int, ratio: float = 99.0
-    ) -> Utility:
+    def emphasize(cls, n_classes: int, emphasized: int, ratio: float = 99.0) -> Utility:
         r"""The paper's experimental objective: class ``emphasized`` weighted ``ratio`` : 1.
 
         :math:`w_y = \text{ratio}` for the emphasised class and 1 for every other
@@ -173,7 +173,9 @@ class Utility:
         """
         c = as_float_array(costs, "costs").astype(np.float64)
         if c.ndim != 2 or c.size == 0:
-            raise ValueError(_error("costs", "a non-empty 2-D matrix c[action, class]", describe(c)))
+            raise ValueError(
+                _error("costs", "a non-empty 2-D matrix c[action, class]", describe(c))
+            )
         if not np.isfinite(c).all():
             raise ValueError(_error("costs", "finite", "a NaN or inf entry"))
         if shift == "column":
@@ -233,12 +235,15 @@ class Utility:
             return self
         neglog = -np.log(mu)
         entropy = float(mu @ neglog)
-        weighted = float(neglog @ self._matrix @ mu)
+        unit = self._matrix / self._matrix.max()  # scale first: no overflow for tiny utilities
+        weighted = float(neglog @ unit @ mu)
         if entropy == 0.0 or weighted == 0.0:
             raise ValueError(
-                _error("prior", "a prior for which Eq 21 is defined (positive entropy)", describe(mu))
+                _error(
+                    "prior", "a prior for which Eq 21 is defined (positive entropy)", describe(mu)
+                )
             )
-        return Utility(self._matrix * (entropy / weighted), actions=self._actions, classes=self._classes)
+        return Utility(unit * (entropy / weighted), actions=self._actions, classes=self._classes)
 
     # ------------------------------------------------------------------ properties
     @property

@@ -38,7 +38,9 @@ def describe(x: Any) -> str:
         return f"the string {x!r}"
     if x is None:
         return "None"
-    return f"{type(x).__name__} {x!r}" if np.isscalar(x) else f"an object of type {type(x).__name__}"
+    return (
+        f"{type(x).__name__} {x!r}" if np.isscalar(x) else f"an object of type {type(x).__name__}"
+    )
 
 
 def _error(name: str, expected: str, got: str) -> str:
@@ -102,7 +104,7 @@ def check_probabilities(
         raise ValueError(
             _error(
                 name,
-                f"{n_columns} columns (one per {columns_name[:-1] if columns_name.endswith('s') else columns_name})",
+                f"{n_columns} columns (one per {columns_name.removesuffix('s')})",
                 f"{arr2.shape[1]} columns ({describe(arr)})",
             )
         )
@@ -146,32 +148,35 @@ def check_labels(
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
             raise ValueError(
-                _error(name, "integer class labels", "non-integer values (e.g. "
-                       f"{arr[~np.isfinite(arr) | (arr != np.round(arr))][0]!r})")
+                _error(
+                    name,
+                    "integer class labels",
+                    "non-integer values (e.g. "
+                    f"{arr[~np.isfinite(arr) | (arr != np.round(arr))][0]!r})",
+                )
             )
     elif arr.dtype.kind not in "iu":
         raise TypeError(_error(name, "an array of integer class labels", describe(arr)))
     if n_samples is not None and arr.shape[0] != n_samples:
-        raise ValueError(
-            _error(name, f"one label per row ({n_samples})", f"{arr.shape[0]} labels")
-        )
+        raise ValueError(_error(name, f"one label per row ({n_samples})", f"{arr.shape[0]} labels"))
     lo, hi = arr.min(), arr.max()
     if lo < 0 or hi >= n_classes:
         bad = lo if lo < 0 else hi
-        raise ValueError(
-            _error(name, f"class labels in [0, {n_classes})", f"the label {bad!r}")
-        )
+        raise ValueError(_error(name, f"class labels in [0, {n_classes})", f"the label {bad!r}"))
     return arr.astype(np.intp, copy=False)
 
 
-def check_prior(prior: ArrayLike, name: str, *, n_classes: int | None = None,
-                strictly_positive: bool = True) -> NDArray[np.float64]:
+def check_prior(
+    prior: ArrayLike, name: str, *, n_classes: int | None = None, strictly_positive: bool = True
+) -> NDArray[np.float64]:
     """Check a class prior: 1-D, finite, (strictly) positive, summing to 1."""
     arr = as_float_array(prior, name).astype(np.float64)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(_error(name, "a non-empty 1-D probability vector", describe(arr)))
     if n_classes is not None and arr.size != n_classes:
-        raise ValueError(_error(name, f"{n_classes} entries (one per class)", f"{arr.size} entries"))
+        raise ValueError(
+            _error(name, f"{n_classes} entries (one per class)", f"{arr.size} entries")
+        )
     if not np.isfinite(arr).all():
         raise ValueError(_error(name, "finite", "a NaN or inf entry"))
     if strictly_positive and (arr <= 0).any():
@@ -183,7 +188,9 @@ def check_prior(prior: ArrayLike, name: str, *, n_classes: int | None = None,
         j = int(np.flatnonzero(arr < 0)[0])
         raise ValueError(_error(name, "nonnegative", f"{arr[j]:.6g} for class {j}"))
     if abs(arr.sum() - 1.0) > 1e-6:
-        raise ValueError(_error(name, "a probability vector summing to 1", f"a sum of {arr.sum():.6g}"))
+        raise ValueError(
+            _error(name, "a probability vector summing to 1", f"a sum of {arr.sum():.6g}")
+        )
     return arr
 
 
