@@ -9,7 +9,25 @@ losses live in :mod:`expost.nn`, scikit-learn estimators in
 :mod:`expost.estimators`, the experiment harness in :mod:`expost.experiments`.
 """
 
+from ._calibration import (
+    ReliabilityCurve,
+    RiskDecomposition,
+    apply_scaling,
+    calibration_error,
+    fit_temperature,
+    fit_vector_scaling,
+    learned_posteriors,
+    loss_calibration_gap,
+    reliability_curve,
+    risk_decomposition,
+)
 from ._decisions import decide, elkan_threshold, expected_utility, weighted_prediction
+from ._incentives import (
+    IncentiveCurves,
+    binary_incentive_curves,
+    learning_gradient,
+    residual_learning_loss,
+)
 from ._recalibration import PriorEstimate, adjust_prior, estimate_target_prior, recover_posterior
 from ._scoring import (
     AlignmentGain,
@@ -29,11 +47,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlignmentGain",
+    "IncentiveCurves",
     "PriorEstimate",
+    "ReliabilityCurve",
+    "RiskDecomposition",
     "Utility",
     "__version__",
     "adjust_prior",
+    "apply_scaling",
+    "binary_incentive_curves",
     "brier_loss",
+    "calibration_error",
     "classification_utility",
     "cost_vector_weights",
     "decide",
@@ -41,10 +65,18 @@ __all__ = [
     "estimate_target_prior",
     "expected_utility",
     "external_alignment_gain",
+    "fit_temperature",
+    "fit_vector_scaling",
     "internal_alignment_gain",
+    "learned_posteriors",
+    "learning_gradient",
     "log_loss",
+    "loss_calibration_gap",
     "percent_gain",
     "recover_posterior",
+    "reliability_curve",
+    "residual_learning_loss",
+    "risk_decomposition",
     "weighted_loss",
     "weighted_prediction",
     "zhou_liu_weights",
