@@ -1,0 +1,1 @@
+"""The experiment harness: data sets, models, regimes, training, evaluation and storage."""
