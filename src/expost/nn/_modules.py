@@ -1,0 +1,199 @@
+"""``torch.nn.Module`` forms of the utility-weighted losses.
+
+Built from the same private pieces as :mod:`expost.nn.functional`
+(:mod:`expost.nn._core`); the modules only add state: the utility as a
+registered buffer, converted once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+from torch import Tensor
+
+from .._validation import _error
+from . import _core
+
+__all__ = ["UtilityWeightedBrier", "UtilityWeightedCrossEntropy"]
+
+
+def _version(t: Tensor) -> int:
+    try:
+        return int(t._version)
+    except RuntimeError:  # inference tensors keep no version counter (and cannot change)
+        return -1
+
+
+class _UtilityWeightedLoss(torch.nn.Module):
+    _base: ClassVar[str]
+    utility: Tensor
+
+    def __init__(
+        self,
+        utility: Any,
+        reduction: str = "mean",
+        *,
+        normalize_prior: ArrayLike | None = None,
+        validate: bool = True,
+    ) -> None:
+        super().__init__()
+        self.reduction = _core.check_reduction(reduction)
+        self.validate = bool(validate)
+        u = _core.core_utility(utility)
+        if normalize_prior is not None:
+            u = u.normalized(normalize_prior)  # Eq 21, the core's normalisation
+        self.normalized = normalize_prior is not None
+        device = utility.device if isinstance(utility, Tensor) else None
+        self.register_buffer(
+            "utility", torch.tensor(np.array(u.matrix), dtype=torch.float32, device=device)
+        )
+        self._diagonal = u.is_diagonal
+        self._source: Tensor | None = self.utility
+        self._source_version = _version(self.utility)
+        self._prepared: dict[torch.dtype, _core.TorchUtility] = {}
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # Check an incoming utility before torch copies it into the buffer, so that a
+        # failed load leaves the module as it was (the copy then triggers a refresh).
+        incoming = state_dict.get(prefix + "utility")
+        if isinstance(incoming, Tensor):
+            _core.core_utility(incoming)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    # The buffer is the single source of truth. Derived tensors (class weights or the
+    # transposed matrix, per compute dtype) are cached and rebuilt whenever the buffer
+    # is replaced (.to(), assignment) or changed in place (load_state_dict, copy_).
+    def _refresh(self) -> None:
+        buf = self._buffers["utility"]
+        assert buf is not None
+        u = _core.core_utility(buf)  # the core's checks (one small copy to the CPU)
+        self._diagonal = u.is_diagonal
+        self._prepared = {}
+        self._source = buf
+        self._source_version = _version(buf)
+
+    def _torch_utility(self, buf: Tensor, dtype: torch.dtype) -> _core.TorchUtility:
+        if buf is not self._source or _version(buf) != self._source_version:
+            self._refresh()
+        tu = self._prepared.get(dtype)
+        if tu is None:
+            with torch.inference_mode(False):  # cached: usable later with autograd
+                t = buf.to(dtype)
+                n_actions, n_classes = t.shape
+                if self._diagonal:
+                    tu = _core.TorchUtility(t.diagonal().clone(), None, n_actions, n_classes)
+                else:
+                    tu = _core.TorchUtility(None, t.t().contiguous(), n_actions, n_classes)
+            self._prepared[dtype] = tu
+        return tu
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        buf = self._buffers["utility"]  # (not self.utility: Module.__getattr__ is slow)
+        assert buf is not None
+        n_actions, n_classes = buf.shape
+        y = _core.check_inputs(logits, target, n_actions, n_classes, self.validate)
+        if logits.get_device() != buf.get_device():
+            raise ValueError(
+                _error(
+                    "logits",
+                    f"on the loss module's device ({buf.device}; move the module "
+                    "with .to(device))",
+                    _core.describe(logits),
+                )
+            )
+        dtype = _core.compute_dtype(logits)
+        tu = self._torch_utility(buf, dtype)
+        return _core.weighted_loss(self._base, logits, y, tu, self.reduction, dtype)
+
+    def extra_repr(self) -> str:
+        n_actions, n_classes = self.utility.shape
+        values = self.utility.detach().to("cpu", torch.float64)
+        if self._diagonal:
+            w = values.diagonal()
+            if n_classes <= 6:
+                what = "class weights [" + ", ".join(f"{float(v):.4g}" for v in w) + "]"
+            else:
+                what = (
+                    f"class weights over {n_classes} classes in "
+                    f"[{float(w.min()):.4g}, {float(w.max()):.4g}]"
+                )
+        else:
+            what = f"matrix of {n_actions} actions x {n_classes} classes"
+        parts = [f"utility={what}", f"reduction={self.reduction!r}"]
+        if self.normalized:
+            parts.append("normalized (Eq 21)")
+        if not self.validate:
+            parts.append("validate=False")
+        return ", ".join(parts)
+
+
+class UtilityWeightedCrossEntropy(_UtilityWeightedLoss):
+    r"""Utility-weighted (doubly-weighted) cross-entropy from logits (Eq 6, 15, 24).
+
+    .. math:: \ell^u(p, y) = -\sum_a u(a, y) \log p_a, \qquad p = \operatorname{softmax}(z)
+
+    The module form of :func:`expost.nn.functional.utility_weighted_cross_entropy`.
+
+    Parameters
+    ----------
+    utility : Utility, array-like or Tensor of shape (n_actions, n_classes) or (m,)
+        Checked by the numpy core and stored as the float32 buffer ``utility``
+        (in ``state_dict``; moves and casts with ``.to()``). A 1-D input is class
+        weights (Eq 14); a diagonal utility uses the O(N) class-weight path.
+    reduction : {"mean", "sum", "none", "weighted_mean"}
+        ``"mean"`` (default) is the paper's plain sample mean; ``"weighted_mean"``
+        reproduces ``F.cross_entropy(weight=...)``'s division by the batch's total
+        weight.
+    normalize_prior : array-like of shape (n_classes,), optional
+        The training prior :math:`\mu`; rescales the utility with
+        :meth:`expost.Utility.normalized` so that predicting the prior costs
+        its entropy, :math:`\bar\ell^u(\mu, \mu) = \bar\ell(\mu, \mu)` (Eq 21).
+    validate : bool, default True
+        Check target ranges on every call (one ``aminmax``; a sync on CUDA).
+
+    Examples
+    --------
+    >>> import torch, expost
+    >>> from expost.nn import UtilityWeightedCrossEntropy
+    >>> mu = torch.tensor([0.5, 0.3, 0.2])
+    >>> loss = UtilityWeightedCrossEntropy(expost.Utility.emphasize(3, 1, ratio=99),
+    ...                                    reduction="none", normalize_prior=mu.numpy())
+    >>> loss
+    UtilityWeightedCrossEntropy(utility=class weights [0.02827, 2.798, 0.02827],
+                                reduction='none', normalized (Eq 21))
+
+    Eq 21: predicting the prior costs its entropy, as it does unweighted.
+
+    >>> per_class = loss(mu.log().expand(3, 3), torch.tensor([0, 1, 2]))
+    >>> round(float(mu @ per_class), 4), round(float(-(mu * mu.log()).sum()), 4)
+    (1.0297, 1.0297)
+    """
+
+    _base = "log"
+
+
+class UtilityWeightedBrier(_UtilityWeightedLoss):
+    r"""Utility-weighted Brier loss from logits (Eq 6 with the Brier score, footnote 19).
+
+    .. math:: \ell^u(p, y) = \sum_a u(a, y)\, \lVert p - e_a \rVert^2,
+              \qquad p = \operatorname{softmax}(z)
+
+    The module form of :func:`expost.nn.functional.utility_weighted_brier`;
+    parameters as in :class:`UtilityWeightedCrossEntropy` (``normalize_prior``
+    applies the same Eq 21 scaling, which is defined by the log loss).
+
+    Examples
+    --------
+    >>> import torch, expost
+    >>> from expost.nn import UtilityWeightedBrier
+    >>> loss = UtilityWeightedBrier([[1.0, 0.0], [0.5, 2.0]])
+    >>> loss
+    UtilityWeightedBrier(utility=matrix of 2 actions x 2 classes, reduction='mean')
+    >>> loss(torch.zeros(2, 2), torch.tensor([0, 1]))
+    tensor(0.8750)
+    """
+
+    _base = "brier"
