@@ -1,10 +1,19 @@
-"""Shared test configuration: hypothesis profiles and small fixtures."""
+"""Shared test configuration: one BLAS/torch thread per worker, hypothesis profiles, fixtures."""
 
 import os
 
-import numpy as np
-import pytest
-from hypothesis import HealthCheck, settings
+# `pytest -n 2` runs two workers on CI's two cores: each gets one thread, or
+# OpenBLAS's spinning threads oversubscribe the machine (tens of times slower).
+# Subprocesses started by tests inherit these.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+threadpool_limits(1)
 
 settings.register_profile(
     "default",
@@ -23,3 +32,11 @@ settings.load_profile(
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:  # only when torch is installed; importing it here is cheap next to the tests that need it
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
