@@ -21,14 +21,17 @@ import numpy as np
 import expost
 
 
-def _median_time(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up
-    times = []
+def _interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, np.ndarray]:
+    """Seconds per call of each function, run round-robin so load drifts hit all alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: np.asarray(v) for k, v in times.items()}
 
 
 def _peak_extra(fn: Callable[[], object]) -> int:
@@ -47,7 +50,7 @@ def main() -> None:
     )
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--m", type=int, default=15)
-    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--repeat", type=int, default=21)
     args = ap.parse_args()
 
     rng = np.random.default_rng(0)
@@ -61,23 +64,24 @@ def main() -> None:
     u_full = expost.Utility(rng.uniform(0.1, 2.0, size=(args.m, args.m)) + np.eye(args.m) * 5)
     nbytes = q.nbytes
 
-    print(f"q: {args.n:,} x {args.m} float32 ({nbytes / 2**20:.1f} MiB); median of {args.repeat}")
-    print(f"{'function':<34}{'utility':>9}{'seconds':>10}{'ratio':>8}{'peak/input':>12}")
+    print(f"q: {args.n:,} x {args.m} float32 ({nbytes / 2**20:.1f} MiB); {args.repeat} interleaved rounds")
+    print("ratio = median over rounds of (function / baseline in the same round); best = fastest round")
+    print(f"{'function':<24}{'utility':>9}{'best s':>9}{'median s':>10}{'ratio':>7}{'peak/input':>12}")
     for name, u in (("diagonal", u_diag), ("full", u_full)):
         ut = u.matrix.T.astype(np.float32)
-        base = _median_time(lambda ut=ut: q @ ut, args.repeat)
-        base_mem = _peak_extra(lambda ut=ut: q @ ut)
-        print(
-            f"{'q @ U.T (baseline)':<34}{name:>9}{base:>10.4f}{1.0:>8.2f}{base_mem / nbytes:>12.2f}"
-        )
-        for label, fn in (
-            ("weighted_prediction", lambda u=u: expost.weighted_prediction(q, u)),
-            ("decide", lambda u=u: expost.decide(q, u)),
-            ("recover_posterior", lambda u=u: expost.recover_posterior(q, u)),
-        ):
-            t = _median_time(fn, args.repeat)
-            mem = _peak_extra(fn)
-            print(f"{label:<34}{name:>9}{t:>10.4f}{t / base:>8.2f}{mem / nbytes:>12.2f}")
+        fns: dict[str, Callable[[], object]] = {
+            "q @ U.T (baseline)": lambda ut=ut: q @ ut,
+            "weighted_prediction": lambda u=u: expost.weighted_prediction(q, u),
+            "decide": lambda u=u: expost.decide(q, u),
+            "recover_posterior": lambda u=u: expost.recover_posterior(q, u),
+        }
+        times = _interleaved(fns, args.repeat)
+        base = times["q @ U.T (baseline)"]
+        for label, fn in fns.items():
+            t = times[label]
+            ratio = float(np.median(t / base))
+            mem = _peak_extra(fn) / nbytes
+            print(f"{label:<24}{name:>9}{t.min():>9.4f}{np.median(t):>10.4f}{ratio:>7.2f}{mem:>12.2f}")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ CATALOGUE = [
         (np.full((2, 4), 0.25), W),
         {},
         ValueError,
-        r"`q`.*3 columns.*4 columns",
+        r"`q` must be an array with 3 columns \(one per class\), got 4 columns",
     ),
     ("q-strings", expost.decide, (np.array([["a", "b", "c"]]), W), {}, TypeError, r"`q`.*numeric"),
     ("q-none", expost.decide, (None, W), {}, TypeError, r"`q`.*numeric.*None"),
@@ -112,7 +112,7 @@ CATALOGUE = [
         (np.full((2, 2), 0.5), Y, W),
         {},
         ValueError,
-        r"`p`.*3 columns",
+        r"`p` must be an array with 3 columns \(one per action\)",
     ),
     (
         "base-unknown",

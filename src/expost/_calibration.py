@@ -743,7 +743,7 @@ def risk_decomposition(
         u = np.eye(arr.shape[1])
     else:
         uu = as_utility(utility)
-        arr, _ = check_probabilities(p, "p", n_columns=uu.n_actions, columns_name="actions")
+        arr, _ = check_probabilities(p, "p", n_columns=uu.n_actions, column_name="action")
         u = uu.matrix
     arr = arr.astype(np.float64, copy=False)
     labels = check_labels(y, "y", n_classes=u.shape[1], n_samples=arr.shape[0])
@@ -814,7 +814,7 @@ def loss_calibration_gap(
     check_reduction(reduction)
     dist = check_choice(distance, "distance", NORMS)
     uu = as_utility(utility)
-    arr, _ = check_probabilities(p, "p", n_columns=uu.n_actions, columns_name="actions")
+    arr, _ = check_probabilities(p, "p", n_columns=uu.n_actions, column_name="action")
     arr = arr.astype(np.float64, copy=False)
     labels = check_labels(y, "y", n_classes=uu.n_classes, n_samples=arr.shape[0])
     q, _ = _posteriors_or_estimate(posteriors, arr, labels, uu.n_classes, method,

@@ -38,7 +38,7 @@ def _prepare(
     q: ArrayLike, utility: Utility | ArrayLike, name: str = "q"
 ) -> tuple[NDArray[np.floating], bool, Utility]:
     u = as_utility(utility)
-    arr, was_1d = check_probabilities(q, name, n_columns=u.n_classes, columns_name="classes")
+    arr, was_1d = check_probabilities(q, name, n_columns=u.n_classes, column_name="class")
     return arr, was_1d, u
 
 

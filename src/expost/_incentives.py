@@ -81,7 +81,7 @@ def _prepare(
 ) -> tuple[NDArray[np.floating], bool, Utility, str]:
     base = check_choice(base, "base", BASES)
     u = as_utility(utility)
-    arr, was_1d = check_probabilities(q, "q", n_columns=u.n_classes, columns_name="classes")
+    arr, was_1d = check_probabilities(q, "q", n_columns=u.n_classes, column_name="class")
     return arr, was_1d, u, base
 
 

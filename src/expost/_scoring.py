@@ -145,7 +145,7 @@ def weighted_loss(
     check_reduction(reduction)
     check_choice(base, "base", BASES)
     uu = as_utility(utility)
-    arr, _ = check_probabilities(p, "p", n_columns=uu.n_actions, columns_name="actions")
+    arr, _ = check_probabilities(p, "p", n_columns=uu.n_actions, column_name="action")
     labels = check_labels(y, "y", n_classes=uu.n_classes, n_samples=arr.shape[0])
     return reduce(_weighted_loss(arr, labels, uu.matrix, base), reduction)
 
@@ -228,7 +228,7 @@ def internal_alignment_gain(
     check_choice(base, "base", BASES)
     uu = as_utility(utility)
     pw, _ = check_probabilities(
-        p_weighted, "p_weighted", n_columns=uu.n_actions, columns_name="actions"
+        p_weighted, "p_weighted", n_columns=uu.n_actions, column_name="action"
     )
     pu, _ = check_probabilities(p_unweighted, "p_unweighted", n_columns=uu.n_classes)
     if pw.shape[0] != pu.shape[0]:
@@ -267,7 +267,7 @@ def external_alignment_gain(
     """
     uu = as_utility(utility)
     pw, _ = check_probabilities(
-        p_weighted, "p_weighted", n_columns=uu.n_actions, columns_name="actions"
+        p_weighted, "p_weighted", n_columns=uu.n_actions, column_name="action"
     )
     pu, _ = check_probabilities(p_unweighted, "p_unweighted", n_columns=uu.n_classes)
     if pw.shape[0] != pu.shape[0]:

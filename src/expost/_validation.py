@@ -79,7 +79,7 @@ def check_probabilities(
     name: str,
     *,
     n_columns: int | None = None,
-    columns_name: str = "classes",
+    column_name: str = "class",
     atol: float | None = None,
 ) -> tuple[NDArray[np.floating], bool]:
     """Check rows of probability distributions.
@@ -104,7 +104,7 @@ def check_probabilities(
         raise ValueError(
             _error(
                 name,
-                f"{n_columns} columns (one per {columns_name.removesuffix('s')})",
+                f"an array with {n_columns} columns (one per {column_name})",
                 f"{arr2.shape[1]} columns ({describe(arr)})",
             )
         )
