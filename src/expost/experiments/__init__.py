@@ -1,1 +1,52 @@
-"""The experiment harness: data sets, models, regimes, training, evaluation and storage."""
+"""The experiment harness: data sets, models, regimes, training, evaluation and storage.
+
+>>> from expost.experiments import load_config, run_experiment, ResultStore
+
+:func:`run_experiment` runs (or resumes) the regimes of a config side by side
+over seeds; :class:`ResultStore` reads the results; :func:`frontier` evaluates
+stored predictions under many objectives at once. Names are imported lazily,
+so ``expost.experiments.metrics`` (shared with the report layer) does not pull
+in torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ConfigError": "config",
+    "ExperimentConfig": "config",
+    "config_hash": "config",
+    "default_config": "config",
+    "load_config": "config",
+    "resolve_objective": "config",
+    "decode_probabilities": "evaluate",
+    "interval_metrics": "evaluate",
+    "frontier": "frontier",
+    "METRICS": "metrics",
+    "REGIMES": "metrics",
+    "REGIME_SPECS": "regimes",
+    "regime_view": "regimes",
+    "ExperimentMismatchError": "runners",
+    "LocalRunner": "runners",
+    "RayRunner": "runners",
+    "run_experiment": "runners",
+    "ResultStore": "store",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'expost.experiments' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,463 @@
+"""One SQLite results database per experiment directory, with checkpoints beside it.
+
+Layout of an experiment directory ``RUN_DIR``::
+
+    RUN_DIR/results.sqlite          the database (WAL journal)
+    RUN_DIR/checkpoints/<train_key>/ckpt-<interval>.pt
+    RUN_DIR/report/                 written by expost.report.build_outputs
+
+Tables: ``meta`` (JSON values: config, hash, provenance, objective), ``arrays``
+(test labels, training prior), ``trainings`` (one row per training: status,
+progress, checkpoint, timings), ``runs`` (one row per regime and seed, pointing
+at its training), ``intervals`` (one row per training and interval: step,
+epoch, learning rate, losses, the float16 test log-probabilities) and
+``metrics`` (one row per run, split and interval: the six metrics).
+
+Durability: the checkpoint of an interval is written first (temporary file and
+``os.replace``), then the interval's rows and the training's pointer to the new
+checkpoint are committed in one transaction, and only then is the previous
+checkpoint deleted. A process killed at any moment leaves a database whose last
+committed interval has its checkpoint on disk: resuming loses at most the
+interval in progress, and SQLite's WAL keeps the file consistent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .._validation import _error, describe
+from .evaluate import decode_probabilities
+from .metrics import METRICS
+
+__all__ = ["DB_NAME", "SCHEMA_VERSION", "ResultStore", "utc_now"]
+
+DB_NAME = "results.sqlite"
+SCHEMA_VERSION = 1
+STATUSES = ("pending", "running", "finished", "failed")
+SPLITS = ("test", "val")
+
+_METRIC_COLUMNS = ", ".join(f"{m} REAL" for m in METRICS)
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS arrays (
+    name TEXT PRIMARY KEY, dtype TEXT NOT NULL, shape TEXT NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS trainings (
+    train_key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    n_intervals INTEGER NOT NULL,
+    total_steps INTEGER NOT NULL,
+    done_intervals INTEGER NOT NULL DEFAULT 0,
+    step INTEGER NOT NULL DEFAULT 0,
+    checkpoint TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    wall_seconds REAL NOT NULL DEFAULT 0,
+    train_seconds REAL NOT NULL DEFAULT 0,
+    eval_seconds REAL NOT NULL DEFAULT 0,
+    io_seconds REAL NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    regime TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    train_key TEXT NOT NULL REFERENCES trainings(train_key));
+CREATE TABLE IF NOT EXISTS intervals (
+    train_key TEXT NOT NULL REFERENCES trainings(train_key),
+    interval INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    epoch REAL NOT NULL,
+    lr REAL,
+    train_loss REAL,
+    val_loss REAL,
+    train_seconds REAL,
+    eval_seconds REAL,
+    n_test INTEGER NOT NULL,
+    n_classes INTEGER NOT NULL,
+    test_log_probs BLOB NOT NULL,
+    PRIMARY KEY (train_key, interval));
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    split TEXT NOT NULL,
+    interval INTEGER NOT NULL,
+    {_METRIC_COLUMNS},
+    PRIMARY KEY (run_id, split, interval));
+"""
+
+
+def utc_now() -> str:
+    """The current UTC time as an ISO 8601 string (seconds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class ResultStore:
+    """The results of one experiment directory (``RUN_DIR/results.sqlite``).
+
+    ``ResultStore(run_dir)`` opens an existing experiment; :meth:`create` makes
+    a new one. Readers (:meth:`experiment_info`, :meth:`runs`,
+    :meth:`interval_records`, :meth:`probabilities`) are safe while another
+    process is writing (WAL).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The experiment directory.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``run_dir`` holds no ``results.sqlite``.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> d = tempfile.mkdtemp()
+    >>> store = ResultStore.create(d, {"config": {}, "config_hash": "x"},
+    ...                            arrays={"test_labels": np.array([0, 1])})
+    >>> ResultStore(d).experiment_info()["config_hash"]
+    'x'
+    >>> store.close()
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / DB_NAME
+        if not self.path.is_file():
+            raise FileNotFoundError(
+                f"No experiment in {str(self.run_dir)!r}: {str(self.path)!r} does not exist "
+                "(start one with `expost run CONFIG.yaml --out RUN_DIR`)."
+            )
+        self._conn = self._connect(self.path)
+        if self._meta_get("config_hash") is None:
+            raise FileNotFoundError(
+                f"{str(self.path)!r} is not a complete expost results database "
+                "(no config_hash); it was probably interrupted while being created."
+            )
+
+    # ------------------------------------------------------------------ opening
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(path), isolation_level=None, timeout=60.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # durable against process death
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=60000")
+        return conn
+
+    @classmethod
+    def create(
+        cls,
+        run_dir: str | Path,
+        info: Mapping[str, Any],
+        *,
+        arrays: Mapping[str, NDArray[Any]] | None = None,
+    ) -> ResultStore:
+        """Create the database of a new experiment and write its description.
+
+        ``info`` becomes :meth:`experiment_info` (values must be JSON-serialisable
+        and include ``config_hash``); ``arrays`` are stored as they are
+        (e.g. ``test_labels``). Everything is written in one transaction, so an
+        interrupted creation leaves no half-described experiment (it is redone).
+        """
+        if "config_hash" not in info:
+            raise ValueError(_error("info", "a mapping with a 'config_hash'", describe(info)))
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / DB_NAME
+        conn = cls._connect(path)
+        try:
+            conn.executescript(_SCHEMA)
+            with _transaction(conn):
+                if conn.execute("SELECT 1 FROM meta WHERE key='config_hash'").fetchone():
+                    raise FileExistsError(
+                        f"{str(path)!r} already holds an experiment; open it with ResultStore()."
+                    )
+                rows = {"schema_version": SCHEMA_VERSION, "created_at": utc_now(), **info}
+                conn.executemany(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    [(k, json.dumps(v)) for k, v in rows.items()],
+                )
+                for name, arr in (arrays or {}).items():
+                    a = np.ascontiguousarray(arr)
+                    conn.execute(
+                        "INSERT OR REPLACE INTO arrays (name, dtype, shape, data) VALUES (?,?,?,?)",
+                        (name, a.dtype.str, json.dumps(list(a.shape)), a.tobytes()),
+                    )
+        finally:
+            conn.close()
+        return cls(run_dir)
+
+    def close(self) -> None:
+        """Close the connection (further calls fail)."""
+        self._conn.close()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ meta
+    def _meta_get(self, key: str) -> Any:
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        except sqlite3.OperationalError:  # no meta table: an empty database file
+            return None
+        return None if row is None else json.loads(row[0])
+
+    def experiment_info(self) -> dict[str, Any]:
+        """The experiment's description.
+
+        Keys: ``config`` (the validated config as a plain dict), ``config_hash``,
+        ``created_at`` (ISO string), ``versions`` (expost, python, numpy, torch,
+        platform), ``git_commit`` (str or None), ``utility`` (the normalised
+        utility matrix used for evaluation, a list of lists), ``class_names``,
+        ``emphasized`` (int or None), and whatever else the harness recorded
+        (training prior, the recall class, data sizes, ...).
+        """
+        rows = self._conn.execute("SELECT key, value FROM meta").fetchall()
+        info = {k: json.loads(v) for k, v in rows}
+        for key in ("versions", "git_commit", "utility", "class_names", "emphasized", "config"):
+            info.setdefault(key, None)
+        return info
+
+    def array(self, name: str) -> NDArray[Any]:
+        """A stored array (e.g. ``"test_labels"``, ``"train_prior"``)."""
+        row = self._conn.execute(
+            "SELECT dtype, shape, data FROM arrays WHERE name=?", (name,)
+        ).fetchone()
+        if row is None:
+            have = [r[0] for r in self._conn.execute("SELECT name FROM arrays")]
+            raise KeyError(f"No array {name!r} in {str(self.path)!r}; stored arrays: {have}.")
+        dtype, shape, data = row
+        return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(json.loads(shape)).copy()
+
+    # ------------------------------------------------------------------ plan
+    def register(
+        self, trainings: Sequence[Mapping[str, Any]], runs: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Record the planned trainings and runs (existing rows are kept as they are).
+
+        ``trainings``: mappings with train_key, kind, seed, n_intervals, total_steps;
+        ``runs``: mappings with run_id, regime, seed, train_key.
+        """
+        with _transaction(self._conn):
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO trainings (train_key, kind, seed, n_intervals, total_steps)"
+                " VALUES (:train_key, :kind, :seed, :n_intervals, :total_steps)",
+                [dict(t) for t in trainings],
+            )
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO runs (run_id, regime, seed, train_key)"
+                " VALUES (:run_id, :regime, :seed, :train_key)",
+                [dict(r) for r in runs],
+            )
+
+    # ------------------------------------------------------------------ writers
+    def training(self, train_key: str) -> dict[str, Any]:
+        """The row of one training (status, progress, checkpoint, timings)."""
+        cur = self._conn.execute("SELECT * FROM trainings WHERE train_key=?", (train_key,))
+        row = cur.fetchone()
+        if row is None:
+            raise KeyError(f"No training {train_key!r} in {str(self.path)!r}.")
+        return dict(zip([c[0] for c in cur.description], row, strict=True))
+
+    def trainings(self) -> list[dict[str, Any]]:
+        """Every training row, in insertion order."""
+        cur = self._conn.execute("SELECT * FROM trainings ORDER BY rowid")
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def start_training(self, train_key: str) -> None:
+        """Mark a training running (first start or resume)."""
+        with _transaction(self._conn):
+            self._conn.execute(
+                "UPDATE trainings SET status='running', attempts=attempts+1, error=NULL,"
+                " started_at=COALESCE(started_at, ?) WHERE train_key=?",
+                (utc_now(), train_key),
+            )
+
+    def commit_interval(
+        self,
+        train_key: str,
+        interval: Mapping[str, Any],
+        test_log_probs: NDArray[np.float16],
+        metrics: Sequence[tuple[str, str, Mapping[str, float]]],
+        *,
+        checkpoint: str | None,
+        timings: Mapping[str, float],
+    ) -> None:
+        """Commit one interval atomically: its rows, progress and checkpoint pointer.
+
+        Parameters
+        ----------
+        interval : mapping
+            interval, step, epoch, lr, train_loss, val_loss, train_seconds, eval_seconds.
+        test_log_probs : float16 ndarray of shape (n_test, n_classes)
+        metrics : sequence of (run_id, split, {metric: value})
+        checkpoint : str or None
+            The checkpoint file (relative to the run directory) holding the
+            state right after this interval.
+        timings : mapping
+            Seconds to add to the training's wall/train/eval/io accumulators.
+        """
+        lp = np.ascontiguousarray(test_log_probs, dtype=np.float16)
+        row = dict(interval)
+        row.update(train_key=train_key, n_test=lp.shape[0], n_classes=lp.shape[1],
+                   test_log_probs=lp.tobytes())
+        cols = ", ".join(METRICS)
+        marks = ", ".join("?" for _ in METRICS)
+        with _transaction(self._conn):
+            self._conn.execute(
+                "INSERT OR REPLACE INTO intervals (train_key, interval, step, epoch, lr, train_loss,"
+                " val_loss, train_seconds, eval_seconds, n_test, n_classes, test_log_probs) VALUES"
+                " (:train_key, :interval, :step, :epoch, :lr, :train_loss, :val_loss,"
+                " :train_seconds, :eval_seconds, :n_test, :n_classes, :test_log_probs)",
+                row,
+            )
+            self._conn.executemany(
+                f"INSERT OR REPLACE INTO metrics (run_id, split, interval, {cols})"
+                f" VALUES (?, ?, ?, {marks})",
+                [(rid, split, int(row["interval"]), *(float(m[k]) for k in METRICS))
+                 for rid, split, m in metrics],
+            )
+            self._conn.execute(
+                "UPDATE trainings SET done_intervals=?, step=?, checkpoint=?,"
+                " wall_seconds=wall_seconds+?, train_seconds=train_seconds+?,"
+                " eval_seconds=eval_seconds+?, io_seconds=io_seconds+? WHERE train_key=?",
+                (int(row["interval"]) + 1, int(row["step"]), checkpoint,
+                 float(timings.get("wall", 0.0)), float(timings.get("train", 0.0)),
+                 float(timings.get("eval", 0.0)), float(timings.get("io", 0.0)), train_key),
+            )
+
+    def finish_training(self, train_key: str, *, extra_wall: float = 0.0) -> None:
+        """Mark a training (and so its runs) finished."""
+        with _transaction(self._conn):
+            self._conn.execute(
+                "UPDATE trainings SET status='finished', finished_at=?,"
+                " wall_seconds=wall_seconds+? WHERE train_key=?",
+                (utc_now(), float(extra_wall), train_key),
+            )
+
+    def fail_training(self, train_key: str, error: str) -> None:
+        """Mark a training failed with its error message (a rerun retries it)."""
+        with _transaction(self._conn):
+            self._conn.execute(
+                "UPDATE trainings SET status='failed', error=? WHERE train_key=?",
+                (error[-4000:], train_key),
+            )
+
+    # ------------------------------------------------------------------ readers
+    def runs(self) -> list[dict[str, Any]]:
+        """One dict per run: run_id, regime, seed, status, train_key, timings.
+
+        Timings (``wall_seconds``, ``train_seconds``, ``eval_seconds``) and
+        status are those of the run's training, shared by the runs that are
+        views of one training (``expost`` and ``unweighted_raw``).
+        """
+        cur = self._conn.execute(
+            "SELECT r.run_id, r.regime, r.seed, t.status, r.train_key, t.started_at,"
+            " t.finished_at, t.wall_seconds, t.train_seconds, t.eval_seconds"
+            " FROM runs r JOIN trainings t ON r.train_key = t.train_key ORDER BY r.rowid"
+        )
+        names = [c[0] for c in cur.description]
+        out = []
+        for row in cur.fetchall():
+            d = dict(zip(names, row, strict=True))
+            for k in ("wall_seconds", "train_seconds", "eval_seconds"):
+                d[k] = None if d[k] is None else float(d[k])
+            out.append(d)
+        return out
+
+    def interval_records(self, split: str = "test") -> list[dict[str, Any]]:
+        """One dict per (run, interval) with run_id, regime, seed, interval, step, epoch and
+        one float per metric of :data:`~expost.experiments.metrics.METRICS`."""
+        if split not in SPLITS:
+            raise ValueError(_error("split", f"one of {SPLITS}", describe(split)))
+        cols = ", ".join(f"m.{k}" for k in METRICS)
+        cur = self._conn.execute(
+            f"SELECT m.run_id, r.regime, r.seed, m.interval, i.step, i.epoch, {cols}"
+            " FROM metrics m JOIN runs r ON m.run_id = r.run_id"
+            " JOIN intervals i ON i.train_key = r.train_key AND i.interval = m.interval"
+            " WHERE m.split = ? ORDER BY r.rowid, m.interval",
+            (split,),
+        )
+        names = [c[0] for c in cur.description]
+        out = []
+        for row in cur.fetchall():
+            d = dict(zip(names, row, strict=True))
+            for k in METRICS:
+                d[k] = float("nan") if d[k] is None else float(d[k])
+            d["epoch"] = float(d["epoch"])
+            out.append(d)
+        return out
+
+    def intervals(self, train_key: str | None = None) -> list[dict[str, Any]]:
+        """Per-interval training rows (no probabilities): step, epoch, lr, losses, seconds."""
+        q = ("SELECT train_key, interval, step, epoch, lr, train_loss, val_loss, train_seconds,"
+             " eval_seconds FROM intervals")
+        args: tuple[Any, ...] = ()
+        if train_key is not None:
+            q += " WHERE train_key=?"
+            args = (train_key,)
+        cur = self._conn.execute(q + " ORDER BY train_key, interval", args)
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def stored_log_probs(self, train_key: str, interval: int) -> NDArray[np.float16]:
+        """The stored float16 test log-probabilities of one training at one interval."""
+        row = self._conn.execute(
+            "SELECT n_test, n_classes, test_log_probs FROM intervals"
+            " WHERE train_key=? AND interval=?",
+            (train_key, int(interval)),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"No interval {interval} of training {train_key!r} is stored.")
+        n, m, blob = row
+        return np.frombuffer(blob, dtype=np.float16).reshape(n, m).copy()
+
+    def probabilities(self, train_key: str, interval: int) -> NDArray[np.float64]:
+        """The test-set probabilities of one training at one interval, decoded to float64
+        exactly as the stored metrics were computed from them."""
+        return decode_probabilities(self.stored_log_probs(train_key, interval))
+
+    def iter_probabilities(self) -> Iterator[tuple[str, int, int, float, NDArray[np.float64]]]:
+        """``(train_key, interval, step, epoch, q)`` for every stored interval."""
+        cur = self._conn.execute(
+            "SELECT train_key, interval, step, epoch, n_test, n_classes, test_log_probs"
+            " FROM intervals ORDER BY train_key, interval"
+        )
+        for key, interval, step, epoch, n, m, blob in cur:
+            s = np.frombuffer(blob, dtype=np.float16).reshape(n, m)
+            yield key, int(interval), int(step), float(epoch), decode_probabilities(s)
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (retried while locked)."""
+    for attempt in range(50):
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            break
+        except sqlite3.OperationalError as exc:  # pragma: no cover - contention only
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            time.sleep(0.1)
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -1,0 +1,222 @@
+"""Everything a report shows, read once from an experiment's result store."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .._validation import _error, describe
+from ..experiments.metrics import METRICS
+from .figures import plot_curves, plot_theory
+from .records import METRIC_LABELS, regime_label, regimes_present
+from .table import Table1, table1
+
+__all__ = [
+    "ReportData",
+    "default_pair",
+    "emphasis_ratio",
+    "finished_records",
+    "gather",
+    "make_figures",
+    "open_store",
+]
+
+_STORE_METHODS = ("experiment_info", "runs", "interval_records")
+
+
+@contextmanager
+def open_store(run_dir: Any) -> Iterator[tuple[Any, Path | None]]:
+    """Open RUN_DIR's result store (closed on exit), or pass an open store-like object through.
+
+    Yields the store and the experiment directory (None when a store object
+    without a ``run_dir`` attribute was given).
+    """
+    if all(hasattr(run_dir, m) for m in _STORE_METHODS):
+        where = getattr(run_dir, "run_dir", None)
+        yield run_dir, None if where is None else Path(where)
+        return
+    if not isinstance(run_dir, (str, Path)):
+        raise TypeError(_error("run_dir", "an experiment directory (str or Path) or a "
+                               "ResultStore", describe(run_dir)))
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"RUN_DIR {str(path)!r} is not a directory; run an experiment "
+                                "first (`expost run CONFIG --out RUN_DIR`).")
+    from ..experiments.store import ResultStore  # the harness owns the store
+
+    store = ResultStore(path)
+    try:
+        yield store, path
+    finally:
+        store.close()
+
+
+def default_pair(present: list[str]) -> tuple[str, str] | None:
+    """The regimes Table 1 compares: Ex Post Weighting against the weighted training present.
+
+    ``("weighted", "expost")`` when both ran; with inverse-prior weighting
+    instead of class weights (Figure 7), ``("inverse_prior", "expost")``;
+    otherwise the first two regimes present, or None.
+    """
+    if "expost" in present:
+        for b in ("weighted", "inverse_prior", "resampled", "metacost", "unweighted_raw"):
+            if b in present:
+                return b, "expost"
+    return (present[0], present[1]) if len(present) >= 2 else None
+
+
+@dataclass
+class ReportData:
+    """The store's contents, filtered to finished runs, with the tables computed."""
+
+    run_dir: Path | None
+    info: dict[str, Any]
+    runs: list[dict[str, Any]]
+    records: list[dict[str, Any]]
+    regimes: list[str]
+    table: Table1 | None
+    table_note: str
+    comparisons: list[Table1] = field(default_factory=list)
+    summary: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def metrics(self) -> list[str]:
+        """Metrics with at least one defined value in the records."""
+        return [m for m in METRICS
+                if any(r.get(m) is not None and not _isnan(r.get(m)) for r in self.records)]
+
+    @property
+    def title(self) -> str:
+        cfg = self.info.get("config") or {}
+        parts = []
+        for key in ("name", "dataset", "model"):
+            v = cfg.get(key) if isinstance(cfg, dict) else None
+            if isinstance(v, dict):
+                v = v.get("name")
+            if v:
+                parts.append(str(v))
+        if not parts and self.run_dir is not None:
+            parts.append(self.run_dir.name)
+        return " / ".join(parts) if parts else "experiment"
+
+
+def _isnan(v: Any) -> bool:
+    try:
+        return math.isnan(float(v))
+    except (TypeError, ValueError):
+        return True
+
+
+def finished_records(store: Any, run_dir: Path | None, *, split: str = "test",
+                     runs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The per-interval records of the store's finished runs; ValueError when none finished."""
+    runs = list(store.runs()) if runs is None else runs
+    finished = {str(r["run_id"]) for r in runs if r.get("status") == "finished"}
+    if not finished:
+        counts = Counter(str(r.get("status")) for r in runs)
+        have = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no runs"
+        where = f" in {str(run_dir)!r}" if run_dir is not None else ""
+        raise ValueError(f"No finished runs{where} ({have}); Table 1 and the figures need at "
+                         "least one. Run (or resume) the experiment first.")
+    return [r for r in store.interval_records(split=split) if str(r["run_id"]) in finished]
+
+
+def gather(store: Any, run_dir: Path | None, *, n_boot: int = 2000, seed: int = 0) -> ReportData:
+    """Read the store once and compute Table 1 (and the other comparisons) on finished runs."""
+    info = dict(store.experiment_info())
+    runs = list(store.runs())
+    records = finished_records(store, run_dir, runs=runs)
+    present = regimes_present(records)
+    pair = default_pair(present)
+    table = None
+    comparisons: list[Table1] = []
+    if pair is None:
+        note = (f"Table 1 compares two regimes; only {', '.join(map(regime_label, present))} "
+                "has finished runs.")
+    else:
+        table = table1(records, baseline=pair[0], treatment=pair[1], n_boot=n_boot, seed=seed)
+        note = ""
+        for other in present:  # Appendix C: the other regimes against the same baseline
+            if other not in pair:
+                comparisons.append(table1(records, baseline=pair[0], treatment=other,
+                                          n_boot=n_boot, seed=seed))
+    data = ReportData(run_dir, info, runs, records, present, table, note, comparisons)
+    data.summary = _summary(data)
+    return data
+
+
+def _summary(data: ReportData) -> list[dict[str, Any]]:
+    """Mean (min, max) over runs of each run's best interval, per regime and metric."""
+    from .records import best_intervals
+
+    out = []
+    for m in data.metrics:
+        best = best_intervals(data.records, m)
+        for g in data.regimes:
+            vals = [r[m] for r in best if r["regime"] == g and not math.isnan(r[m])]
+            if vals:
+                out.append({"metric": m, "regime": g, "n": len(vals),
+                            "mean": sum(vals) / len(vals), "min": min(vals), "max": max(vals)})
+    return out
+
+
+def make_figures(data: ReportData) -> list[tuple[str, str, Figure]]:
+    """The figures of a report: (file stem, caption, Figure)."""
+    figs: list[tuple[str, str, Figure]] = []
+    if "weighted_loss" in data.metrics:
+        figs.append(("mean_weighted_loss",
+                     "Weighted loss on the test set, mean over runs at each interval; dots mark "
+                     "the best interval and dotted lines its loss (Figure 1).",
+                     plot_curves(data.records, "weighted_loss", average=True,
+                                 title="Weighted Loss, mean over runs")))
+    captions = {
+        "weighted_loss": "Weighted loss on the test set of every run; each dot marks the run's "
+                         "minimum, the interval Table 1 uses (Figures 4, 6-9).",
+        "classification_utility": "Classification utility on the test set of every run; each "
+                                  "dot marks the run's maximum (Figure 5).",
+    }
+    for m in data.metrics:
+        cap = captions.get(m, f"{METRIC_LABELS[m]} on the test set of every run; each dot marks "
+                              "the run's best interval.")
+        figs.append((f"curves_{m}", cap, plot_curves(data.records, m)))
+    ratio = emphasis_ratio(data.info)
+    if ratio is not None:
+        figs.append(("theory", f"Incentives to choose and to learn in the binary case with this "
+                     f"experiment's weight ratio {ratio:g}: optimal prediction, marginal learning "
+                     "loss and learning loss (Figure 2).", plot_theory(ratio)))
+    return figs
+
+
+def emphasis_ratio(info: dict[str, Any]) -> float | None:
+    """The weight ratio w_e / w_other of a class-emphasis objective (Eq 14), else None.
+
+    Read from the stored utility: diagonal, the emphasised class's weight
+    against the common weight of every other class (normalisation, Eq 21,
+    scales all weights alike, so the ratio survives it).
+    """
+    u, e = info.get("utility"), info.get("emphasized")
+    if u is None or e is None:
+        return None
+    try:
+        mat = np.asarray(u, dtype=np.float64)
+        e = int(e)
+    except (TypeError, ValueError):
+        return None
+    if mat.ndim != 2 or mat.shape[0] != mat.shape[1] or not 0 <= e < mat.shape[0]:
+        return None
+    w = np.diagonal(mat)
+    if np.any(mat - np.diag(w)) or mat.shape[0] < 2:
+        return None
+    others = np.delete(w, e)
+    if not np.all(others > 0) or not np.allclose(others, others[0], rtol=1e-9, atol=0.0):
+        return None
+    ratio = float(w[e] / others[0])
+    return ratio if np.isfinite(ratio) and ratio > 0 else None

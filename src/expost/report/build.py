@@ -1,0 +1,91 @@
+"""All of an experiment's outputs in one call: Table 1 files, figures and the HTML report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ._data import gather, make_figures, open_store
+from .figures import save_figure
+from .html import render_html
+
+__all__ = ["build_outputs"]
+
+
+def build_outputs(
+    run_dir: Any,
+    *,
+    out_dir: str | Path | None = None,
+    quiet: bool = False,
+    n_boot: int = 2000,
+    seed: int = 0,
+    pdf: bool = False,
+) -> dict[str, Any]:
+    """Write Table 1 (markdown, CSV, LaTeX), the figures and the HTML report of an experiment.
+
+    Reads the store once; only finished runs count. Files go to
+    ``OUT_DIR = RUN_DIR/report`` by default::
+
+        table1.md  table1.csv  table1.tex  figures/<name>.png  report.html
+
+    Parameters
+    ----------
+    run_dir : str, Path or ResultStore
+        The experiment directory (holding ``results.sqlite``), or an open store.
+    out_dir : str or Path, optional
+        Where to write (default ``RUN_DIR/report``).
+    quiet : bool
+        Print nothing (otherwise one line naming the report).
+    n_boot, seed : int
+        Bootstrap settings of Table 1.
+    pdf : bool
+        Also save every figure as PDF.
+
+    Returns
+    -------
+    dict
+        ``"table1_md"``, ``"table1_csv"``, ``"table1_tex"``, ``"report_html"`` and
+        ``"figure_<name>"`` -> Path, and ``"table1_markdown"`` -> the markdown
+        table (str). When fewer than two regimes have finished runs there is no
+        table: the table files are not written and ``"table1_markdown"`` says why.
+
+    Raises
+    ------
+    FileNotFoundError
+        RUN_DIR is not an experiment directory.
+    ValueError
+        No run has finished.
+    """
+    with open_store(run_dir) as (store, where):
+        if out_dir is not None:
+            out = Path(out_dir)
+        elif where is not None:
+            out = where / "report"
+        else:
+            raise ValueError("`out_dir` must be given when `run_dir` is a store object without "
+                             "a run_dir attribute, got None.")
+        data = gather(store, where, n_boot=n_boot, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {}
+    if data.table is not None:
+        markdown = data.table.to_markdown()
+        for key, name, text in (("table1_md", "table1.md", markdown),
+                                ("table1_csv", "table1.csv", data.table.to_csv()),
+                                ("table1_tex", "table1.tex", data.table.to_latex())):
+            (out / name).write_text(text, encoding="utf-8")
+            result[key] = out / name
+        result["table1_markdown"] = markdown
+    else:
+        result["table1_markdown"] = data.table_note + "\n"
+    pngs = []
+    for name, caption, fig in make_figures(data):
+        paths = save_figure(fig, out / "figures" / name, pdf=pdf)
+        result[f"figure_{name}"] = paths[0]
+        pngs.append((name, caption, paths[0].read_bytes()))
+    report = out / "report.html"
+    report.write_text(render_html(data, pngs), encoding="utf-8")
+    result["report_html"] = report
+    if not quiet:
+        print(f"expost: report written to {report}", file=sys.stderr)
+    return result

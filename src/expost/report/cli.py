@@ -1,0 +1,194 @@
+"""The report subcommands of ``expost``: table, plot, report, theory.
+
+:func:`register` adds them to the ``expost`` command's argparse subparsers;
+each sets ``func``, which takes the parsed arguments and returns an exit code
+(0 success, 1 a clear error message on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..experiments.metrics import METRICS
+from ._data import default_pair, finished_records, open_store
+from .figures import X_AXES, plot_curves, plot_theory, save_figure
+from .html import write_report
+from .records import regime_label, regimes_present
+from .table import table1
+
+__all__ = ["register"]
+
+FORMATS = {"md": "table1.md", "csv": "table1.csv", "latex": "table1.tex"}
+_ERRORS = (FileNotFoundError, ValueError, TypeError, ImportError, KeyError)
+
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _guard(name: str, fn: Command) -> Command:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except _ERRORS as exc:
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            print(f"expost {name}: error: {msg}", file=sys.stderr)
+            return 1
+
+    run.__name__ = f"cmd_{name}"
+    return run
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+# ---------------------------------------------------------------- commands
+def _cmd_table(args: argparse.Namespace) -> int:
+    with open_store(args.run_dir) as (store, where):
+        records = finished_records(store, where)
+    baseline, treatment = args.baseline, args.treatment
+    if baseline is None or treatment is None:
+        pair = default_pair(regimes_present(records))
+        if pair is None:
+            raise ValueError("Table 1 compares two regimes; only "
+                             f"{', '.join(map(regime_label, regimes_present(records)))} "
+                             "has finished runs.")
+        baseline = pair[0] if baseline is None else baseline
+        treatment = pair[1] if treatment is None else treatment
+    metrics = args.metric or ("weighted_loss", "classification_utility")
+    tab = table1(records, baseline=baseline, treatment=treatment, metrics=metrics,
+                 n_boot=args.bootstrap, seed=args.seed)
+    texts = {"md": tab.to_markdown(), "csv": tab.to_csv(), "latex": tab.to_latex()}
+    chosen = list(FORMATS) if args.format == "all" else [args.format]
+    sys.stdout.write("\n".join(texts[f] for f in chosen))
+    if args.out is not None:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for f in chosen:
+            (out / FORMATS[f]).write_text(texts[f], encoding="utf-8")
+            print(f"wrote {out / FORMATS[f]}", file=sys.stderr)
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    with open_store(args.run_dir) as (store, where):
+        records = finished_records(store, where)
+    out = Path(args.out) if args.out is not None else Path(args.run_dir) / "report" / "figures"
+    for metric in args.metric or ("weighted_loss", "classification_utility"):
+        fig = plot_curves(records, metric, x=args.x, average=args.average, logy=args.logy)
+        stem = f"{'mean' if args.average else 'curves'}_{metric}"
+        for p in save_figure(fig, out / stem, pdf=args.pdf):
+            print(p)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    path = write_report(args.run_dir, args.out, n_boot=args.bootstrap, seed=args.seed)
+    print(path)
+    return 0
+
+
+def _cmd_theory(args: argparse.Namespace) -> int:
+    fig = plot_theory(args.ratio)
+    out = Path(args.out) if args.out is not None else Path(f"figure2_ratio{args.ratio:g}.png")
+    for p in save_figure(fig, out, pdf=args.pdf):
+        print(p)
+    return 0
+
+
+# ---------------------------------------------------------------- registration
+def register(subparsers: Any) -> None:
+    """Add ``table``, ``plot``, ``report`` and ``theory`` to ``expost``'s subparsers.
+
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="expost")
+    >>> register(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["table", "runs/demo", "--format", "csv"])
+    >>> args.command, args.format, args.bootstrap, callable(args.func)
+    ('table', 'csv', 2000, True)
+    """
+    metrics = tuple(METRICS)
+
+    p = subparsers.add_parser(
+        "table", help="Table 1 of an experiment (markdown, CSV or LaTeX)",
+        description="Table 1 as the paper defines it: per run the best test-set interval of "
+                    "each metric, mean / min / max over runs, % gain row by row, plus a "
+                    "bootstrap interval for the mean gain. Prints to stdout.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="experiment directory (results.sqlite)")
+    p.add_argument("--format", choices=[*FORMATS, "all"], default="md",
+                   help="output format (default md; all prints md, csv and latex)")
+    p.add_argument("--baseline", default=None, metavar="REGIME",
+                   help="baseline regime (default weighted, or the weighted training present)")
+    p.add_argument("--treatment", default=None, metavar="REGIME",
+                   help="treatment regime (default expost)")
+    p.add_argument("--metric", action="append", choices=metrics, default=None,
+                   help="a column group (repeatable; default weighted_loss and "
+                        "classification_utility)")
+    p.add_argument("--bootstrap", type=_nonneg_int, default=2000, metavar="N",
+                   help="bootstrap resamples for the mean gain's interval (0: none; default 2000)")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="also write table1.md / .csv / .tex (those printed) into DIR")
+    p.set_defaults(func=_guard("table", _cmd_table))
+
+    p = subparsers.add_parser(
+        "plot", help="per-interval curves of every run (Figures 1, 4-9)",
+        description="Per-interval test-set curves of every run by regime, each run's best "
+                    "interval marked. Writes PNG files and prints their paths.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="experiment directory (results.sqlite)")
+    p.add_argument("--metric", action="append", choices=metrics, default=None,
+                   help="metric to plot (repeatable; default weighted_loss and "
+                        "classification_utility)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default RUN_DIR/report/figures)")
+    p.add_argument("--x", choices=X_AXES, default="auto",
+                   help="x axis (default auto: epochs when intervals are whole epochs)")
+    p.add_argument("--average", action="store_true",
+                   help="one mean curve per regime (Figure 1) instead of one per run")
+    p.add_argument("--logy", action="store_true", help="logarithmic y axis")
+    p.add_argument("--pdf", action="store_true", help="also write PDF files")
+    p.set_defaults(func=_guard("plot", _cmd_plot))
+
+    p = subparsers.add_parser(
+        "report", help="one self-contained HTML report of an experiment",
+        description="Writes one HTML page (figures inlined) with the config, Table 1, the "
+                    "figures and the provenance; prints its path.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="experiment directory (results.sqlite)")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="HTML file (default RUN_DIR/report/report.html)")
+    p.add_argument("--bootstrap", type=_nonneg_int, default=2000, metavar="N",
+                   help="bootstrap resamples for Table 1 (default 2000)")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="bootstrap seed (default 0)")
+    p.set_defaults(func=_guard("report", _cmd_report))
+
+    p = subparsers.add_parser(
+        "theory", help="Figure 2: incentives to choose and to learn, binary case",
+        description="Figure 2 of the paper for a weight ratio w1 / w2: the optimal "
+                    "prediction, the marginal learning loss and the learning loss, "
+                    "weighted against unweighted. Writes a PNG and prints its path.")
+    p.add_argument("--ratio", type=_positive_float, default=99.0,
+                   help="weight ratio w1 / w2 of the emphasised class (default 99)")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="PNG file (default figure2_ratio<R>.png in the current folder)")
+    p.add_argument("--pdf", action="store_true", help="also write a PDF")
+    p.set_defaults(func=_guard("theory", _cmd_theory))

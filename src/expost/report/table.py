@@ -1,0 +1,406 @@
+r"""Table 1 of "Misaligned by Design": best interval per run, then mean / min / max, % gain.
+
+The protocol (Section 3.1, DESIGN.md): for every run, the best test-set value
+over training intervals of each metric (:func:`~expost.report.best_intervals`),
+then the mean, minimum and maximum over the runs of each regime, and the % gain
+of the treatment over the baseline computed *row by row* with
+:func:`expost.percent_gain` (the Mean row from the two means, the Min row from
+the two minima, the Max row from the two maxima).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._scoring import percent_gain
+from .._validation import _error, describe
+from ..experiments.metrics import higher_is_better
+from .records import (
+    METRIC_LABELS,
+    as_records,
+    best_intervals,
+    check_metric,
+    regime_label,
+    regimes_present,
+)
+
+__all__ = ["STATISTICS", "Table1", "Table1Row", "table1"]
+
+#: The rows of Table 1, in order, with the reduction over runs each one uses.
+STATISTICS: dict[str, Any] = {"Mean": np.mean, "Min": np.min, "Max": np.max}
+
+
+@dataclass(frozen=True)
+class Table1Row:
+    """One cell group of Table 1: a statistic of one metric for the two regimes.
+
+    ``pct_gain`` is :func:`expost.percent_gain` of this row's two values:
+    positive when the treatment is better (lower loss, higher utility).
+    """
+
+    metric: str
+    statistic: str
+    baseline: float
+    treatment: float
+    pct_gain: float
+
+
+@dataclass(frozen=True)
+class Table1:
+    """Table 1 for one pair of regimes, with a bootstrap interval for the mean % gain.
+
+    Attributes
+    ----------
+    baseline, treatment : str
+        The regimes compared (the paper: ``"weighted"`` and ``"expost"``).
+    metrics : tuple of str
+        The column groups, in order.
+    rows : tuple of Table1Row
+        For each metric, the Mean, Min and Max rows (``len(metrics) * 3`` rows).
+    n_runs : dict
+        Number of runs of each of the two regimes.
+    values : dict
+        ``metric -> {regime: array of each run's best value}`` (run order of
+        :func:`~expost.report.best_intervals`).
+    best : dict
+        ``metric -> list of the best-interval records`` of both regimes.
+    bootstrap : dict or None
+        ``metric -> (low, high)``, the percentile interval of the Mean row's %
+        gain at ``level``; None when ``n_boot == 0``.
+    n_boot, level, seed : int, float, int
+        The bootstrap's settings.
+    """
+
+    baseline: str
+    treatment: str
+    metrics: tuple[str, ...]
+    rows: tuple[Table1Row, ...]
+    n_runs: dict[str, int]
+    values: dict[str, dict[str, np.ndarray]]
+    best: dict[str, list[dict[str, Any]]]
+    bootstrap: dict[str, tuple[float, float]] | None
+    n_boot: int
+    level: float
+    seed: int
+
+    # ------------------------------------------------------------------ access
+    def cell(self, metric: str, statistic: str) -> Table1Row:
+        """The row of ``metric`` and ``statistic`` ("Mean", "Min" or "Max")."""
+        for row in self.rows:
+            if row.metric == metric and row.statistic == statistic:
+                return row
+        raise KeyError(
+            _error("(metric, statistic)", f"one of the table's metrics {self.metrics} and "
+                   f"one of {tuple(STATISTICS)}", repr((metric, statistic)))
+        )
+
+    def _headers(self) -> tuple[str, str]:
+        return regime_label(self.baseline), regime_label(self.treatment)
+
+    def _footnote(self) -> str:
+        b, t = self._headers()
+        text = (
+            f"Per run, the best test-set interval of each metric; {self.n_runs[self.baseline]} "
+            f"{b} and {self.n_runs[self.treatment]} {t} runs. % Gain = 100 (T - B) / |B| with "
+            f"T = {t}, B = {b}, sign flipped for losses, computed row by row."
+        )
+        if self.bootstrap is not None:
+            text += (
+                f" Interval: {100 * self.level:g}% percentile bootstrap of the Mean row's % gain, "
+                f"{self.n_boot} resamples of runs within each regime, seed {self.seed}."
+            )
+        return text
+
+    def _ci_label(self) -> str:
+        return f"Mean % gain, {100 * self.level:g}% CI"
+
+    # ------------------------------------------------------------------ formats
+    def to_markdown(self, *, digits: int = 3, gain_digits: int = 2, footnote: bool = True) -> str:
+        """The paper's layout as a GitHub-flavoured markdown table.
+
+        Rows Mean / Min / Max (and the bootstrap interval of the mean gain);
+        for each metric the columns baseline, treatment, % Gain.
+        """
+        b, t = self._headers()
+        head = [""]
+        for m in self.metrics:
+            name = METRIC_LABELS[m]
+            head += [f"{name}: {b}", f"{name}: {t}", f"{name}: % Gain"]
+        lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+        for stat in STATISTICS:
+            cells = [stat]
+            for m in self.metrics:
+                r = self.cell(m, stat)
+                cells += [_fmt(r.baseline, digits), _fmt(r.treatment, digits),
+                          _fmt(r.pct_gain, gain_digits)]
+            lines.append("| " + " | ".join(cells) + " |")
+        if self.bootstrap is not None:
+            cells = [self._ci_label()]
+            for m in self.metrics:
+                cells += ["", "", _fmt_ci(self.bootstrap[m], gain_digits)]
+            lines.append("| " + " | ".join(cells) + " |")
+        text = "\n".join(lines) + "\n"
+        if footnote:
+            text += "\n" + self._footnote() + "\n"
+        return text
+
+    def to_csv(self) -> str:
+        """Long format, full precision: one line per (metric, statistic).
+
+        Columns: metric, statistic, baseline, treatment, baseline_value,
+        treatment_value, pct_gain, pct_gain_ci_low, pct_gain_ci_high (Mean rows
+        only), level, n_baseline, n_treatment.
+        """
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["metric", "statistic", "baseline", "treatment", "baseline_value",
+                    "treatment_value", "pct_gain", "pct_gain_ci_low", "pct_gain_ci_high",
+                    "level", "n_baseline", "n_treatment"])
+        for r in self.rows:
+            lo = hi = ""
+            if self.bootstrap is not None and r.statistic == "Mean":
+                lo, hi = (repr(float(v)) for v in self.bootstrap[r.metric])
+            w.writerow([r.metric, r.statistic, self.baseline, self.treatment, repr(r.baseline),
+                        repr(r.treatment), repr(r.pct_gain), lo, hi,
+                        repr(self.level) if self.bootstrap is not None else "",
+                        self.n_runs[self.baseline], self.n_runs[self.treatment]])
+        return buf.getvalue()
+
+    def to_latex(self, *, digits: int = 3, gain_digits: int = 2, title: str | None = None,
+                 caption: str | None = None, label: str | None = None) -> str:
+        r"""A booktabs ``tabular`` in the paper's layout (needs ``\usepackage{booktabs}``).
+
+        ``title`` adds a panel line such as "Weight: Pneumonia (Chest X-ray)";
+        ``caption`` / ``label`` wrap the tabular in a ``table`` environment.
+        """
+        b, t = (_tex(x) for x in self._headers())
+        k = len(self.metrics)
+        out = [r"\begin{tabular}{l" + "rrr" * k + "}", r"\toprule"]
+        out.append(" & " + " & ".join(
+            rf"\multicolumn{{3}}{{c}}{{{_tex(METRIC_LABELS[m])}}}" for m in self.metrics) + r" \\")
+        out.append(" ".join(rf"\cmidrule(lr){{{2 + 3 * i}-{4 + 3 * i}}}" for i in range(k)))
+        out.append(" & " + " & ".join(
+            [rf"\textit{{{b}}} & \textit{{{t}}} & \textit{{\% Gain}}"] * k) + r" \\")
+        out.append(r"\midrule")
+        if title:
+            out.append(rf"\multicolumn{{{1 + 3 * k}}}{{l}}{{{_tex(title)}}} \\")
+        for stat in STATISTICS:
+            cells = [stat]
+            for m in self.metrics:
+                r = self.cell(m, stat)
+                cells += [_fmt(r.baseline, digits), _fmt(r.treatment, digits),
+                          _fmt(r.pct_gain, gain_digits)]
+            out.append(" & ".join(cells) + r" \\")
+        if self.bootstrap is not None:
+            out.append(r"\addlinespace")
+            cells = [_tex(self._ci_label())]
+            for m in self.metrics:
+                cells += ["", "", _fmt_ci(self.bootstrap[m], gain_digits)]
+            out.append(" & ".join(cells) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}"]
+        body = "\n".join(out) + "\n"
+        if caption is None and label is None:
+            return body
+        parts = [r"\begin{table}[t]", r"\centering", body.rstrip("\n")]
+        if caption is not None:
+            parts.append(rf"\caption{{{_tex(caption)}}}")
+        if label is not None:
+            parts.append(rf"\label{{{label}}}")
+        parts.append(r"\end{table}")
+        return "\n".join(parts) + "\n"
+
+    def to_html(self, *, digits: int = 3, gain_digits: int = 2) -> str:
+        """An HTML ``<table>`` with column groups (every label escaped)."""
+        b, t = (html.escape(x) for x in self._headers())
+        e = html.escape
+        out = ['<table class="table1">', "<thead>", "<tr><th></th>"]
+        out += [f'<th colspan="3" class="group">{e(METRIC_LABELS[m])}</th>' for m in self.metrics]
+        out.append("</tr><tr><th></th>")
+        out += [f"<th><i>{b}</i></th><th><i>{t}</i></th><th><i>% Gain</i></th>"] * len(self.metrics)
+        out += ["</tr>", "</thead>", "<tbody>"]
+        for stat in STATISTICS:
+            out.append(f"<tr><th>{stat}</th>")
+            for m in self.metrics:
+                r = self.cell(m, stat)
+                cls = "gain pos" if r.pct_gain > 0 else "gain neg" if r.pct_gain < 0 else "gain"
+                out.append(f"<td>{_fmt(r.baseline, digits)}</td><td>{_fmt(r.treatment, digits)}"
+                           f'</td><td class="{cls}">{_fmt(r.pct_gain, gain_digits)}</td>')
+            out.append("</tr>")
+        if self.bootstrap is not None:
+            out.append(f'<tr class="ci"><th>{e(self._ci_label())}</th>')
+            for m in self.metrics:
+                out.append(f"<td></td><td></td><td>{_fmt_ci(self.bootstrap[m], gain_digits)}</td>")
+            out.append("</tr>")
+        out += ["</tbody>", "</table>", f'<p class="note">{e(self._footnote())}</p>']
+        return "\n".join(out) + "\n"
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+
+def _fmt(x: float, digits: int) -> str:
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    s = f"{x:.{digits}f}"
+    return "0." + "0" * digits if s == "-0." + "0" * digits else s
+
+
+def _fmt_ci(ci: tuple[float, float], digits: int) -> str:
+    return f"[{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]"
+
+
+_TEX = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+        "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+
+
+def _tex(text: str) -> str:
+    return "".join(_TEX.get(c, c) for c in str(text))
+
+
+def _check_int(value: Any, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(_error(name, f"an integer >= {low}", describe(value)))
+    return int(value)
+
+
+def table1(
+    records: Any,
+    *,
+    baseline: str = "weighted",
+    treatment: str = "expost",
+    metrics: Sequence[str] = ("weighted_loss", "classification_utility"),
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Table1:
+    r"""Table 1: the best interval per run, mean / min / max over runs, % gain row by row.
+
+    For each metric and each regime :math:`g` with runs :math:`r = 1..n_g`, let
+    :math:`v_r` be run :math:`r`'s best test-set value over intervals (minimum
+    for losses, maximum for utilities: :func:`~expost.report.best_intervals`).
+    Each row :math:`s \in \{\text{mean}, \min, \max\}` reports
+    :math:`B_s = s_r(v^{\text{baseline}}_r)`, :math:`T_s = s_r(v^{\text{treatment}}_r)` and
+
+    .. math:: \%\,\text{Gain}_s = 100\,\frac{T_s - B_s}{|B_s|}
+              \quad (\text{sign flipped for losses})
+
+    (Table 1; footnote 15: :math:`(0.749 - 0.805)/0.805`). Beyond the paper,
+    the Mean row's gain gets a percentile bootstrap interval: runs are
+    resampled with replacement within each regime (the same resampled runs for
+    every metric), ``n_boot`` times, with ``numpy.random.default_rng(seed)``.
+
+    Parameters
+    ----------
+    records : list of mappings (or a pandas DataFrame)
+        Per-interval test-set records of finished runs (``run_id``, ``regime``,
+        ``interval`` and the metrics); other regimes in ``records`` are ignored.
+    baseline, treatment : str
+        The regimes compared; the paper's Table 1 is Weighted Training
+        (``"weighted"``) against Ex Post Weighting (``"expost"``). Any pair
+        present works, e.g. ``baseline="unweighted_raw", treatment="weighted"``
+        (Appendix C).
+    metrics : sequence of str
+        Column groups, names from :data:`~expost.experiments.metrics.METRICS`.
+    n_boot : int
+        Bootstrap resamples; 0 skips the bootstrap.
+    seed : int
+        Seed of the bootstrap.
+    level : float
+        Coverage of the bootstrap interval, in (0, 1).
+
+    Returns
+    -------
+    Table1
+
+    Raises
+    ------
+    ValueError
+        No records, a regime with no runs, an unknown metric, or bad settings.
+
+    Examples
+    --------
+    >>> recs = [{"run_id": f"{g}{s}", "regime": g, "seed": s, "interval": t,
+    ...          "weighted_loss": wl + 0.1 * t * t - 0.2 * t, "classification_utility": cu}
+    ...         for g, base in [("weighted", 0.805), ("expost", 0.749)]
+    ...         for s, wl, cu in [(0, base, 0.3), (1, base + 0.01, 0.31)]
+    ...         for t in range(3)]
+    >>> tab = table1(recs, n_boot=200)
+    >>> row = tab.cell("weighted_loss", "Mean")
+    >>> round(row.baseline, 3), round(row.treatment, 3), round(row.pct_gain, 2)
+    (0.71, 0.654, 7.89)
+    >>> print(tab.to_markdown(footnote=False).splitlines()[2])
+    | Mean | 0.710 | 0.654 | 7.89 | 0.305 | 0.305 | 0.00 |
+    """
+    metrics = tuple(metrics) if not isinstance(metrics, str) else (metrics,)
+    if not metrics:
+        raise ValueError(_error("metrics", "at least one metric name", "an empty sequence"))
+    for i, m in enumerate(metrics):
+        check_metric(m, f"metrics[{i}]")
+    if len(set(metrics)) != len(metrics):
+        raise ValueError(_error("metrics", "distinct metric names", repr(metrics)))
+    n_boot = _check_int(n_boot, "n_boot", 0)
+    seed = _check_int(seed, "seed", 0)
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ValueError(_error("level", "a coverage in (0, 1)", describe(level)))
+    level = float(level)
+    for name, regime in (("baseline", baseline), ("treatment", treatment)):
+        if not isinstance(regime, str):
+            raise TypeError(_error(name, "a regime name (str)", describe(regime)))
+    if baseline == treatment:
+        raise ValueError(_error("treatment", f"a regime other than baseline {baseline!r}",
+                                repr(treatment)))
+
+    rows_in = as_records(records)
+    present = regimes_present(rows_in)
+    if not present:
+        raise ValueError(_error("records", "the intervals of at least one finished run",
+                                "no records"))
+    for name, regime in (("baseline", baseline), ("treatment", treatment)):
+        if regime not in present:
+            raise ValueError(_error(name, f"a regime with finished runs, one of {tuple(present)}",
+                                    repr(regime)))
+    pair = [r for r in rows_in if str(r.get("regime")) in (baseline, treatment)]
+
+    rows: list[Table1Row] = []
+    values: dict[str, dict[str, np.ndarray]] = {}
+    best: dict[str, list[dict[str, Any]]] = {}
+    for m in metrics:
+        best[m] = best_intervals(pair, m)
+        values[m] = {g: np.array([r[m] for r in best[m] if r["regime"] == g], dtype=np.float64)
+                     for g in (baseline, treatment)}
+        hib = higher_is_better(m)
+        for stat, reduce_ in STATISTICS.items():
+            b = float(reduce_(values[m][baseline]))
+            t = float(reduce_(values[m][treatment]))
+            rows.append(Table1Row(m, stat, b, t, float(percent_gain(b, t, higher_is_better=hib))))
+    # Every record carries every requested metric (group_runs checks it), so every metric
+    # sees the same runs in the same order and one resample of run indices serves all.
+    n_runs = {g: int(values[metrics[0]][g].size) for g in (baseline, treatment)}
+
+    boot = None
+    if n_boot > 0:
+        rng = np.random.default_rng(seed)
+        idx = {g: rng.integers(0, n_runs[g], size=(n_boot, n_runs[g]))
+               for g in (baseline, treatment)}
+        tail = (1.0 - level) / 2.0
+        boot = {}
+        for m in metrics:
+            mb = values[m][baseline][idx[baseline]].mean(axis=1)
+            mt = values[m][treatment][idx[treatment]].mean(axis=1)
+            gains = percent_gain(mb, mt, higher_is_better=higher_is_better(m))
+            lo, hi = np.quantile(gains, [tail, 1.0 - tail])
+            boot[m] = (float(lo), float(hi))
+
+    return Table1(baseline, treatment, metrics, tuple(rows), n_runs, values, best, boot,
+                  n_boot, level, seed)
+

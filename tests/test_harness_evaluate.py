@@ -1,0 +1,155 @@
+"""Stored-probability encoding, the regimes' views and the per-interval metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy.special import log_softmax
+
+import expost
+from expost.experiments.evaluate import (
+    LOG_PROB_FLOOR,
+    decode_probabilities,
+    encode_log_probs,
+    interval_metrics,
+    recall_class,
+)
+from expost.experiments.metrics import METRICS, REGIMES
+from expost.experiments.regimes import (
+    REGIME_SPECS,
+    TRAININGS,
+    plan_trainings,
+    regime_view,
+)
+from strategies import class_weights, simplex_rows, utilities
+
+
+# ---------------------------------------------------------------- encoding
+@given(logits=hnp.arrays(np.float64, st.tuples(st.integers(1, 20), st.integers(2, 12)),
+                         elements=st.floats(-60, 60)))
+def test_float16_log_probs_keep_relative_precision(logits):
+    lp = log_softmax(logits, axis=1)
+    stored = encode_log_probs(lp)
+    assert stored.dtype == np.float16
+    q = decode_probabilities(stored)
+    assert q.dtype == np.float64
+    assert np.allclose(q.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    assert (q > 0).all(), "no probability underflows to zero (the log loss stays finite)"
+    m = lp.shape[1]
+    # float16 rounds |log p| with relative error 2^-11; renormalising shifts by at most
+    # 2^-11 * entropy <= 2^-11 * log m.
+    bound = 2.0**-11 * (np.abs(lp) + np.log(m)) + 1e-6
+    assert (np.abs(np.log(q) - lp) <= bound).all()
+
+
+def test_encoding_floor_determinism_and_no_mutation():
+    lp = np.array([[0.0, -1e4, -np.inf]])
+    before = lp.copy()
+    stored = encode_log_probs(lp)
+    assert stored.tolist() == [[0.0, LOG_PROB_FLOOR, LOG_PROB_FLOOR]]
+    assert np.array_equal(lp, before)
+    a, b = decode_probabilities(stored), decode_probabilities(stored.copy())
+    assert np.array_equal(a, b) and (a > 0).all()
+    assert np.array_equal(stored, encode_log_probs(lp))
+
+
+@pytest.mark.parametrize("bad", [np.array([[np.nan, 0.0]]), np.array([[np.inf, 0.0]]),
+                                 np.zeros(3), np.zeros((2, 2), dtype=int)])
+def test_encoding_rejects_bad_input(bad):
+    with pytest.raises(ValueError, match="`log_probs` must be"):
+        encode_log_probs(bad)
+
+
+# ---------------------------------------------------------------- regimes
+def test_regime_names_are_the_shared_ones():
+    assert set(REGIME_SPECS) == set(REGIMES)
+    for spec in REGIME_SPECS.values():
+        assert spec.training in TRAININGS
+
+
+def test_plan_shares_one_unweighted_training():
+    plan = plan_trainings(["unweighted_raw", "weighted", "expost"], [0, 3])
+    keys = [k for k, *_ in plan]
+    assert keys == ["weighted-s0", "unweighted-s0", "weighted-s3", "unweighted-s3"]
+    runs = dict((k, [r for r, _ in rs]) for k, _, _, rs in plan)
+    assert runs["unweighted-s3"] == ["unweighted_raw-s3", "expost-s3"]
+
+
+def test_plan_metacost_depends_on_unweighted():
+    plan = plan_trainings(["metacost"], [1])
+    assert [(k, [r for r, _ in rs]) for k, _, _, rs in plan] == [
+        ("unweighted-s1", []), ("metacost-s1", ["metacost-s1"])]
+    with pytest.raises(ValueError, match="`regimes` must be names from"):
+        plan_trainings(["nope"], [0])
+
+
+@given(q=simplex_rows(12, 4), u=utilities(4, square=True), w=class_weights(4))
+def test_regime_views(q, u, w):
+    p, d = regime_view("unweighted_raw", q, u)
+    assert p is q and np.array_equal(d, np.argmax(q, axis=1))
+    p, d = regime_view("expost", q, u)
+    assert np.allclose(p, expost.weighted_prediction(q, u), rtol=1e-12, atol=0)
+    assert np.array_equal(d, expost.decide(q, u))
+    # inverse_prior: a model trained with weights w predicts p^w(q); its view recovers q
+    # (Theorem 2) and applies p^u, i.e. what Ex Post Weighting would do with q itself.
+    uw = expost.Utility.from_class_weights(w)
+    p, d = regime_view("inverse_prior", expost.weighted_prediction(q, uw), u, training_utility=uw)
+    assert np.allclose(p, expost.weighted_prediction(q, u), rtol=1e-9, atol=1e-12)
+
+
+def test_regime_view_errors():
+    q = np.array([[0.5, 0.5]])
+    u = expost.Utility.from_class_weights([1.0, 2.0])
+    with pytest.raises(ValueError, match="`regime` must be one of"):
+        regime_view("weighted_training", q, u)
+    with pytest.raises(ValueError, match="`training_utility` must be"):
+        regime_view("inverse_prior", q, u)
+
+
+# ---------------------------------------------------------------- metrics
+def test_recall_class():
+    u = expost.Utility([[1.0, 0.0, 2.0], [0.0, 5.0, 0.0], [0.0, 0.0, 3.0]])
+    assert recall_class(u) == 1  # column sums (1, 5, 5): ties go to the lowest index
+    assert recall_class(u, 0) == 0
+    with pytest.raises(ValueError, match="`emphasized` must be a class index in"):
+        recall_class(u, 3)
+
+
+@pytest.mark.parametrize("regime", sorted(REGIME_SPECS))
+def test_interval_metrics_by_hand(regime, rng):
+    n, m = 300, 4
+    q = rng.dirichlet(np.ones(m) * 0.7, size=n)
+    y = rng.integers(0, m, n)
+    u = expost.Utility.emphasize(m, 2, 9.0).normalized(np.bincount(y, minlength=m) / n)
+    uw = expost.Utility.inverse_prior([0.4, 0.3, 0.2, 0.1]).normalized([0.4, 0.3, 0.2, 0.1])
+    q_in, y_in = q.copy(), y.copy()
+    got = interval_metrics(q, y, u, regime, recall_of=2, training_utility=uw)
+    assert list(got) == list(METRICS)
+    assert np.array_equal(q, q_in) and np.array_equal(y, y_in)
+    view = REGIME_SPECS[regime].view
+    if view == "as_is":
+        p, d = q, q.argmax(axis=1)
+    else:
+        qq = q if view == "ex_post" else expost.recover_posterior(q, uw)
+        eu = qq @ u.matrix.T
+        p, d = eu / eu.sum(axis=1, keepdims=True), eu.argmax(axis=1)
+    w = np.diagonal(u.matrix)
+    assert np.isclose(got["weighted_loss"], np.mean(-w[y] * np.log(p[np.arange(n), y])),
+                      rtol=1e-12)
+    assert np.isclose(got["classification_utility"], np.mean(np.where(d == y, w[y], 0.0)),
+                      rtol=1e-12)
+    assert np.isclose(got["log_loss"], np.mean(-np.log(p[np.arange(n), y])), rtol=1e-12)
+    assert got["accuracy"] == np.mean(d == y)
+    assert got["emphasized_recall"] == np.mean(d[y == 2] == 2)
+    assert np.isclose(got["calibration_error"],
+                      expost.calibration_error(p, y, norm="l1", n_bins=15), rtol=1e-12)
+
+
+def test_interval_metrics_needs_the_recall_class():
+    q = np.array([[0.6, 0.4], [0.3, 0.7]])
+    with pytest.raises(ValueError, match="at least one sample of the recall class 1"):
+        interval_metrics(q, [0, 0], expost.Utility.from_class_weights([1, 2]), "expost",
+                         recall_of=1)
