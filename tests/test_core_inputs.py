@@ -399,3 +399,34 @@ def test_utility_accepts_arrays_everywhere_and_non_square_shapes():
     np.testing.assert_allclose(pu, [[0.7, 0.3], [0.1, 0.9]])
     np.testing.assert_array_equal(expost.decide(Q, u), [0, 1])
     np.testing.assert_allclose(expost.classification_utility([0, 1], Y, u), [1.0, 1.0])
+
+
+def test_blocks_check_every_row_and_name_it_globally(monkeypatch):
+    """Inputs are processed in row blocks; a bad row in a later block is found and named by its index."""
+    from expost import _decisions
+
+    monkeypatch.setattr(_decisions, "BLOCK_ROWS", 7)
+    rng = np.random.default_rng(3)
+    q = rng.dirichlet(np.ones(3), size=50)
+    u = FULL
+    np.testing.assert_allclose(expost.weighted_prediction(q, u), (q @ u.matrix.T) / (q @ u.matrix.T).sum(1, keepdims=True))
+    np.testing.assert_array_equal(expost.decide(q, u), np.argmax(q @ u.matrix.T, axis=1))
+    np.testing.assert_allclose(expost.expected_utility(q, u), q @ u.matrix.T)
+    np.testing.assert_allclose(expost.recover_posterior(expost.weighted_prediction(q, u), u), q, atol=1e-12)
+    for func in (expost.weighted_prediction, expost.decide, expost.expected_utility):
+        bad = q.copy()
+        bad[38, 1] = np.nan
+        with pytest.raises(ValueError, match=r"`q`.*non-finite value in row 38"):
+            func(bad, u)
+        bad = q.copy()
+        bad[45] = [1.2, -0.2, 0.0]
+        with pytest.raises(ValueError, match=r"`q`.*-0\.2 at row 45, column 1"):
+            func(bad, u)
+        bad = q.copy()
+        bad[22] *= 2
+        with pytest.raises(ValueError, match=r"`q`.*row 22 summing to 2"):
+            func(bad, u)
+    bad = q.copy()
+    bad[30, 0] = np.inf
+    with pytest.raises(ValueError, match=r"`p`.*row 30"):
+        expost.recover_posterior(bad, u)

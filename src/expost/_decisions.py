@@ -7,38 +7,100 @@ integers to float64); they never modify their inputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._utility import Utility, as_utility
-from ._validation import _error, check_probabilities
+from ._validation import _error, check_probabilities, check_rows, probability_atol
 
 __all__ = ["decide", "elkan_threshold", "expected_utility", "weighted_prediction"]
 
 
 # ---------------------------------------------------------------- private cores
-def _expected_utility(q: NDArray[np.floating], u: NDArray[np.float64]) -> NDArray[np.floating]:
-    return q @ u.T.astype(q.dtype, copy=False)
+#: Rows per block: a block of q (and its output) stays in cache between the
+#: check, the product and the normalisation, so q is read from memory once and
+#: no temporary grows with the input.
+BLOCK_ROWS = 16384
+
+Kernel = Callable[[NDArray[np.floating], NDArray[Any]], None]
 
 
-def _weighted_prediction(q: NDArray[np.floating], u: NDArray[np.float64]) -> NDArray[np.floating]:
-    # Uq / 1'Uq. The denominator is q . (1'U): a matrix-vector product, so the
-    # only temporary of the input's size is the output itself.
-    out = q @ u.T.astype(q.dtype, copy=False)
-    den = q @ u.sum(axis=0).astype(q.dtype, copy=False)
-    out /= den[:, None]
+def _blockwise(
+    q: NDArray[np.floating],
+    out: NDArray[Any],
+    kernel: Kernel,
+    *,
+    check_as: str | None = None,
+) -> NDArray[Any]:
+    """Run ``kernel(q_block, out_block)`` over row blocks; check each block first if asked."""
+    tol = probability_atol(q) if check_as is not None else 0.0
+    for start in range(0, q.shape[0], BLOCK_ROWS):
+        block = q[start : start + BLOCK_ROWS]
+        if check_as is not None:
+            check_rows(block, check_as, tol, offset=start)
+        kernel(block, out[start : start + BLOCK_ROWS])
     return out
 
 
-def _decide(q: NDArray[np.floating], u: NDArray[np.float64]) -> NDArray[np.intp]:
-    return np.argmax(q @ u.T.astype(q.dtype, copy=False), axis=1)
+def _eu_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
+    ut = u.T.astype(dtype)
+
+    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> None:
+        np.matmul(block, ut, out=out)
+
+    return kernel
+
+
+def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
+    # Uq / 1'Uq; the denominator is q . (1'U), a matrix-vector product.
+    ut, colsum = u.T.astype(dtype), u.sum(axis=0).astype(dtype)
+
+    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> None:
+        np.matmul(block, ut, out=out)
+        out /= (block @ colsum)[:, None]
+
+    return kernel
+
+
+def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
+    ut = u.T.astype(dtype)
+
+    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> None:
+        np.argmax(block @ ut, axis=1, out=out)
+
+    return kernel
+
+
+def _expected_utility(
+    q: NDArray[np.floating], u: NDArray[np.float64], *, check_as: str | None = None
+) -> NDArray[np.floating]:
+    out = np.empty((q.shape[0], u.shape[0]), dtype=q.dtype)
+    return _blockwise(q, out, _eu_kernel(u, q.dtype), check_as=check_as)
+
+
+def _weighted_prediction(
+    q: NDArray[np.floating], u: NDArray[np.float64], *, check_as: str | None = None
+) -> NDArray[np.floating]:
+    out = np.empty((q.shape[0], u.shape[0]), dtype=q.dtype)
+    return _blockwise(q, out, _wp_kernel(u, q.dtype), check_as=check_as)
+
+
+def _decide(
+    q: NDArray[np.floating], u: NDArray[np.float64], *, check_as: str | None = None
+) -> NDArray[np.intp]:
+    out = np.empty(q.shape[0], dtype=np.intp)
+    return _blockwise(q, out, _decide_kernel(u, q.dtype), check_as=check_as)
 
 
 def _prepare(
     q: ArrayLike, utility: Utility | ArrayLike, name: str = "q"
 ) -> tuple[NDArray[np.floating], bool, Utility]:
+    """Type and shape checks; the values are checked block by block by the caller's kernel."""
     u = as_utility(utility)
-    arr, was_1d = check_probabilities(q, name, n_columns=u.n_classes, column_name="class")
+    arr, was_1d = check_probabilities(q, name, n_columns=u.n_classes, values=False)
     return arr, was_1d, u
 
 
@@ -65,7 +127,7 @@ def expected_utility(q: ArrayLike, utility: Utility | ArrayLike) -> NDArray[np.f
     array([0.9, 9.9])
     """
     arr, was_1d, u = _prepare(q, utility)
-    out = _expected_utility(arr, u.matrix)
+    out = _expected_utility(arr, u.matrix, check_as="q")
     return out[0] if was_1d else out
 
 
@@ -96,7 +158,7 @@ def weighted_prediction(q: ArrayLike, utility: Utility | ArrayLike) -> NDArray[n
     array([0.08333333, 0.91666667])
     """
     arr, was_1d, u = _prepare(q, utility)
-    out = _weighted_prediction(arr, u.matrix)
+    out = _weighted_prediction(arr, u.matrix, check_as="q")
     return out[0] if was_1d else out
 
 
@@ -124,7 +186,7 @@ def decide(q: ArrayLike, utility: Utility | ArrayLike) -> NDArray[np.intp]:
     array([1, 0])
     """
     arr, was_1d, u = _prepare(q, utility)
-    out = _decide(arr, u.matrix)
+    out = _decide(arr, u.matrix, check_as="q")
     return out[0] if was_1d else out
 
 

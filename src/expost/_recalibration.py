@@ -7,6 +7,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._decisions import _blockwise, _wp_kernel
 from ._utility import Utility, as_utility
 from ._validation import _error, check_choice, check_prior, check_probabilities, describe
 
@@ -70,16 +71,26 @@ def recover_posterior(
     check_choice(invalid, "invalid", ("clip", "raise", "keep"))
     uu = as_utility(utility)
     inv = _inverse(uu)
-    arr, was_1d = check_probabilities(p, "p", n_columns=uu.n_classes)
-    out = arr @ inv.T.astype(arr.dtype, copy=False)
-    den = arr @ inv.sum(axis=0).astype(arr.dtype, copy=False)
-    # p is finite, so the result is finite iff every denominator is finite and nonzero
-    bad = ~(np.isfinite(den) & (den != 0))
-    if bad.any() and invalid == "clip":
-        den[bad] = 1.0  # keep U^-1 p as it is; clipping below renormalises those rows
-    out /= den[:, None]
+    arr, was_1d = check_probabilities(p, "p", n_columns=uu.n_classes, values=False)
+    out = np.empty_like(arr)
     tol = 64 * np.finfo(out.dtype).eps * max(1.0, float(np.linalg.norm(inv, np.inf)))
-    if invalid != "keep" and (bad.any() or out.min() < -tol):
+    forward = _wp_kernel(inv, arr.dtype)  # Eq 26 is Eq 8 with U^-1 in place of U
+    outside = False  # does any row leave the simplex? (checked block by block, in cache)
+
+    def kernel(block: NDArray[np.floating], dest: NDArray[np.floating]) -> None:
+        nonlocal outside
+        forward(block, dest)
+        if invalid != "keep":
+            if dest.min() >= -tol:  # NaN (where 1'U^-1 p = 0) fails this test too
+                np.maximum(dest, 0.0, out=dest)  # rounding-level negatives
+            else:
+                outside = True  # handled below, once for the whole array
+
+    with np.errstate(divide="ignore", invalid="ignore"):  # rows outside the image: below
+        _blockwise(arr, out, kernel, check_as="p")
+    if outside:
+        ones = np.ones(out.shape[1], dtype=out.dtype)
+        bad = ~np.isfinite(out @ ones)  # no positive rescaling of U^-1 p reaches the simplex
         if invalid == "raise":
             rows = np.flatnonzero(bad | (out.min(axis=1) < -tol))
             raise ValueError(
@@ -89,15 +100,15 @@ def recover_posterior(
                     f"row {int(rows[0])}, whose inversion leaves the simplex",
                 )
             )
+        if bad.any():
+            out[bad] = arr[bad] @ inv.T.astype(arr.dtype)  # U^-1 p as it is, clipped below
         np.maximum(out, 0.0, out=out)
-        sums = out @ np.ones(out.shape[1], dtype=out.dtype)
+        sums = out @ ones
         empty = sums <= 0
         if empty.any():  # nothing left after clipping: no information, uniform
             out[empty] = 1.0 / out.shape[1]
             sums[empty] = 1.0
         out /= sums[:, None]
-    elif invalid != "keep":
-        np.maximum(out, 0.0, out=out)  # rounding-level negatives
     return out[0] if was_1d else out
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "check_prior",
     "check_probabilities",
     "check_reduction",
+    "check_rows",
     "describe",
     "reduce",
 ]
@@ -81,6 +82,7 @@ def check_probabilities(
     n_columns: int | None = None,
     column_name: str = "class",
     atol: float | None = None,
+    values: bool = True,
 ) -> tuple[NDArray[np.floating], bool]:
     """Check rows of probability distributions.
 
@@ -88,8 +90,9 @@ def check_probabilities(
     floating 2-D array (a view when possible, never a modified copy of the
     caller's data) and whether the input was 1-D, so results can be squeezed.
 
-    The checks are one row-sum pass (which also detects NaN and inf: they
-    propagate into the row's sum) and one minimum pass.
+    With ``values=False`` only the type and shape are checked; the caller then
+    runs :func:`check_rows` on each block it processes (one pass over the data
+    instead of two).
     """
     arr = as_float_array(p, name)
     was_1d = arr.ndim == 1
@@ -108,16 +111,31 @@ def check_probabilities(
                 f"{arr2.shape[1]} columns ({describe(arr)})",
             )
         )
-    tol = _default_atol(arr2.dtype, arr2.shape[1]) if atol is None else float(atol)
-    sums = arr2 @ np.ones(arr2.shape[1], dtype=arr2.dtype)
+    if values:
+        check_rows(arr2, name, probability_atol(arr2, atol))
+    return arr2, was_1d
+
+
+def probability_atol(arr: NDArray[np.floating], atol: float | None = None) -> float:
+    """The tolerance of the simplex check for rows of ``arr`` (``atol`` if given)."""
+    return _default_atol(arr.dtype, arr.shape[1]) if atol is None else float(atol)
+
+
+def check_rows(rows: NDArray[np.floating], name: str, tol: float, offset: int = 0) -> None:
+    """Finite, nonnegative rows summing to 1 within ``tol``; errors count rows from ``offset``.
+
+    One row-sum pass (a matrix-vector product, which also detects NaN and inf:
+    they propagate into the row's sum) and one minimum pass.
+    """
+    sums = rows @ np.ones(rows.shape[1], dtype=rows.dtype)
     if not np.isfinite(sums).all():
-        bad = int(np.flatnonzero(~np.isfinite(sums))[0])
+        bad = offset + int(np.flatnonzero(~np.isfinite(sums))[0])
         raise ValueError(_error(name, "finite (no NaN or inf)", f"a non-finite value in row {bad}"))
-    lo = arr2.min()
+    lo = rows.min()
     if lo < -tol:
-        i, j = np.unravel_index(int(np.argmin(arr2)), arr2.shape)
+        i, j = np.unravel_index(int(np.argmin(rows)), rows.shape)
         raise ValueError(
-            _error(name, "nonnegative probabilities", f"{float(lo):.6g} at row {i}, column {j}")
+            _error(name, "nonnegative probabilities", f"{float(lo):.6g} at row {offset + i}, column {j}")
         )
     dev = np.abs(sums - 1.0)
     if dev.max() > tol:
@@ -126,10 +144,9 @@ def check_probabilities(
             _error(
                 name,
                 f"rows on the probability simplex (each summing to 1 within {tol:.1e})",
-                f"a row {bad} summing to {float(sums[bad]):.6g}",
+                f"a row {offset + bad} summing to {float(sums[bad]):.6g}",
             )
         )
-    return arr2, was_1d
 
 
 def check_labels(
