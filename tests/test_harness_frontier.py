@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from contextlib import contextmanager
 
@@ -12,10 +13,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import expost
-import expost.experiments.frontier as frontier_module
 from expost.experiments.evaluate import decode_probabilities, encode_log_probs
 from expost.experiments.frontier import FRONTIER_METRICS, frontier, stack_utilities
 from strategies import simplex_rows, utilities
+
+# The submodule, not the function of the same name that `expost.experiments` exports
+# (once anything has imported that function, the package attribute is the function).
+frontier_module = importlib.import_module("expost.experiments.frontier")
 
 
 def _core(q, y, u, view):
