@@ -136,11 +136,7 @@ class Table1:
             head += [f"{name}: {b}", f"{name}: {t}", f"{name}: % Gain"]
         lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
         for stat in STATISTICS:
-            cells = [stat]
-            for m in self.metrics:
-                r = self.cell(m, stat)
-                cells += [_fmt(r.baseline, digits), _fmt(r.treatment, digits),
-                          _fmt(r.pct_gain, gain_digits)]
+            cells = [stat] + [c for *cs, _ in self._cells(stat, digits, gain_digits) for c in cs]
             lines.append("| " + " | ".join(cells) + " |")
         if self.bootstrap is not None:
             cells = [self._ci_label()]
@@ -193,11 +189,7 @@ class Table1:
         if title:
             out.append(rf"\multicolumn{{{1 + 3 * k}}}{{l}}{{{_tex(title)}}} \\")
         for stat in STATISTICS:
-            cells = [stat]
-            for m in self.metrics:
-                r = self.cell(m, stat)
-                cells += [_fmt(r.baseline, digits), _fmt(r.treatment, digits),
-                          _fmt(r.pct_gain, gain_digits)]
+            cells = [stat] + [c for *cs, _ in self._cells(stat, digits, gain_digits) for c in cs]
             out.append(" & ".join(cells) + r" \\")
         if self.bootstrap is not None:
             out.append(r"\addlinespace")
@@ -228,11 +220,9 @@ class Table1:
         out += ["</tr>", "</thead>", "<tbody>"]
         for stat in STATISTICS:
             out.append(f"<tr><th>{stat}</th>")
-            for m in self.metrics:
-                r = self.cell(m, stat)
-                cls = "gain pos" if r.pct_gain > 0 else "gain neg" if r.pct_gain < 0 else "gain"
-                out.append(f"<td>{_fmt(r.baseline, digits)}</td><td>{_fmt(r.treatment, digits)}"
-                           f'</td><td class="{cls}">{_fmt(r.pct_gain, gain_digits)}</td>')
+            for base, treat, gain, pct in self._cells(stat, digits, gain_digits):
+                cls = "gain pos" if pct > 0 else "gain neg" if pct < 0 else "gain"
+                out.append(f'<td>{base}</td><td>{treat}</td><td class="{cls}">{gain}</td>')
             out.append("</tr>")
         if self.bootstrap is not None:
             out.append(f'<tr class="ci"><th>{e(self._ci_label())}</th>')
@@ -244,6 +234,17 @@ class Table1:
 
     def __str__(self) -> str:
         return self.to_markdown()
+
+    def _cells(
+        self, stat: str, digits: int, gain_digits: int
+    ) -> list[tuple[str, str, str, float]]:
+        """Per metric, the formatted baseline, treatment and % gain of row ``stat`` (and the gain)."""
+        out = []
+        for m in self.metrics:
+            r = self.cell(m, stat)
+            out.append((_fmt(r.baseline, digits), _fmt(r.treatment, digits),
+                        _fmt(r.pct_gain, gain_digits), r.pct_gain))
+        return out
 
 
 def _fmt(x: float, digits: int) -> str:
