@@ -287,17 +287,9 @@ def _cmd_decide(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parser
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (v > 0 and np.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from .report.cli import positive_float, register
+
     """The ``expost`` argument parser with every subcommand."""
     from . import __version__
 
@@ -337,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="utility matrix u[action, class] as CSV (optional header of class "
                         "names); repeatable")
     p.add_argument("--emphasize", metavar="CLASS", help="emphasise one class (name or index)")
-    p.add_argument("--ratio", type=_positive_float, nargs="+", metavar="R",
+    p.add_argument("--ratio", type=positive_float, nargs="+", metavar="R",
                    help="emphasis ratio(s) R:1 for --emphasize (default 99)")
     p.add_argument("--no-normalize", action="store_true",
                    help="use the utilities as given (default: Eq 21 on the training prior)")
@@ -356,8 +348,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-probs", action="store_true",
                    help="also write the optimal weighted prediction p^u (Theorem 1)")
     p.set_defaults(func=_cmd_decide)
-
-    from .report.cli import register
 
     register(sub)
     return parser

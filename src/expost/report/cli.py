@@ -52,7 +52,8 @@ def _nonneg_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
+    """argparse type: a positive finite number (shared with ``expost.cli``)."""
     try:
         value = float(text)
     except ValueError:
@@ -186,7 +187,7 @@ def register(subparsers: Any) -> None:
         description="Figure 2 of the paper for a weight ratio w1 / w2: the optimal "
                     "prediction, the marginal learning loss and the learning loss, "
                     "weighted against unweighted. Writes a PNG and prints its path.")
-    p.add_argument("--ratio", type=_positive_float, default=99.0,
+    p.add_argument("--ratio", type=positive_float, default=99.0,
                    help="weight ratio w1 / w2 of the emphasised class (default 99)")
     p.add_argument("--out", default=None, metavar="FILE",
                    help="PNG file (default figure2_ratio<R>.png in the current folder)")
