@@ -17,9 +17,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "check_int",
     "check_labels",
     "check_prior",
     "check_probabilities",
+    "check_random_state",
     "check_reduction",
     "check_rows",
     "describe",
@@ -215,6 +217,45 @@ def check_reduction(reduction: str, name: str = "reduction") -> str:
     if reduction not in REDUCTIONS:
         raise ValueError(_error(name, f"one of {REDUCTIONS}", describe(reduction)))
     return reduction
+
+
+def check_int(
+    value: Any,
+    name: str,
+    *,
+    minimum: int | None = None,
+    expected: str | None = None,
+    wrong_type: type[Exception] = ValueError,
+) -> int:
+    """An integer (``bool`` excluded) of at least ``minimum``; return it as ``int``.
+
+    A value of another type raises ``wrong_type`` (``ValueError`` by default: 2.5
+    where a count is expected is a bad value; pass ``TypeError`` where the type
+    is the point), a value below ``minimum`` raises ``ValueError``. ``expected``
+    replaces the default wording ("an integer >= minimum") in both messages.
+
+    >>> check_int(3, "n_bins", minimum=1)
+    3
+    >>> check_int(True, "n_bins", minimum=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: `n_bins` must be an integer >= 1, got bool True.
+    """
+    text = expected or ("an integer" if minimum is None else f"an integer >= {minimum}")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise wrong_type(_error(name, text, describe(value)))
+    if minimum is not None and value < minimum:
+        raise ValueError(_error(name, text, describe(value)))
+    return int(value)
+
+
+def check_random_state(random_state: Any, name: str = "random_state") -> np.random.Generator:
+    """None, an integer seed (not bool) or a numpy ``Generator``; return a ``Generator``."""
+    if isinstance(random_state, (bool, np.bool_)):
+        raise TypeError(_error(name, "None, an integer seed or a Generator", "a bool"))
+    if random_state is None or isinstance(random_state, (np.random.Generator, int, np.integer)):
+        return np.random.default_rng(random_state)
+    raise TypeError(_error(name, "None, an integer seed or a numpy Generator", describe(random_state)))
 
 
 def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
