@@ -15,13 +15,13 @@ from hypothesis.extra import numpy as hnp
 
 import expost
 from expost.experiments.config import (
-    DEFAULT_CONFIG_YAML,
     ConfigError,
     config_hash,
     default_config,
+    default_config_text,
     load_config,
-    resolve_objective,
 )
+from expost.experiments.objective import resolve_objective
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,10 +85,10 @@ BAD_CONFIGS = [
     pytest.param(_with(dataset={"name": "mnist"}), ["dataset", "unknown dataset 'mnist'",
                                                     "digits", "cifar10"], id="unknown-dataset"),
     pytest.param(_with(dataset__options={"flaten": True}),
-                 ["dataset", "unknown option 'flaten'", "allowed options: flatten: bool"],
+                 ["dataset", "Unknown option 'flaten'", "allowed options: flatten: bool"],
                  id="unknown-dataset-option"),
     pytest.param(_with(dataset__options={"flatten": 3}),
-                 ["dataset", "option 'flatten'", "boolean", "3"], id="mistyped-dataset-option"),
+                 ["dataset", "option 'flatten'", "must be bool", "3"], id="mistyped-dataset-option"),
     pytest.param(_with(model={"name": "resnet"}), ["model", "unknown model 'resnet'", "mlp"],
                  id="unknown-model"),
     pytest.param(_with(model__options={"hidden": "wide"}),
@@ -169,7 +169,10 @@ def test_yaml_errors_and_missing_file(tmp_path):
 
 def test_embedded_default_is_shipped_and_valid():
     text = (ROOT / "configs" / "default.yaml").read_text()
-    assert text == DEFAULT_CONFIG_YAML
+    assert text == default_config_text()
+    # shipped once: the repository's configs/default.yaml is the package data file
+    shipped = ROOT / "src" / "expost" / "experiments" / "default.yaml"
+    assert (ROOT / "configs" / "default.yaml").resolve() == shipped.resolve()
     cfg = default_config()
     assert cfg == load_config(ROOT / "configs" / "default.yaml")
     assert cfg.dataset.name == "digits"

@@ -17,7 +17,7 @@ from expost.experiments.evaluate import (
     interval_metrics,
     recall_class,
 )
-from expost.experiments.metrics import METRICS, REGIMES
+from expost.experiments.metrics import METRICS
 from expost.experiments.regimes import (
     REGIME_SPECS,
     TRAININGS,
@@ -65,9 +65,18 @@ def test_encoding_rejects_bad_input(bad):
 
 # ---------------------------------------------------------------- regimes
 def test_regime_names_are_the_shared_ones():
-    assert set(REGIME_SPECS) == set(REGIMES)
+    # the config accepts exactly the registry's regimes, and the report orders by it
+    from expost.experiments.config import load_config
+    from expost.report.records import regimes_present
+
+    for name in REGIME_SPECS:
+        assert load_config(overrides=[f"regimes=[{name}]"]).regimes == [name]
+    with pytest.raises(ValueError, match="regimes"):
+        load_config(overrides=["regimes=[expost_weighting]"])
+    shuffled = [{"run_id": f"{r}-s0", "regime": r, "interval": 0} for r in reversed(REGIME_SPECS)]
+    assert regimes_present(shuffled) == list(REGIME_SPECS)
     for spec in REGIME_SPECS.values():
-        assert spec.training in TRAININGS
+        assert spec.training in TRAININGS and spec.label and spec.colour
 
 
 def test_plan_shares_one_unweighted_training():

@@ -92,7 +92,7 @@ class FakeStore:
         self._info = {
             "config": {"name": "demo <b>&", "dataset": {"name": "digits"},
                        "model": {"name": "mlp"}, "seeds": SEEDS,
-                       "objective": {"emphasize": "one", "ratio": 99.0}},
+                       "objective": {"kind": "emphasize", "emphasized": 1, "ratio": 99.0}},
             "config_hash": "abc123",
             "created_at": "2025-01-01T00:00:00+00:00",
             "versions": {"expost": "0.1.0", "python": "3.11", "numpy": np.__version__,

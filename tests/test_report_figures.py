@@ -10,7 +10,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
 from expost._incentives import binary_incentive_curves
-from expost.experiments.metrics import REGIMES
+from expost.experiments.regimes import regime_colour
 from expost.report import best_intervals, plot_curves, plot_theory
 from test_report_data import CU, IU, IW, SEEDS, WL, known_records
 
@@ -33,7 +33,7 @@ def test_curves_one_line_per_run_best_points_where_table_picks_them():
     assert len(_curves(ax)) == 15 and len(_markers(ax)) == 15
     pts = {(float(m.get_xdata()[0]), float(m.get_ydata()[0]), to_rgba(m.get_color()))
            for m in _markers(ax)}
-    want = {(float(IW[s] + 1), WL[g][s], to_rgba(REGIMES[g][1])) for g in WL for s in SEEDS}
+    want = {(float(IW[s] + 1), WL[g][s], to_rgba(regime_colour(g))) for g in WL for s in SEEDS}
     assert len(pts) == len(want)
     for x, y, c in want:
         assert any(abs(x - a) < 1e-12 and abs(y - b) < 1e-12 and c == col for a, b, col in pts)
@@ -89,7 +89,7 @@ def test_average_curves_figure_1():
         want = [np.mean([r["weighted_loss"] for r in recs
                          if r["regime"] == g and r["interval"] == t]) for t in range(6)]
         assert np.allclose(line.get_ydata(), want)
-        assert to_rgba(line.get_color()) == to_rgba(REGIMES[g][1])
+        assert to_rgba(line.get_color()) == to_rgba(regime_colour(g))
     for m, d in zip(_markers(ax), dotted, strict=True):
         assert float(d.get_ydata()[0]) == pytest.approx(float(m.get_ydata()[0]))
     assert "mean of 5 runs" in ax.get_legend().get_texts()[0].get_text()
@@ -153,8 +153,8 @@ def test_theory_three_panels_hold_the_curves():
         ref_line, w_line = ax.lines
         assert np.allclose(w_line.get_xdata(), c.q1) and np.allclose(ref_line.get_xdata(), c.q1)
         assert np.allclose(w_line.get_ydata(), w) and np.allclose(ref_line.get_ydata(), ref)
-        assert to_rgba(w_line.get_color()) == to_rgba(REGIMES["weighted"][1])
-        assert to_rgba(ref_line.get_color()) == to_rgba(REGIMES["expost"][1])
+        assert to_rgba(w_line.get_color()) == to_rgba(regime_colour("weighted"))
+        assert to_rgba(ref_line.get_color()) == to_rgba(regime_colour("expost"))
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert legend == ["Ex Post Weighting ($w_1 = w_2$)", "Weighted Training ($w_1 = 99\\, w_2$)"]
 

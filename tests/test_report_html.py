@@ -27,6 +27,7 @@ def small_store(run_dir, *, regimes=("weighted", "expost"), **kwargs):
     recs = [{k: r[k] for k in keep} for r in known_records(regimes=regimes)]
     store = FakeStore(run_dir, records=recs, regimes=regimes, failed=False, **kwargs)
     store._info["emphasized"] = None
+    store._info["config"]["objective"] = {"kind": "inverse_prior"}
     return store
 
 
@@ -159,16 +160,16 @@ def test_quiet_flag(tmp_path, capsys, monkeypatch):
     assert cap.out == "" and cap.err == ""
 
 
-def test_emphasis_ratio_from_the_stored_utility():
-    w = np.array([1.0, 1.0, 99.0, 1.0])
-    u = np.diag(w / w.sum() * 4)
-    assert emphasis_ratio({"utility": u.tolist(), "emphasized": 2}) == pytest.approx(99.0)
-    assert emphasis_ratio({"utility": u.tolist(), "emphasized": None}) is None
-    full = u.copy()
-    full[0, 1] = 0.5
-    assert emphasis_ratio({"utility": full.tolist(), "emphasized": 2}) is None
-    uneven = np.diag([1.0, 2.0, 99.0])
-    assert emphasis_ratio({"utility": uneven.tolist(), "emphasized": 2}) is None
+def test_emphasis_ratio_from_the_config():
+    # the ratio the user configured, not one re-derived from the normalised matrix
+    emph = {"kind": "emphasize", "emphasized": "hardest", "ratio": 99.0}
+    assert emphasis_ratio({"config": {"objective": emph}}) == 99.0
+    assert emphasis_ratio({"config": {"objective": {**emph, "ratio": 9}}}) == 9.0
+    weights = {"kind": "class_weights", "weights": [1.0, 99.0]}
+    assert emphasis_ratio({"config": {"objective": weights}}) is None
+    assert emphasis_ratio({"config": {"objective": {"kind": "inverse_prior"}}}) is None
+    assert emphasis_ratio({"config": {}}) is None and emphasis_ratio({}) is None
+    assert emphasis_ratio({"config": {"objective": {**emph, "ratio": "x"}}}) is None
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install "

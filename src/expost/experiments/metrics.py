@@ -1,8 +1,7 @@
-"""Names shared by the harness (which computes them) and the report layer (which shows them).
+"""The metric names shared by the harness (which computes them) and the report layer.
 
-Every per-interval metric the harness stores, with its direction; every regime,
-with the label and colour the figures use (the paper's: Weighted Training red,
-Ex Post Weighting blue, Unweighted Raw black).
+Every per-interval metric the harness stores, with its direction. Regimes,
+their labels and colours live in :mod:`expost.experiments.regimes`.
 """
 
 from __future__ import annotations
@@ -18,17 +17,6 @@ METRICS: Final[dict[str, bool]] = {
     "emphasized_recall": True,
     "calibration_error": False,
 }
-
-#: regime name -> (display label, colour).
-REGIMES: Final[dict[str, tuple[str, str]]] = {
-    "weighted": ("Weighted Training", "tab:red"),
-    "expost": ("Ex Post Weighting", "tab:blue"),
-    "unweighted_raw": ("Unweighted Raw", "black"),
-    "inverse_prior": ("Inverse-Prior Weighting", "tab:purple"),
-    "resampled": ("Cost-Proportionate Resampling", "tab:orange"),
-    "metacost": ("MetaCost", "tab:green"),
-}
-
 
 def higher_is_better(metric: str) -> bool:
     """Direction of ``metric``; ValueError naming the known metrics otherwise."""

@@ -41,11 +41,15 @@ from .._utility import Utility
 from .._validation import _error, describe
 
 __all__ = [
+    "REGIME_NAMES",
     "REGIME_SPECS",
     "TRAININGS",
     "Regime",
     "TrainingKind",
     "plan_trainings",
+    "regime_colour",
+    "regime_label",
+    "regime_order",
     "regime_view",
     "run_id",
     "train_key",
@@ -80,11 +84,17 @@ class TrainingKind:
 
 @dataclass(frozen=True)
 class Regime:
-    """A regime: which training, and which view of its predictions is scored."""
+    """A regime: which training, which view of its predictions is scored, and how it is shown.
+
+    ``label`` and ``colour`` are what the tables and figures show (the paper's
+    colours: Weighted Training red, Ex Post Weighting blue, Unweighted Raw black).
+    """
 
     name: str
     training: str
     view: View
+    label: str
+    colour: str
 
 
 TRAININGS: Final[dict[str, TrainingKind]] = {
@@ -95,14 +105,40 @@ TRAININGS: Final[dict[str, TrainingKind]] = {
     "metacost": TrainingKind("metacost", None, "uniform", relabel_from="unweighted"),
 }
 
+#: The one registry of regimes: the config's allowed names, the report's order,
+#: labels and colours all derive from it.
 REGIME_SPECS: Final[dict[str, Regime]] = {
-    "weighted": Regime("weighted", "weighted", "as_is"),
-    "expost": Regime("expost", "unweighted", "ex_post"),
-    "unweighted_raw": Regime("unweighted_raw", "unweighted", "as_is"),
-    "inverse_prior": Regime("inverse_prior", "inverse_prior", "recovered_ex_post"),
-    "resampled": Regime("resampled", "resampled", "as_is"),
-    "metacost": Regime("metacost", "metacost", "as_is"),
+    r.name: r
+    for r in (
+        Regime("weighted", "weighted", "as_is", "Weighted Training", "tab:red"),
+        Regime("expost", "unweighted", "ex_post", "Ex Post Weighting", "tab:blue"),
+        Regime("unweighted_raw", "unweighted", "as_is", "Unweighted Raw", "black"),
+        Regime("inverse_prior", "inverse_prior", "recovered_ex_post", "Inverse-Prior Weighting",
+               "tab:purple"),
+        Regime("resampled", "resampled", "as_is", "Cost-Proportionate Resampling", "tab:orange"),
+        Regime("metacost", "metacost", "as_is", "MetaCost", "tab:green"),
+    )
 }
+
+#: Regime names in the registry's order.
+REGIME_NAMES: Final[tuple[str, ...]] = tuple(REGIME_SPECS)
+
+
+def regime_label(regime: str) -> str:
+    """Display label of a regime (its own name for a regime the registry does not know)."""
+    spec = REGIME_SPECS.get(regime)
+    return spec.label if spec is not None else str(regime)
+
+
+def regime_colour(regime: str) -> str:
+    """Colour of a regime in the figures (grey for a regime the registry does not know)."""
+    spec = REGIME_SPECS.get(regime)
+    return spec.colour if spec is not None else "tab:gray"
+
+
+def regime_order(regime: str) -> tuple[int, str]:
+    """Sort key: the registry's order, unknown regimes after it by name."""
+    return (REGIME_NAMES.index(regime), "") if regime in REGIME_SPECS else (len(REGIME_NAMES), regime)
 
 
 def train_key(training: str, seed: int) -> str:

@@ -28,8 +28,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .config import ConfigError, ExperimentConfig, config_hash, load_config, resolve_objective
+from .config import ConfigError, ExperimentConfig, config_hash, load_config
 from .evaluate import recall_class
+from .objective import resolve_objective
 from .regimes import TRAININGS, plan_trainings
 from .store import DB_NAME, ResultStore
 

@@ -47,8 +47,9 @@ from numpy.typing import NDArray
 from .._decisions import decide
 from .._scoring import weighted_loss
 from .._utility import Utility
-from .config import ExperimentConfig, ResolvedObjective
+from .config import ExperimentConfig
 from .evaluate import decode_probabilities, encode_log_probs, interval_metrics
+from .objective import ResolvedObjective
 from .regimes import TRAININGS
 from .store import ResultStore
 

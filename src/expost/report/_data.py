@@ -10,14 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from matplotlib.figure import Figure
 
 from .._validation import _error, describe
 from ..experiments.metrics import METRICS
 from .figures import plot_curves, plot_theory
 from .records import METRIC_LABELS, regime_label, regimes_present
-from .table import Table1, table1
+from .table import DEFAULT_N_BOOT, Table1, table1
 
 __all__ = [
     "ReportData",
@@ -129,7 +128,8 @@ def finished_records(store: Any, run_dir: Path | None, *, split: str = "test",
     return [r for r in store.interval_records(split=split) if str(r["run_id"]) in finished]
 
 
-def gather(store: Any, run_dir: Path | None, *, n_boot: int = 2000, seed: int = 0) -> ReportData:
+def gather(store: Any, run_dir: Path | None, *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
+           ) -> ReportData:
     """Read the store once and compute Table 1 (and the other comparisons) on finished runs."""
     info = dict(store.experiment_info())
     runs = list(store.runs())
@@ -198,25 +198,14 @@ def make_figures(data: ReportData) -> list[tuple[str, str, Figure]]:
 def emphasis_ratio(info: dict[str, Any]) -> float | None:
     """The weight ratio w_e / w_other of a class-emphasis objective (Eq 14), else None.
 
-    Read from the stored utility: diagonal, the emphasised class's weight
-    against the common weight of every other class (normalisation, Eq 21,
-    scales all weights alike, so the ratio survives it).
+    Read from the stored config's objective (``kind: emphasize``): the ratio the
+    user asked for, which Eq 21's normalisation leaves unchanged.
     """
-    u, e = info.get("utility"), info.get("emphasized")
-    if u is None or e is None:
+    cfg = info.get("config")
+    objective = cfg.get("objective") if isinstance(cfg, dict) else None
+    if not isinstance(objective, dict) or objective.get("kind") != "emphasize":
         return None
-    try:
-        mat = np.asarray(u, dtype=np.float64)
-        e = int(e)
-    except (TypeError, ValueError):
+    ratio = objective.get("ratio")
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
         return None
-    if mat.ndim != 2 or mat.shape[0] != mat.shape[1] or not 0 <= e < mat.shape[0]:
-        return None
-    w = np.diagonal(mat)
-    if np.any(mat - np.diag(w)) or mat.shape[0] < 2:
-        return None
-    others = np.delete(w, e)
-    if not np.all(others > 0) or not np.allclose(others, others[0], rtol=1e-9, atol=0.0):
-        return None
-    ratio = float(w[e] / others[0])
-    return ratio if np.isfinite(ratio) and ratio > 0 else None
+    return float(ratio) if math.isfinite(ratio) and ratio > 0 else None

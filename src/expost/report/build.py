@@ -9,6 +9,7 @@ from typing import Any
 from ._data import gather, make_figures, open_store
 from .figures import save_figure
 from .html import render_html
+from .table import DEFAULT_N_BOOT
 
 __all__ = ["build_outputs"]
 
@@ -18,7 +19,7 @@ def build_outputs(
     *,
     out_dir: str | Path | None = None,
     quiet: bool = False,
-    n_boot: int = 2000,
+    n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
     pdf: bool = False,
 ) -> dict[str, Any]:

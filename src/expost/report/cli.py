@@ -18,7 +18,7 @@ from ._data import default_pair, finished_records, open_store
 from .figures import X_AXES, plot_curves, plot_theory, save_figure
 from .html import write_report
 from .records import regime_label, regimes_present
-from .table import table1
+from .table import DEFAULT_N_BOOT, table1
 
 __all__ = ["register"]
 
@@ -145,8 +145,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--metric", action="append", choices=metrics, default=None,
                    help="a column group (repeatable; default weighted_loss and "
                         "classification_utility)")
-    p.add_argument("--bootstrap", type=_nonneg_int, default=2000, metavar="N",
-                   help="bootstrap resamples for the mean gain's interval (0: none; default 2000)")
+    p.add_argument("--bootstrap", type=_nonneg_int, default=DEFAULT_N_BOOT, metavar="N",
+                   help="bootstrap resamples for the mean gain's interval (0: none; default %(default)s)")
     p.add_argument("--seed", type=_nonneg_int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="also write table1.md / .csv / .tex (those printed) into DIR")
@@ -177,8 +177,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="experiment directory (results.sqlite)")
     p.add_argument("--out", default=None, metavar="FILE",
                    help="HTML file (default RUN_DIR/report/report.html)")
-    p.add_argument("--bootstrap", type=_nonneg_int, default=2000, metavar="N",
-                   help="bootstrap resamples for Table 1 (default 2000)")
+    p.add_argument("--bootstrap", type=_nonneg_int, default=DEFAULT_N_BOOT, metavar="N",
+                   help="bootstrap resamples for Table 1 (default %(default)s)")
     p.add_argument("--seed", type=_nonneg_int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=_guard("report", _cmd_report))
 

@@ -139,7 +139,7 @@ def plot_curves(
         The x axis; "auto" uses epochs when every interval ends on a whole
         epoch, else optimizer steps.
     regimes : sequence of str, optional
-        Regimes to draw (default: all present, in the order of ``REGIMES``).
+        Regimes to draw (default: all present, in the registry's order).
     average : bool
         Draw each regime's mean curve instead of its runs.
     mark_best : bool

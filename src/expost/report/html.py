@@ -20,6 +20,7 @@ from .. import __version__
 from ._data import ReportData, gather, make_figures, open_store
 from .figures import figure_png
 from .records import METRIC_LABELS, regime_label
+from .table import DEFAULT_N_BOOT
 
 __all__ = ["render_html", "write_report"]
 
@@ -204,7 +205,7 @@ def render_html(data: ReportData, figures: list[tuple[str, str, bytes]]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_report(run_dir: Any, out: str | Path | None = None, *, n_boot: int = 2000,
+def write_report(run_dir: Any, out: str | Path | None = None, *, n_boot: int = DEFAULT_N_BOOT,
                  seed: int = 0) -> Path:
     """Write the experiment's self-contained HTML report and return its path.
 

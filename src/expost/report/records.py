@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .._validation import _error, describe
-from ..experiments.metrics import METRICS, REGIMES, higher_is_better
+from ..experiments.metrics import METRICS, higher_is_better
+from ..experiments.regimes import regime_colour, regime_label, regime_order
 
 __all__ = [
     "METRIC_LABELS",
@@ -42,21 +43,6 @@ METRIC_LABELS: dict[str, str] = {
 _REQUIRED = ("run_id", "regime", "interval")
 
 RunKey = tuple[str, str]  # (regime, run_id)
-
-
-def regime_label(regime: str) -> str:
-    """Display label of a regime (its own name when :data:`REGIMES` does not know it)."""
-    return REGIMES[regime][0] if regime in REGIMES else str(regime)
-
-
-def regime_colour(regime: str) -> str:
-    """Colour of a regime in the figures (grey when :data:`REGIMES` does not know it)."""
-    return REGIMES[regime][1] if regime in REGIMES else "tab:gray"
-
-
-def _regime_order(regime: str) -> tuple[int, str]:
-    order = list(REGIMES)
-    return (order.index(regime), "") if regime in order else (len(order), regime)
 
 
 def _as_value(v: Any, where: str) -> float:
@@ -109,7 +95,7 @@ def group_runs(records: Any, metric: str) -> dict[RunKey, list[dict[str, Any]]]:
     -------
     dict
         ``(regime, run_id) -> list of record copies`` (the metric as a float, None
-        as NaN), keys ordered by regime (the order of ``REGIMES``), then seed, then run id.
+        as NaN), keys ordered by regime (the order of ``REGIME_SPECS``), then seed, then run id.
 
     Examples
     --------
@@ -154,7 +140,7 @@ def group_runs(records: Any, metric: str) -> dict[RunKey, list[dict[str, Any]]]:
         seed = first.get("seed")
         numeric = isinstance(seed, (int, float)) and not isinstance(seed, bool)
         seed_key = (0, seed) if numeric else (1, 0)
-        return (*_regime_order(key[0]), seed_key, key[1])
+        return (*regime_order(key[0]), seed_key, key[1])
 
     return {k: [runs[k][j] for j in sorted(runs[k])] for k in sorted(runs, key=order)}
 
@@ -211,14 +197,14 @@ def best_intervals(records: Any, metric: str) -> list[dict[str, Any]]:
 
 
 def regimes_present(records: Any) -> list[str]:
-    """Regimes that have at least one record, in the order of ``REGIMES``.
+    """Regimes that have at least one record, in the order of ``REGIME_SPECS``.
 
     >>> regimes_present([{"regime": "expost"}, {"regime": "weighted"}])
     ['weighted', 'expost']
     """
     rows = as_records(records)
     names = {str(r["regime"]) for r in rows if "regime" in r}
-    return sorted(names, key=_regime_order)
+    return sorted(names, key=regime_order)
 
 
 def check_metric(metric: Any, name: str = "metric") -> str:

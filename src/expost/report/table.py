@@ -32,7 +32,10 @@ from .records import (
     regimes_present,
 )
 
-__all__ = ["STATISTICS", "Table1", "Table1Row", "table1"]
+__all__ = ["DEFAULT_N_BOOT", "STATISTICS", "Table1", "Table1Row", "table1"]
+
+#: Bootstrap resamples for the interval of the mean gain, everywhere a default is needed.
+DEFAULT_N_BOOT = 2000
 
 #: The rows of Table 1, in order, with the reduction over runs each one uses.
 STATISTICS: dict[str, Any] = {"Mean": np.mean, "Min": np.min, "Max": np.max}
@@ -280,7 +283,7 @@ def table1(
     baseline: str = "weighted",
     treatment: str = "expost",
     metrics: Sequence[str] = ("weighted_loss", "classification_utility"),
-    n_boot: int = 2000,
+    n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
     level: float = 0.95,
 ) -> Table1:

@@ -188,12 +188,9 @@ class Registry(Generic[F]):
         values and the value that arrived.
         """
         allowed = self.options(name)
-        where = f"(an option of the {self.kind} {name!r})"
+        listing = ", ".join(f"{k}: {_hint_text(h)} = {d!r}" for k, (h, d) in allowed.items()) or "none"
         for key, value in options.items():
             if key not in allowed:
-                listing = ", ".join(
-                    f"{k}: {_hint_text(h)} = {d!r}" for k, (h, d) in allowed.items()
-                ) or "none"
                 close = difflib.get_close_matches(key, list(allowed), n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise TypeError(
@@ -203,7 +200,8 @@ class Registry(Generic[F]):
             hint_type = allowed[key][0]
             if not _matches(value, hint_type):
                 exc = ValueError if type(value) in _literal_types(hint_type) else TypeError
-                raise exc(_error(key, _hint_text(hint_type), describe(value)) + f" {where}")
+                raise exc(_error(key, _hint_text(hint_type), describe(value))[:-1]
+                          + f" (option {key!r} of the {self.kind} {name!r}; allowed options: {listing}).")
         absent = [k for k, (_, d) in allowed.items() if d is REQUIRED and k not in options]
         if absent:
             raise TypeError(f"The {self.kind} {name!r} needs the option(s) {absent}.")
