@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .._scoring import percent_gain
-from .._validation import _error, describe
+from .._validation import _error, check_int, describe
 from ..experiments.metrics import higher_is_better
 from .records import (
     METRIC_LABELS,
@@ -271,12 +271,6 @@ def _tex(text: str) -> str:
     return "".join(_TEX.get(c, c) for c in str(text))
 
 
-def _check_int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(_error(name, f"an integer >= {low}", describe(value)))
-    return int(value)
-
-
 def table1(
     records: Any,
     *,
@@ -352,8 +346,8 @@ def table1(
         check_metric(m, f"metrics[{i}]")
     if len(set(metrics)) != len(metrics):
         raise ValueError(_error("metrics", "distinct metric names", repr(metrics)))
-    n_boot = _check_int(n_boot, "n_boot", 0)
-    seed = _check_int(seed, "seed", 0)
+    n_boot = check_int(n_boot, "n_boot", minimum=0)
+    seed = check_int(seed, "seed", minimum=0)
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
         raise ValueError(_error("level", "a coverage in (0, 1)", describe(level)))
     level = float(level)

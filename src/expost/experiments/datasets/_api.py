@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from ..._validation import _error, describe
+from ..._validation import _error, check_int, describe
 from ._base import DataSplits
 from ._registry import Registry
 
@@ -92,11 +90,7 @@ def load_dataset(name: str, *, seed: int = 0, **options: Any) -> DataSplits:
     TypeError: Unknown option 'flaten' for the dataset 'digits'; ... Did you mean 'flatten'?
     """
     factory = _DATASETS.get(name)
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise TypeError(_error("seed", "a nonnegative integer", describe(seed)))
-    if seed < 0:
-        raise ValueError(_error("seed", "a nonnegative integer", describe(seed)))
-    seed = int(seed)
+    seed = check_int(seed, "seed", minimum=0, expected="a nonnegative integer", wrong_type=TypeError)
     _DATASETS.check_options(name, options)
     data = factory(seed=seed, **options)
     if not isinstance(data, DataSplits):

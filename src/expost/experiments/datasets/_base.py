@@ -21,7 +21,7 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.data import Dataset
 
-from ..._validation import _error, describe
+from ..._validation import _error, check_int, describe
 
 #: The paper's split of a data set without an official one (Appendix D.1):
 #: 70% training, 20% test, 10% validation, in that order.
@@ -297,8 +297,9 @@ def subsample(
 
 
 def check_positive_int(value: int | None, name: str, *, minimum: int = 1) -> None:
-    if value is not None and value < minimum:
-        raise ValueError(_error(name, f"an integer >= {minimum}", describe(value)))
+    """An optional option that, when given, is an integer >= ``minimum``."""
+    if value is not None:
+        check_int(value, name, minimum=minimum)
 
 
 # --------------------------------------------------------------------------- images

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..._validation import _error, describe
+from ..._validation import _error, check_int, describe
 from ..datasets._registry import Registry
 
 ModelFactory = Callable[..., nn.Module]
@@ -109,10 +109,7 @@ def build_model(
     torch.Size([5, 10])
     """
     factory = _MODELS.get(name)
-    if not isinstance(n_classes, (int, np.integer)) or isinstance(n_classes, bool):
-        raise TypeError(_error("n_classes", "an integer >= 2", describe(n_classes)))
-    if n_classes < 2:
-        raise ValueError(_error("n_classes", "an integer >= 2", describe(n_classes)))
+    n_classes = check_int(n_classes, "n_classes", minimum=2, wrong_type=TypeError)
     shape = _check_shape(input_shape)
     _MODELS.check_options(name, options)
     model = factory(n_classes=int(n_classes), input_shape=shape, **options)
