@@ -8,7 +8,10 @@ measured in the same run, as ratios:
 * one pass of the log loss over the same rows (the risk alone),
 * one in-sample ``fit_temperature`` on all rows (so the ratio is the price of
   cross-fitting),
-* the same decomposition with vector scaling (Newton) for comparison.
+* the same decomposition with vector scaling (Newton) for comparison,
+
+and the cost of ``import expost`` in a fresh interpreter (which must not load
+``scipy.optimize``; the fits import it when first called).
 
 Run: ``python benchmarks/diagnostics.py [--repeats 5]``.
 """
@@ -16,7 +19,10 @@ Run: ``python benchmarks/diagnostics.py [--repeats 5]``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -39,6 +45,17 @@ def best_of(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     return min(wall), min(cpu)
+
+
+def import_cost(repeats: int) -> tuple[float, list[str]]:
+    """Best wall time of ``import expost`` in a fresh interpreter, and the heavy modules it loads."""
+    code = ("import json, sys, time; t0 = time.perf_counter(); import expost; "
+            "t = time.perf_counter() - t0; heavy = ('scipy.optimize', 'torch', 'sklearn', "
+            "'matplotlib'); print(json.dumps([t, [m for m in heavy if m in sys.modules]]))")
+    runs = [json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                      text=True, check=True).stdout)
+            for _ in range(repeats)]
+    return min(r[0] for r in runs), runs[0][1]
 
 
 def main() -> None:
@@ -77,6 +94,9 @@ def main() -> None:
     print(f"  {'':<44s} {'wall ms':>9s} {'cpu ms':>9s}   ratio to temperature decomposition")
     for name, (wall, cpu) in timings.items():
         print(f"  {name:<44s} {wall * 1e3:9.1f} {cpu * 1e3:9.1f}   {wall / main_wall:6.3f}")
+    seconds, heavy = import_cost(args.repeats)
+    print(f"  import expost (fresh interpreter, best of {args.repeats}): {seconds * 1e3:.0f} ms; "
+          f"heavy modules loaded: {', '.join(heavy) or 'none'}")
     goal = 1.0
     verdict = "met" if main_wall < 0.5 * goal else "NOT met"
     print(f"goal: risk_decomposition(temperature) well under {goal:.0f} s -> wall "

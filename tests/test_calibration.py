@@ -57,6 +57,24 @@ def test_vector_scaling_of_log_p_undoes_class_weights():
     np.testing.assert_allclose(b, -np.log(w) + np.log(w).mean(), atol=0.1)
 
 
+def test_fit_vector_scaling_is_the_penalised_minimiser_reached_by_newton():
+    # The fit is a stationary point of its documented objective to Newton precision
+    # (first-order methods stop orders of magnitude earlier), and the docstring names
+    # the method that runs.
+    rng = np.random.default_rng(13)
+    z = rng.normal(0.0, 2.0, size=(3_000, 4))
+    y = draw_labels(softmax(np.array([0.7, 1.0, 1.3, 1.6]) * z, axis=1), rng)
+    for reg in (1e-4, 0.5):
+        a, b = expost.fit_vector_scaling(z, y, reg=reg)
+        r = softmax(a * z + b, axis=1)
+        r[np.arange(y.size), y] -= 1.0
+        grad_a = (r * z).mean(axis=0) + reg * (a - 1.0)
+        grad_b = r.mean(axis=0) + reg * b  # sum(grad_b) = reg * sum(b) = 0: b is centred
+        assert np.abs(np.concatenate([grad_a, grad_b])).max() < 1e-9
+    doc = expost.fit_vector_scaling.__doc__
+    assert "Newton" in doc and "L-BFGS" not in doc
+
+
 def test_apply_scaling_is_a_stable_softmax():
     rng = np.random.default_rng(0)
     z = rng.normal(size=(6, 4))
@@ -445,6 +463,18 @@ BAD = [
     (lambda: expost.calibration_error(P2, [0, 1, 2, 1]), ValueError, "`y`"),
     (lambda: expost.reliability_curve(P2, Y4, strategy="log"), ValueError, "`strategy`"),
     (lambda: expost.reliability_curve(-P2, Y4), ValueError, "`p`"),
+    # the shared checks of _validation: integers (bool excluded) and seeds
+    (lambda: expost.learned_posteriors(P2, Y4, n_bins=2.5), ValueError, "`n_bins`"),
+    (lambda: expost.learned_posteriors(P2, Y4, n_bins="many"), ValueError, "`n_bins`"),
+    (lambda: expost.learned_posteriors(P2, Y4, n_folds=True), ValueError, "`n_folds`"),
+    (lambda: expost.learned_posteriors(P2, Y4, n_folds=2.0), ValueError, "`n_folds`"),
+    (lambda: expost.learned_posteriors(P2, Y4, n_classes=1), ValueError, "`n_classes`"),
+    (lambda: expost.learned_posteriors(P2, Y4, random_state=True), TypeError, "`random_state`"),
+    (lambda: expost.learned_posteriors(P2, Y4, reg=np.nan), ValueError, "`reg`"),
+    (lambda: expost.risk_decomposition(P2, Y4, n_folds=0), ValueError, "`n_folds`"),
+    (lambda: expost.loss_calibration_gap(P2, Y4, U2, random_state=1.5), TypeError, "`random_state`"),
+    (lambda: expost.calibration_error(P2, Y4, n_bins="auto"), ValueError, "`n_bins`"),
+    (lambda: expost.reliability_curve(P2, Y4, n_bins=True), ValueError, "`n_bins`"),
 ]
 
 

@@ -9,18 +9,6 @@ losses live in :mod:`expost.nn`, scikit-learn estimators in
 :mod:`expost.estimators`, the experiment harness in :mod:`expost.experiments`.
 """
 
-from ._calibration import (
-    ReliabilityCurve,
-    RiskDecomposition,
-    apply_scaling,
-    calibration_error,
-    fit_temperature,
-    fit_vector_scaling,
-    learned_posteriors,
-    loss_calibration_gap,
-    reliability_curve,
-    risk_decomposition,
-)
 from ._decisions import decide, elkan_threshold, expected_utility, weighted_prediction
 from ._incentives import (
     IncentiveCurves,
@@ -28,7 +16,15 @@ from ._incentives import (
     learning_gradient,
     residual_learning_loss,
 )
+from ._learning import (
+    RiskDecomposition,
+    learned_posteriors,
+    loss_calibration_gap,
+    risk_decomposition,
+)
 from ._recalibration import PriorEstimate, adjust_prior, estimate_target_prior, recover_posterior
+from ._reliability import ReliabilityCurve, calibration_error, reliability_curve
+from ._scaling import apply_scaling, fit_temperature, fit_vector_scaling
 from ._scoring import (
     AlignmentGain,
     brier_loss,

@@ -237,6 +237,34 @@ def _check_grid(grid: int | ArrayLike) -> NDArray[np.float64]:
     return arr.copy()
 
 
+def _check_weight_ratio(weight_ratio: Any) -> float:
+    if isinstance(weight_ratio, bool) or not isinstance(weight_ratio, (int, float, np.number)):
+        raise TypeError(
+            _error("weight_ratio", "a positive number w_1 / w_0", describe(weight_ratio))
+        )
+    ratio = float(weight_ratio)
+    if not (np.isfinite(ratio) and ratio > 0):
+        raise ValueError(
+            _error("weight_ratio", "a positive finite number w_1 / w_0", describe(weight_ratio))
+        )
+    return ratio
+
+
+def _binary_panels(
+    q: NDArray[np.float64], weights: tuple[float, float], base: str
+) -> tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating]]:
+    """Figure 2's panels (read-only) for class weights ``(w_0, w_1)``: the optimal report
+    p^w_1 (Eq 16), the marginal learning loss (Eq 18) and the learning loss (Eq 12)."""
+    u = np.diag(np.asarray(weights, dtype=np.float64))
+    pred = _weighted_prediction(q, u)[:, 1]
+    grad = _gradient(q, u, base)
+    marginal = grad[:, 1] - grad[:, 0]  # +inf at q1 = 0, -inf at q1 = 1
+    loss = _residual(q, u, base)
+    for a in (pred, marginal, loss):
+        a.setflags(write=False)
+    return pred, marginal, loss
+
+
 def binary_incentive_curves(
     weight_ratio: float = 99.0,
     *,
@@ -286,31 +314,12 @@ def binary_incentive_curves(
     (array([ 0.0613, -0.0361]), array([1.0986, 0.    ]))
     """
     checked = check_choice(base, "base", BASES)
-    if isinstance(weight_ratio, bool) or not isinstance(weight_ratio, (int, float, np.number)):
-        raise TypeError(
-            _error("weight_ratio", "a positive number w_1 / w_0", describe(weight_ratio))
-        )
-    ratio = float(weight_ratio)
-    if not (np.isfinite(ratio) and ratio > 0):
-        raise ValueError(
-            _error("weight_ratio", "a positive finite number w_1 / w_0", describe(weight_ratio))
-        )
+    ratio = _check_weight_ratio(weight_ratio)
     q1 = _check_grid(grid)
     q = np.column_stack([1.0 - q1, q1])
     weights = (1.0 / (1.0 + ratio), ratio / (1.0 + ratio))
-
-    def panels(w: tuple[float, float]) -> tuple[NDArray[np.floating], ...]:
-        u = np.diag(np.asarray(w, dtype=np.float64))
-        pred = _weighted_prediction(q, u)[:, 1]
-        grad = _gradient(q, u, checked)
-        marginal = grad[:, 1] - grad[:, 0]  # +inf at q1 = 0, -inf at q1 = 1
-        loss = _residual(q, u, checked)
-        for a in (pred, marginal, loss):
-            a.setflags(write=False)
-        return pred, marginal, loss
-
-    pred, marginal, loss = panels(weights)
-    ref_pred, ref_marginal, ref_loss = panels((0.5, 0.5))
+    pred, marginal, loss = _binary_panels(q, weights, checked)
+    ref_pred, ref_marginal, ref_loss = _binary_panels(q, (0.5, 0.5), checked)
     q1.setflags(write=False)
     return IncentiveCurves(
         q1=q1,

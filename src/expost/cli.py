@@ -163,9 +163,9 @@ def evaluate_run_dir(run_dir: str | Path, utilities: Sequence[Any]) -> list[list
     (``as_is``, ``ex_post``, or ``recovered_ex_post`` for ``inverse_prior``). With at most
     16 utilities the calibration error is computed too; otherwise it is NaN.
     """
-    from ._calibration import calibration_error
     from ._decisions import weighted_prediction
     from ._recalibration import recover_posterior
+    from ._reliability import calibration_error
     from ._utility import Utility
     from .experiments.frontier import frontier, stack_utilities
     from .experiments.regimes import REGIME_SPECS

@@ -27,8 +27,9 @@ from sklearn.utils.metadata_routing import (
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_method_params, check_is_fitted, column_or_1d
 
-from .._calibration import _log_probabilities, apply_scaling, fit_temperature
 from .._decisions import decide, expected_utility, weighted_prediction
+from .._scaling import apply_scaling, fit_temperature
+from .._softmax import _log_probabilities
 from .._utility import Utility
 from .._validation import _error
 from ._common import (
