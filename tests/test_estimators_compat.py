@@ -171,3 +171,14 @@ def test_temperature_paths_agree(data, request, monkeypatch):
     assert delegated.temperature_ == pytest.approx(fallback.temperature_, rel=1e-4)
     np.testing.assert_allclose(delegated.predict_proba(X), fallback.predict_proba(X), atol=1e-5)
     np.testing.assert_allclose(delegated.estimator_.coef_, fallback.estimator_.coef_)
+
+
+@needs_temperature
+def test_temperature_falls_back_where_calibrated_classifier_cv_refuses(multi):
+    X, y = multi
+    y = y.copy()
+    y[:2] = 3  # a class with 2 samples: fewer than the 3 folds CalibratedClassifierCV needs
+    ep = ExPostClassifier(LogisticRegression(), calibration="temperature", cv=3).fit(X, y)
+    assert ep.calibrator_ is None
+    np.testing.assert_array_equal(ep.classes_, [0, 1, 2, 3])
+    assert np.isfinite(ep.temperature_) and ep.predict_proba(X).shape == (len(y), 4)

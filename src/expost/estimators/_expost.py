@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
-from sklearn.model_selection import check_cv
+from sklearn.model_selection import LeaveOneOut, check_cv
 from sklearn.utils import Bunch, get_tags, indexable
 from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping, process_routing
 from sklearn.utils.multiclass import check_classification_targets
@@ -86,7 +86,8 @@ class ExPostClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         ``decision_function`` when it has one (for a logistic regression, its
         logits: the same as :math:`\log p`) and :math:`\log(p + 10^{-12})`
         otherwise, and weights the fit by a routed ``sample_weight``; on older
-        scikit-learn with :func:`expost.fit_temperature` on :math:`\log p`.
+        scikit-learn (and for data it refuses: a class with fewer samples than
+        folds, leave-one-out) with :func:`expost.fit_temperature` on :math:`\log p`.
     cv : int, cross-validation generator or iterable, default=5
         The cross-fitting splits for ``calibration`` (ignored without it). With
         a :class:`~sklearn.frozen.FrozenEstimator` all data calibrate.
@@ -163,27 +164,23 @@ class ExPostClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         self.cv = cv
 
     # ------------------------------------------------------------------ fit
-    def _uses_calibrated_classifier_cv(self) -> bool:
-        """Whether ``fit`` hands the calibration to ``CalibratedClassifierCV``.
-
-        Always for ``"sigmoid"`` / ``"isotonic"``; for ``"temperature"`` when the
-        installed scikit-learn has it (1.8), else the cross-fitted fallback.
-        """
-        if self.calibration == "temperature":
-            return _compat.TEMPERATURE_CALIBRATION
-        return self.calibration in ("sigmoid", "isotonic")
-
     def _calibrator(self) -> CalibratedClassifierCV:
-        # temperature: one calibrator on out-of-fold predictions, then a refit
-        # on all data (ensemble=False) -- the cross-fitting of the fallback
-        ensemble: Any = False if self.calibration == "temperature" else "auto"
-        cal = CalibratedClassifierCV(
-            estimator=self.estimator, method=self.calibration, cv=self.cv, ensemble=ensemble
-        )
+        cal = CalibratedClassifierCV(estimator=self.estimator, method=self.calibration, cv=self.cv)
         if routing_enabled():
             # sample_weight passed to fit weights the calibration too.
             cal.set_fit_request(sample_weight=True)
         return cal
+
+    def _delegates_temperature(self, y: NDArray[Any]) -> bool:
+        """Whether ``CalibratedClassifierCV(method="temperature")`` can fit these labels.
+
+        It needs scikit-learn 1.8 and refuses what the fallback handles: no
+        samples, leave-one-out, and a class with fewer samples than folds.
+        """
+        if not _compat.TEMPERATURE_CALIBRATION or len(y) == 0 or isinstance(self.cv, LeaveOneOut):
+            return False
+        n_folds = self.cv if isinstance(self.cv, int) else getattr(self.cv, "n_splits", None)
+        return n_folds is None or int(np.unique(y, return_counts=True)[1].min()) >= n_folds
 
     @fit_context(prefer_skip_nested_validation=False)  # the inner estimator is not validated
     def fit(self, X: Any, y: Any, **params: Any) -> ExPostClassifier:
@@ -214,7 +211,7 @@ class ExPostClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             routed = Bunch(estimator=Bunch(fit={}), splitter=Bunch(split={}))
 
         self.calibrator_ = None
-        if self.calibration == "temperature" and self._uses_calibrated_classifier_cv():
+        if self.calibration == "temperature" and self._delegates_temperature(y):
             self._fit_temperature_calibrator(X, y, routed)
         elif self.calibration == "temperature":
             self._fit_temperature(X, y, routed)
@@ -234,8 +231,20 @@ class ExPostClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         return self
 
     def _fit_temperature_calibrator(self, X: Any, y: NDArray[Any], routed: Bunch) -> None:
-        """Temperature scaling by ``CalibratedClassifierCV(method="temperature")``."""
-        self.calibrator_ = self._calibrator().fit(X, y, **routed.estimator.fit)
+        """Temperature scaling by ``CalibratedClassifierCV(method="temperature")``.
+
+        One calibrator on out-of-fold predictions, then a refit on all data
+        (``ensemble=False``): the cross-fitting of the fallback. It gets the
+        metadata routed to the estimator and the splitter (the routing of both
+        paths is the fallback's), and weights its fit by a routed ``sample_weight``.
+        """
+        cal = CalibratedClassifierCV(
+            estimator=self.estimator, method="temperature", cv=self.cv, ensemble=False
+        )
+        if routing_enabled():
+            cal.set_fit_request(sample_weight=True)
+        params = {**routed.estimator.fit, **routed.splitter.split}
+        self.calibrator_ = cal.fit(X, y, **params)
         (pair,) = self.calibrator_.calibrated_classifiers_
         self.estimator_ = pair.estimator  # fitted on all data
         beta = _compat.calibrated_temperature(self.calibrator_)
@@ -399,7 +408,7 @@ class ExPostClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         """
         router = MetadataRouter(owner=self).add_self_request(self)
         fit_to_fit = MethodMapping().add(caller="fit", callee="fit")
-        if self._uses_calibrated_classifier_cv():
+        if self.calibration in ("sigmoid", "isotonic"):
             router.add(estimator=self._calibrator(), method_mapping=fit_to_fit)
         else:
             router.add(estimator=self.estimator, method_mapping=fit_to_fit)
