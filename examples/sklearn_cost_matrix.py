@@ -40,6 +40,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 import expost
+from expost._validation import check_int
 from expost.estimators import (
     ExPostClassifier,
     UtilityWeightedClassifier,
@@ -102,6 +103,8 @@ def evaluate(
     name: str, *, n_splits: int = 5, n_repeats: int = 3, random_state: int = 0
 ) -> dict[str, dict[str, np.ndarray]]:
     """Fold scores {regime: {"weighted_loss": ..., "utility": ...}} on one data set."""
+    n_splits = check_int(n_splits, "n_splits", minimum=2)
+    n_repeats = check_int(n_repeats, "n_repeats", minimum=1)
     X, y, utility = problem(name)
     scoring = {
         "weighted_loss": make_weighted_loss_scorer(utility),

@@ -34,6 +34,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from threadpoolctl import threadpool_limits
 
 import expost
+import expost.estimators._compat
 from expost.estimators import (
     ExPostClassifier,
     UtilityWeightedClassifier,
@@ -70,6 +71,12 @@ def multi():
 def frozen_multi(multi):
     X, y = multi
     return FrozenEstimator(LogisticRegression().fit(X, y))
+
+
+@pytest.fixture
+def temperature_fallback(monkeypatch):
+    """Force the fallback temperature scaling (expost.fit_temperature), as on scikit-learn < 1.8."""
+    monkeypatch.setattr(expost.estimators._compat, "TEMPERATURE_CALIBRATION", False)
 
 
 def _margin_mask(eu: np.ndarray, tol: float = 1e-9) -> np.ndarray:
@@ -266,7 +273,7 @@ def test_sigmoid_and_isotonic_use_calibrated_classifier_cv(multi):
         np.testing.assert_array_equal(ep.predict(X), expost.decide(ref.predict_proba(X), U3))
 
 
-def test_temperature_is_cross_fitted_with_core_fit(multi):
+def test_temperature_is_cross_fitted_with_core_fit(multi, temperature_fallback):
     X, y = multi
     model = GaussianNB()  # overconfident on correlated features: T > 1
     ep = ExPostClassifier(model, utility=U3, calibration="temperature", cv=4).fit(X, y)
@@ -289,7 +296,7 @@ def test_temperature_of_an_underconfident_model_is_below_one(multi):
     assert ep.temperature_ < 1.0
 
 
-def test_frozen_estimator_is_not_refitted(multi):
+def test_frozen_estimator_is_not_refitted(multi, temperature_fallback):
     X, y = multi
     lr = LogisticRegression().fit(X[:200], y[:200])
     coef = lr.coef_.copy()

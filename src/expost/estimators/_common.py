@@ -26,6 +26,7 @@ from .._validation import _error, as_float_array, describe
 
 __all__ = [
     "action_labels",
+    "align_proba_columns",
     "align_utility",
     "check_sample_utility",
     "label_indices",
@@ -80,6 +81,34 @@ def label_indices(
             )
         pos[j] = lookup[v]
     return pos[inverse.ravel()]
+
+
+def align_proba_columns(
+    proba: NDArray[np.floating],
+    columns: ArrayLike,
+    labels: ArrayLike,
+    *,
+    name: str = "the estimator's predict_proba columns",
+    what: str = "class",
+    owner: str = "the estimator's",
+) -> NDArray[np.floating]:
+    """Put the columns of ``proba`` (labelled ``columns``) in the order of ``labels``.
+
+    A label that no column has (a class a cross-validation fold missed, an
+    action a model never predicts) gets probability 0; a column whose label
+    is not in ``labels`` is a ValueError naming ``name``. Returns ``proba``
+    itself when its columns already are ``labels``.
+
+    >>> align_proba_columns(np.array([[0.25, 0.75]]), ["b", "c"], ["a", "b", "c"])
+    array([[0.  , 0.25, 0.75]])
+    """
+    label_list = np.asarray(labels).tolist()
+    cols = label_indices(columns, label_list, name, what, owner=owner)
+    if len(cols) == len(label_list) and np.array_equal(cols, np.arange(len(label_list))):
+        return proba
+    out = np.zeros((proba.shape[0], len(label_list)), dtype=proba.dtype)
+    out[:, cols] = proba
+    return out
 
 
 def align_utility(

@@ -11,32 +11,36 @@ from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, _fit_context, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
-from sklearn.model_selection import check_cv
-from sklearn.utils import Bunch, _safe_indexing, get_tags, indexable
-from sklearn.utils._param_validation import HasMethods, StrOptions
-from sklearn.utils.metadata_routing import (
-    MetadataRouter,
-    MethodMapping,
-    _raise_for_params,
-    _routing_enabled,
-    process_routing,
-)
+from sklearn.model_selection import LeaveOneOut, check_cv
+from sklearn.utils import Bunch, get_tags, indexable
+from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping, process_routing
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_method_params, check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .._decisions import decide, expected_utility, weighted_prediction
 from .._scaling import apply_scaling, fit_temperature
 from .._softmax import _log_probabilities
 from .._utility import Utility
 from .._validation import _error
+from . import _compat
 from ._common import (
+    align_proba_columns,
     align_utility,
     check_sample_utility,
     label_indices,
     sample_expected_utility,
+)
+from ._compat import (
+    HasMethods,
+    StrOptions,
+    check_method_params,
+    fit_context,
+    raise_for_params,
+    routing_enabled,
+    safe_indexing,
 )
 
 __all__ = ["ExPostClassifier"]
@@ -75,10 +79,16 @@ class ExPostClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     calibration : {"temperature", "sigmoid", "isotonic"} or None, default=None
         How to calibrate the probabilities before deciding. ``"sigmoid"`` and
         ``"isotonic"`` use :class:`~sklearn.calibration.CalibratedClassifierCV`
-        (with ``cv``); ``"temperature"`` fits one temperature with
-        :func:`expost.fit_temperature` on cross-fitted (out-of-fold) logits
-        :math:`\log p`, then refits the estimator on all data and predicts
-        :math:`\operatorname{softmax}(\log p / T)`.
+        (with ``cv``). ``"temperature"`` fits one temperature :math:`T` on
+        cross-fitted (out-of-fold) logits, refits the estimator on all data and
+        predicts :math:`\operatorname{softmax}(\log p / T)`: with
+        ``CalibratedClassifierCV(method="temperature", ensemble=False)`` where
+        scikit-learn has it (1.8), which scales the estimator's
+        ``decision_function`` when it has one (for a logistic regression, its
+        logits: the same as :math:`\log p`) and :math:`\log(p + 10^{-12})`
+        otherwise, and weights the fit by a routed ``sample_weight``; on older
+        scikit-learn (and for data it refuses: a class with fewer samples than
+        folds, leave-one-out) with :func:`expost.fit_temperature` on :math:`\log p`.
     cv : int, cross-validation generator or iterable, default=5
         The cross-fitting splits for ``calibration`` (ignored without it). With
         a :class:`~sklearn.frozen.FrozenEstimator` all data calibrate.
@@ -88,9 +98,18 @@ class ExPostClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     estimator_ : estimator
         The fitted probability model: the fitted clone of ``estimator``, or the
         fitted :class:`~sklearn.calibration.CalibratedClassifierCV` for
-        ``"sigmoid"`` / ``"isotonic"``.
+        ``"sigmoid"`` / ``"isotonic"``. With ``"temperature"``, the estimator
+        refitted on all data (scikit-learn fits it on encoded labels
+        ``0..m-1`` when ``y`` holds strings).
+    calibrator_ : CalibratedClassifierCV or None
+        The fitted ``CalibratedClassifierCV(method="temperature")`` that
+        ``predict_proba`` uses; ``None`` for the other calibrations and for the
+        fallback on scikit-learn < 1.8.
     temperature_ : float
-        The fitted temperature (only with ``calibration="temperature"``).
+        The fitted temperature :math:`T` on the scale of :math:`\log p` (only
+        with ``calibration="temperature"``; a binary ``decision_function``
+        :math:`d`, which scikit-learn scales as the logits :math:`(-d, d)`, is
+        converted: :math:`T = 1 / (2\beta)`).
     classes_ : ndarray of shape (n_classes,)
         The class labels (columns of ``predict_proba`` and of the utility).
     actions_ : ndarray of shape (n_actions,)
@@ -148,12 +167,23 @@ class ExPostClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     # ------------------------------------------------------------------ fit
     def _calibrator(self) -> CalibratedClassifierCV:
         cal = CalibratedClassifierCV(estimator=self.estimator, method=self.calibration, cv=self.cv)
-        if _routing_enabled():
+        if routing_enabled():
             # sample_weight passed to fit weights the calibration too.
             cal.set_fit_request(sample_weight=True)
         return cal
 
-    @_fit_context(prefer_skip_nested_validation=False)  # the inner estimator is not validated
+    def _delegates_temperature(self, y: NDArray[Any]) -> bool:
+        """Whether ``CalibratedClassifierCV(method="temperature")`` can fit these labels.
+
+        It needs scikit-learn 1.8 and refuses what the fallback handles: no
+        samples, leave-one-out, and a class with fewer samples than folds.
+        """
+        if not _compat.TEMPERATURE_CALIBRATION or len(y) == 0 or isinstance(self.cv, LeaveOneOut):
+            return False
+        n_folds = self.cv if isinstance(self.cv, int) else getattr(self.cv, "n_splits", None)
+        return n_folds is None or int(np.unique(y, return_counts=True)[1].min()) >= n_folds
+
+    @fit_context(prefer_skip_nested_validation=False)  # the inner estimator is not validated
     def fit(self, X: Any, y: Any, **params: Any) -> ExPostClassifier:
         """Fit (and calibrate) the probability model.
 
@@ -172,35 +202,68 @@ class ExPostClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         -------
         self : ExPostClassifier
         """
-        _raise_for_params(params, self, "fit")
+        raise_for_params(params, self, "fit")
         X, y = indexable(X, y)
         check_classification_targets(y)
         y = column_or_1d(y, warn=True)
-        if _routing_enabled():
+        if routing_enabled():
             routed = process_routing(self, "fit", **params)
         else:
             routed = Bunch(estimator=Bunch(fit={}), splitter=Bunch(split={}))
 
-        if self.calibration in ("sigmoid", "isotonic"):
-            self.estimator_ = self._calibrator().fit(X, y, **routed.estimator.fit)
+        self.calibrator_ = None
+        if self.calibration == "temperature" and self._delegates_temperature(y):
+            self._fit_temperature_calibrator(X, y, routed)
         elif self.calibration == "temperature":
             self._fit_temperature(X, y, routed)
+        elif self.calibration is not None:
+            self.estimator_ = self._calibrator().fit(X, y, **routed.estimator.fit)
         else:
             self.estimator_ = clone(self.estimator).fit(X, y, **routed.estimator.fit)
 
-        self.classes_ = np.asarray(self.estimator_.classes_)
+        if self.calibrator_ is None:
+            self.classes_ = np.asarray(self.estimator_.classes_)
+        else:
+            self.classes_ = np.asarray(self.calibrator_.classes_)
         self.utility_, self.actions_ = align_utility(self.utility, self.classes_)
         for attr in ("n_features_in_", "feature_names_in_"):
             if hasattr(self.estimator_, attr):
                 setattr(self, attr, getattr(self.estimator_, attr))
         return self
 
+    def _fit_temperature_calibrator(self, X: Any, y: NDArray[Any], routed: Bunch) -> None:
+        """Temperature scaling by ``CalibratedClassifierCV(method="temperature")``.
+
+        One calibrator on out-of-fold predictions, then a refit on all data
+        (``ensemble=False``): the cross-fitting of the fallback. It gets the
+        metadata routed to the estimator and the splitter (the routing of both
+        paths is the fallback's), and weights its fit by a routed ``sample_weight``.
+        """
+        cal = CalibratedClassifierCV(
+            estimator=self.estimator, method="temperature", cv=self.cv, ensemble=False
+        )
+        if routing_enabled():
+            cal.set_fit_request(sample_weight=True)
+        params = {**routed.estimator.fit, **routed.splitter.split}
+        self.calibrator_ = cal.fit(X, y, **params)
+        (pair,) = self.calibrator_.calibrated_classifiers_
+        self.estimator_ = pair.estimator  # fitted on all data
+        beta = _compat.calibrated_temperature(self.calibrator_)
+        # scikit-learn scales the decision function when there is one, and makes
+        # a binary one (n,) the logits (-d, d): softmax(beta * (-d, d)) is
+        # softmax((0, d) / T) for T = 1 / (2 beta), with (0, d) ~ log p for log-odds d.
+        binary_decision = len(self.calibrator_.classes_) == 2 and hasattr(
+            self.estimator_, "decision_function"
+        )
+        self.temperature_ = 1.0 / (2.0 * beta) if binary_decision else 1.0 / beta
+
     def _fit_temperature(self, X: Any, y: NDArray[Any], routed: Bunch) -> None:
+        """The fallback: one :func:`expost.fit_temperature` on out-of-fold log probabilities."""
         fit_params = routed.estimator.fit
         if isinstance(self.estimator, FrozenEstimator):  # all data calibrate
             estimator = self.estimator
             classes = np.asarray(estimator.classes_)
-            proba = self._aligned_proba(estimator, X, classes)
+            proba = self._proba_in_order(estimator, X, classes)
         else:  # cross-fitting: out-of-fold probabilities, then a refit on all data
             estimator = clone(self.estimator).fit(X, y, **fit_params)
             classes = np.asarray(estimator.classes_)
@@ -208,11 +271,11 @@ class ExPostClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             proba = np.zeros((len(y), len(classes)))
             for train, test in cv.split(X, y, **routed.splitter.split):
                 fold = clone(self.estimator).fit(
-                    _safe_indexing(X, train),
+                    safe_indexing(X, train),
                     y[train],
-                    **_check_method_params(X, params=fit_params, indices=train),
+                    **check_method_params(X, params=fit_params, indices=train),
                 )
-                proba[test] = self._aligned_proba(fold, _safe_indexing(X, test), classes)
+                proba[test] = self._proba_in_order(fold, safe_indexing(X, test), classes)
         y_idx = label_indices(y, classes.tolist(), "y", "class", owner="the estimator's")
         # logits log p (softmax(log p) = p); an exact zero (a tree leaf, a class a
         # fold missed) becomes log(tiny), a large finite negative logit
@@ -220,15 +283,10 @@ class ExPostClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         self.estimator_ = estimator
 
     @staticmethod
-    def _aligned_proba(estimator: Any, X: Any, classes: NDArray[Any]) -> NDArray[np.float64]:
+    def _proba_in_order(estimator: Any, X: Any, classes: NDArray[Any]) -> NDArray[np.float64]:
         # A training fold may miss a class: put its columns where they belong.
         proba = np.asarray(estimator.predict_proba(X), dtype=np.float64)
-        cols = np.searchsorted(classes, np.asarray(estimator.classes_))
-        if len(cols) == len(classes):
-            return proba
-        out = np.zeros((proba.shape[0], len(classes)))
-        out[:, cols] = proba
-        return out
+        return align_proba_columns(proba, estimator.classes_, classes)
 
     # ------------------------------------------------------------------ predictions
     def predict_proba(self, X: Any) -> NDArray[np.floating]:
@@ -243,6 +301,8 @@ class ExPostClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         ndarray of shape (n_samples, n_classes)
         """
         check_is_fitted(self)
+        if self.calibrator_ is not None:
+            return np.asarray(self.calibrator_.predict_proba(X))
         proba = np.asarray(self.estimator_.predict_proba(X))
         if self.calibration == "temperature":
             proba = apply_scaling(_log_probabilities(proba), self.temperature_)

@@ -18,7 +18,8 @@ from sklearn.metrics import make_scorer
 from .._scoring import BASES, classification_utility, weighted_loss
 from .._utility import Utility, as_utility
 from .._validation import check_choice
-from ._common import action_labels, label_indices
+from ._common import action_labels, align_proba_columns, label_indices
+from ._compat import Scorer
 
 __all__ = ["make_utility_scorer", "make_weighted_loss_scorer"]
 
@@ -86,43 +87,70 @@ def make_utility_scorer(utility: Utility | ArrayLike) -> Any:
     return make_scorer(_utility_score, response_method="predict", utility=u)
 
 
-class _WeightedLossScorer:
-    """Callable scorer ``(estimator, X, y) -> -mean weighted loss``."""
+def _weighted_loss_score(
+    y_true: ArrayLike,
+    y_pred: NDArray[np.floating],
+    *,
+    utility: Utility,
+    base: str,
+    sample_weight: ArrayLike | None = None,
+) -> float:
+    """Mean utility-weighted loss (Eq 6) of predictions over the utility's actions, by label."""
+    y_idx = label_indices(_column(y_true), list(utility.classes), "y_true", "class")
+    values = weighted_loss(y_pred, y_idx, utility, base=base, reduction="none")
+    return _mean(values, sample_weight)
+
+
+def _predictions_over_actions(estimator: Any, X: Any) -> tuple[NDArray[np.floating], NDArray[Any]]:
+    """The estimator's predictions over actions and their labels.
+
+    ``predict_weighted_proba`` (columns ``actions_``) of the estimator or of a
+    Pipeline's last step, else ``predict_proba`` (columns ``classes_``).
+    """
+    final, Xt = estimator, X
+    steps = getattr(estimator, "steps", None)
+    if not hasattr(estimator, "predict_weighted_proba") and steps:  # a Pipeline
+        if hasattr(steps[-1][1], "predict_weighted_proba"):
+            final, Xt = steps[-1][1], estimator[:-1].transform(X)
+    if hasattr(final, "predict_weighted_proba"):
+        labels = getattr(final, "actions_", final.classes_)
+        return np.asarray(final.predict_weighted_proba(Xt)), np.asarray(labels)
+    return np.asarray(estimator.predict_proba(X)), np.asarray(estimator.classes_)
+
+
+class _WeightedLossScorer(Scorer):  # type: ignore[misc]
+    """``make_scorer(_weighted_loss_score, response_method="predict_proba", greater_is_better=False)``
+    whose predictions are labelled.
+
+    scikit-learn's scorer hands the score function bare columns (for a binary
+    ``predict_proba``, one column); this one reads the predictions with their
+    labels (:func:`_predictions_over_actions`) and aligns them to the utility's
+    actions before scoring. Everything else -- the sign, ``sample_weight``
+    through ``set_score_request`` and metadata routing -- is scikit-learn's.
+    """
 
     def __init__(self, utility: Utility, base: str) -> None:
-        self._utility = utility
-        self._base = base
+        super().__init__(
+            _weighted_loss_score,
+            sign=-1,
+            kwargs={"utility": utility, "base": base},
+            response_method="predict_proba",
+        )
 
     def __repr__(self) -> str:
-        return f"make_weighted_loss_scorer({self._utility!r}, base={self._base!r})"
+        kw = self._kwargs
+        return f"make_weighted_loss_scorer({kw['utility']!r}, base={kw['base']!r})"
 
-    @staticmethod
-    def _predictions(estimator: Any, X: Any) -> tuple[NDArray[np.floating], NDArray[Any]]:
-        """Predictions over actions and their labels."""
-        final, Xt = estimator, X
-        steps = getattr(estimator, "steps", None)
-        if not hasattr(estimator, "predict_weighted_proba") and steps:  # a Pipeline
-            if hasattr(steps[-1][1], "predict_weighted_proba"):
-                final, Xt = steps[-1][1], estimator[:-1].transform(X)
-        if hasattr(final, "predict_weighted_proba"):
-            labels = getattr(final, "actions_", final.classes_)
-            return np.asarray(final.predict_weighted_proba(Xt)), np.asarray(labels)
-        return np.asarray(estimator.predict_proba(X)), np.asarray(estimator.classes_)
-
-    def __call__(
-        self, estimator: Any, X: Any, y_true: ArrayLike, sample_weight: ArrayLike | None = None
+    def _score(
+        self, method_caller: Any, estimator: Any, X: Any, y_true: ArrayLike, **kwargs: Any
     ) -> float:
-        u = self._utility
-        p, labels = self._predictions(estimator, X)
-        acts = action_labels(u)
-        cols = label_indices(labels, acts, "estimator's prediction columns", "action")
-        if len(cols) != u.n_actions or not np.array_equal(cols, np.arange(u.n_actions)):
-            full = np.zeros((p.shape[0], u.n_actions), dtype=p.dtype)
-            full[:, cols] = p  # an action the model never predicts has probability 0
-            p = full
-        y_idx = label_indices(_column(y_true), list(u.classes), "y_true", "class")
-        values = weighted_loss(p, y_idx, u, base=self._base, reduction="none")
-        return -_mean(values, sample_weight)
+        u = self._kwargs["utility"]
+        p, labels = _predictions_over_actions(estimator, X)
+        p = align_proba_columns(
+            p, labels, action_labels(u),  # an action the model never predicts has probability 0
+            name="estimator's prediction columns", what="action", owner="the utility's",
+        )
+        return float(self._sign * self._score_func(y_true, p, **{**self._kwargs, **kwargs}))
 
 
 def make_weighted_loss_scorer(
@@ -150,6 +178,11 @@ def make_weighted_loss_scorer(
     Returns
     -------
     scorer : callable ``scorer(estimator, X, y, sample_weight=None)``
+        A scikit-learn scorer (``sklearn.metrics.make_scorer`` with
+        ``response_method="predict_proba"``, ``greater_is_better=False``) that
+        reads the predictions with their labels: ``sample_weight`` is
+        requested with ``set_score_request`` and routed by ``cross_validate``
+        and ``GridSearchCV`` under metadata routing.
 
     Examples
     --------

@@ -6,16 +6,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, _fit_context, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import _safe_indexing, get_tags, indexable
-from sklearn.utils._param_validation import HasMethods
+from sklearn.utils import get_tags, indexable
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .._utility import Utility
 from .._validation import _error
-from ._common import align_utility, check_sample_utility
+from ._common import align_proba_columns, align_utility, check_sample_utility
+from ._compat import HasMethods, check_sample_weight, fit_context, safe_indexing
 
 __all__ = ["UtilityWeightedClassifier"]
 
@@ -128,7 +128,7 @@ class UtilityWeightedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimat
         normalized = Utility(u).normalized(prior)
         return float(normalized.matrix.sum() / u.sum())
 
-    @_fit_context(prefer_skip_nested_validation=False)  # the inner estimator is not validated
+    @fit_context(prefer_skip_nested_validation=False)  # the inner estimator is not validated
     def fit(
         self,
         X: Any,
@@ -161,65 +161,73 @@ class UtilityWeightedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimat
         self : UtilityWeightedClassifier
         """
         X, y = indexable(X, y)
-        check_classification_targets(y)
-        y = column_or_1d(y, warn=True)
-        encoder = LabelEncoder().fit(y)
-        classes = encoder.classes_
-        y_idx = encoder.transform(y)
-        n, m = len(y), len(classes)
-        sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-        prior = np.bincount(y_idx, weights=sw, minlength=m)
-        if prior.sum() <= 0:
-            raise ValueError(_error("sample_weight", "a positive total weight", "all zeros"))
-        prior = prior / prior.sum()
-
+        classes, y_idx = _encode_labels(y)
+        sw = check_sample_weight(sample_weight, X, dtype=np.float64)
+        prior = _training_prior(y_idx, sw, classes)
         if sample_utility is None:
-            utility, _ = align_utility(self.utility, classes, actions_are_classes=True)
-            u = utility.matrix
-            k = self._normalization(u, prior, classes) if self.normalize and m > 1 else 1.0
-            cols = u.T[y_idx]  # (n, n_actions): u(a, y_i)
-            self.utility_ = Utility(u * k, actions=utility.actions, classes=utility.classes)
+            utility, k = self._training_utility(classes, prior)
+            weights = utility.matrix.T[y_idx]  # (n, n_actions): u(a, y_i)
+            self.utility_ = Utility(utility.matrix * k, actions=utility.actions, classes=utility.classes)
         else:
-            if self.utility is not None:
-                raise ValueError(
-                    _error(
-                        "sample_utility",
-                        "None when the estimator has a `utility` (pass one of the two)",
-                        "an array while utility is set",
-                    )
-                )
-            su = check_sample_utility(sample_utility, n_samples=n, n_actions=m, n_classes=m)
-            cols = su[np.arange(n), :, y_idx]  # (n, n_actions): u_i(a, y_i)
-            k = 1.0
-            if self.normalize and m > 1:
-                mean_u = np.zeros((m, m))
-                for c in range(m):  # class-conditional (sample-weighted) mean utility
-                    mask = y_idx == c
-                    total = sw[mask].sum()
-                    if total > 0:
-                        mean_u[:, c] = sw[mask] @ su[mask, :, c] / total
-                k = self._normalization(mean_u, prior, classes)
+            weights, k = self._sample_utility_weights(sample_utility, y_idx, sw, prior, classes)
             self.utility_ = None
+        weights = sw[:, None] * weights * k  # weight of the copy (sample i, action a)
+        self.estimator_ = self._fit_expanded(X, classes, weights)
+        self.classes_ = classes
+        self.normalization_ = float(k)
+        for attr in ("n_features_in_", "feature_names_in_"):
+            if hasattr(self.estimator_, attr):
+                setattr(self, attr, getattr(self.estimator_, attr))
+        return self
 
-        weights = sw[:, None] * cols * k  # weight of the copy (sample i, action a)
+    def _training_utility(
+        self, classes: NDArray[Any], prior: NDArray[np.float64]
+    ) -> tuple[Utility, float]:
+        """The utility aligned to ``classes`` and its Eq 21 factor (1.0 without ``normalize``)."""
+        utility, _ = align_utility(self.utility, classes, actions_are_classes=True)
+        use_eq21 = self.normalize and len(classes) > 1
+        k = self._normalization(utility.matrix, prior, classes) if use_eq21 else 1.0
+        return utility, k
+
+    def _sample_utility_weights(
+        self,
+        sample_utility: ArrayLike,
+        y_idx: NDArray[np.intp],
+        sw: NDArray[np.float64],
+        prior: NDArray[np.float64],
+        classes: NDArray[Any],
+    ) -> tuple[NDArray[np.floating], float]:
+        """``u_i(a, y_i)`` per sample and action, and the Eq 21 factor of their class means."""
+        if self.utility is not None:
+            raise ValueError(
+                _error(
+                    "sample_utility",
+                    "None when the estimator has a `utility` (pass one of the two)",
+                    "an array while utility is set",
+                )
+            )
+        n, m = len(y_idx), len(classes)
+        su = check_sample_utility(sample_utility, n_samples=n, n_actions=m, n_classes=m)
+        weights = su[np.arange(n), :, y_idx]  # (n, n_actions): u_i(a, y_i)
+        if not (self.normalize and m > 1):
+            return weights, 1.0
+        mean_u = np.zeros((m, m))
+        for c in range(m):  # class-conditional (sample-weighted) mean utility
+            mask = y_idx == c
+            total = sw[mask].sum()
+            if total > 0:
+                mean_u[:, c] = sw[mask] @ su[mask, :, c] / total
+        return weights, self._normalization(mean_u, prior, classes)
+
+    def _fit_expanded(self, X: Any, classes: NDArray[Any], weights: NDArray[np.floating]) -> Any:
+        """Fit a clone on the expanded data: a copy of sample i labelled a, weight ``weights[i, a]``."""
         rows, acts = np.nonzero(weights)  # sample-major: copies of a sample stay together
         if rows.size == 0:
             raise ValueError(
                 _error("utility", "positive utility u(a, y_i) for some sample", "all zero weights")
             )
-        X_fit = X if np.array_equal(rows, np.arange(n)) else _safe_indexing(X, rows)
-        self.estimator_ = clone(self.estimator).fit(
-            X_fit, classes[acts], sample_weight=weights[rows, acts]
-        )
-        self.classes_ = classes
-        self.normalization_ = float(k)
-        # columns of the inner model within classes_ (an action with zero weight
-        # everywhere is never a training label; its probability is 0)
-        self._columns = np.searchsorted(classes, np.asarray(self.estimator_.classes_))
-        for attr in ("n_features_in_", "feature_names_in_"):
-            if hasattr(self.estimator_, attr):
-                setattr(self, attr, getattr(self.estimator_, attr))
-        return self
+        X_fit = X if np.array_equal(rows, np.arange(len(weights))) else safe_indexing(X, rows)
+        return clone(self.estimator).fit(X_fit, classes[acts], sample_weight=weights[rows, acts])
 
     def predict_proba(self, X: Any) -> NDArray[np.floating]:
         r"""The weighted model's predictions :math:`P^u` (columns follow ``classes_``).
@@ -238,11 +246,8 @@ class UtilityWeightedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimat
         """
         check_is_fitted(self)
         proba = np.asarray(self.estimator_.predict_proba(X))
-        if len(self._columns) == len(self.classes_):
-            return proba
-        out = np.zeros((proba.shape[0], len(self.classes_)), dtype=proba.dtype)
-        out[:, self._columns] = proba
-        return out
+        # an action with zero weight everywhere is never a training label: probability 0
+        return align_proba_columns(proba, self.estimator_.classes_, self.classes_)
 
     def predict(self, X: Any) -> NDArray[Any]:
         r"""Weighted Training's decisions, :math:`\arg\max_a P^u_a(x)` (Eq 9).
@@ -262,3 +267,21 @@ class UtilityWeightedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimat
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = get_tags(self.estimator).input_tags.sparse
         return tags
+
+
+def _encode_labels(y: Any) -> tuple[NDArray[Any], NDArray[np.intp]]:
+    """The sorted class labels and each sample's class index."""
+    check_classification_targets(y)
+    y = column_or_1d(y, warn=True)
+    encoder = LabelEncoder().fit(y)
+    return encoder.classes_, encoder.transform(y)
+
+
+def _training_prior(
+    y_idx: NDArray[np.intp], sw: NDArray[np.float64], classes: NDArray[Any]
+) -> NDArray[np.float64]:
+    r"""The sample-weighted class frequencies :math:`\mu` of the training data."""
+    prior = np.bincount(y_idx, weights=sw, minlength=len(classes))
+    if prior.sum() <= 0:
+        raise ValueError(_error("sample_weight", "a positive total weight", "all zeros"))
+    return prior / prior.sum()
