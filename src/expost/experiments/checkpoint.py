@@ -175,11 +175,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except pickle.UnpicklingError as exc:  # torch's message (chained) names what it refused
         raise RuntimeError(
-            f"{str(path)!r} is not a checkpoint of tensors and plain values ({exc}); it was "
-            "probably written by an older expost: start the experiment afresh (--force-new)."
-        ) from None
+            f"{str(path)!r} is not a checkpoint of tensors and plain values only (torch.load "
+            "with weights_only=True refused it); it was probably written by an older expost: "
+            "start the experiment afresh (--force-new)."
+        ) from exc
     found = checkpoint.get("format") if isinstance(checkpoint, dict) else None
     if found != CHECKPOINT_FORMAT:
         raise RuntimeError(f"{str(path)!r} is a checkpoint of format {found!r}, expected "
