@@ -25,9 +25,10 @@ for bit like an uninterrupted one on CPU.
 
 Losses. ``weighted`` and ``inverse_prior`` train with
 :class:`expost.nn.UtilityWeightedCrossEntropy` (``reduction="mean"``, the
-paper's plain mean, Eq 24), ``resampled`` is evaluated with the class weights
-its sampling implements, and the other kinds train with plain cross-entropy.
-The loss module is built once per training.
+paper's plain mean, Eq 24); the other kinds with plain cross-entropy
+(``resampled`` on cost-proportionately resampled epochs, its validation loss
+weighted with the class weights the resampling implements). The loss module
+is built once per training.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from .batches import BatchSource, EpochSampler, autocast, predict_log_probs
 from .checkpoint import TrainingParts, TrainingState, load_checkpoint, save_atomic
 from .config import ExperimentConfig, ResolvedObjective
 from .evaluate import decode_probabilities, encode_log_probs, interval_metrics
-from .regimes import TRAININGS
+from .regimes import TRAININGS, train_key
 from .schedule import build_optimizer, build_scheduler, eval_steps
 from .store import ResultStore
 
@@ -189,7 +190,7 @@ class _Training:
     job: TrainingJob
     steps: list[int]  # the optimizer steps after which it is evaluated
     steps_per_epoch: int
-    utility: Utility | None  # of the loss trained (None: plain cross-entropy)
+    utility: Utility | None  # training_utility(kind): of the validation loss too
     train: BatchSource
     val: BatchSource
     test: BatchSource
@@ -220,7 +221,7 @@ def _build_sources(setup: TrainingSetup, job: TrainingJob
     train_labels, val_labels = data.train_labels, data.val_labels
     relabel_from = TRAININGS[job.kind].relabel_from
     if relabel_from is not None:
-        train_labels, val_labels = _relabel(setup, f"{relabel_from}-s{job.seed}")
+        train_labels, val_labels = _relabel(setup, train_key(relabel_from, job.seed))
     return (BatchSource(data.train, train_labels, setup.device, num_workers=workers),
             BatchSource(data.val, data.val_labels, setup.device, num_workers=workers),
             BatchSource(data.test, data.test_labels, setup.device, num_workers=workers),
@@ -304,12 +305,17 @@ def _train(setup: TrainingSetup, job: TrainingJob, row: dict[str, Any],
                "train_seconds": trained - started, "eval_seconds": evaluated - trained}
         io_seconds = _commit(training, state, rec, evaluation, (started, evaluated))
         if reporter is not None:
-            test_first = next((m for _, s, m in evaluation.metrics if s == "test"), {})
-            regimes = job.runs
-            reporter.interval(job, {**rec, "n_intervals": len(training.steps),
-                                    "io_seconds": io_seconds,
-                                    "regime": regimes[0][1] if regimes else None, **test_first})
+            reporter.interval(job, _progress_row(training, rec, evaluation, io_seconds))
     setup.store.finish_training(job.train_key)
+
+
+def _progress_row(training: _Training, rec: dict[str, Any], evaluation: _Evaluation,
+                  io_seconds: float) -> dict[str, Any]:
+    """What a reporter shows of an interval: its record and the first run's test metrics."""
+    runs = training.job.runs
+    test_first = next((m for _, split, m in evaluation.metrics if split == "test"), {})
+    return {**rec, "n_intervals": len(training.steps), "io_seconds": io_seconds,
+            "regime": runs[0][1] if runs else None, **test_first}
 
 
 def _restore(training: _Training, row: dict[str, Any]) -> TrainingState:
