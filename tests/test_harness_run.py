@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import random
 import signal
 import sqlite3
 import subprocess
@@ -18,6 +19,13 @@ import yaml
 
 import expost
 from expost.cli import main
+from expost.experiments.checkpoint import (
+    CHECKPOINT_FORMAT,
+    TrainingParts,
+    TrainingState,
+    load_checkpoint,
+    save_atomic,
+)
 from expost.experiments.config import ConfigError, load_config
 from expost.experiments.evaluate import interval_metrics
 from expost.experiments.metrics import METRICS
@@ -349,6 +357,120 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     for t in trainings:  # one checkpoint left per training: the last one
         files = sorted((out / "checkpoints" / t["train_key"]).iterdir())
         assert [f.name for f in files] == [Path(t["checkpoint"]).name]
+
+
+# ---------------------------------------------------------------- checkpoints
+def _leaves(obj):
+    """Every non-container value in a nest of dicts, lists and tuples."""
+    if isinstance(obj, dict):
+        assert all(isinstance(k, (str, int)) for k in obj), list(obj)
+        return [leaf for v in obj.values() for leaf in _leaves(v)]
+    if isinstance(obj, (list, tuple)):
+        return [leaf for v in obj for leaf in _leaves(v)]
+    return [obj]
+
+
+def test_checkpoints_hold_tensors_and_plain_values_only(tiny):
+    with ResultStore(tiny) as s:
+        trainings = {t["train_key"]: t for t in s.trainings()}
+    for key, t in trainings.items():
+        path = tiny / t["checkpoint"]
+        ck = torch.load(path, map_location="cpu", weights_only=True)  # no code runs on load
+        assert ck["format"] == CHECKPOINT_FORMAT and ck["train_key"] == key
+        assert ck["interval"] == t["done_intervals"] == 3
+        kinds = {type(v) for v in _leaves(ck)}
+        assert kinds <= {torch.Tensor, torch.nn.Parameter, int, float, str, bool, type(None)}
+        # only the training MetaCost relabels with keeps its best-validation model
+        assert (ck["best"]["model"] is not None) == key.startswith("unweighted")
+        if key.startswith("unweighted"):
+            assert set(ck["best"]["model"]) == set(ck["model"])
+            assert ck["best"]["val_loss"] < float("inf")
+
+
+def _parts(seed):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=0)
+    return TrainingParts(model, optimizer, scheduler, torch.Generator().manual_seed(seed))
+
+
+def _draws(gen):
+    """One draw from every generator a training uses (the Gaussian caches included)."""
+    return (random.random(), random.gauss(0, 1), np.random.rand(),  # noqa: NPY002
+            np.random.standard_normal(), torch.rand(2).tolist(),  # noqa: NPY002
+            torch.randperm(6, generator=gen).tolist())
+
+
+def test_training_state_round_trips_through_a_checkpoint(tmp_path):
+    parts = _parts(0)
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    for _ in range(3):  # optimizer moments and a plateau schedule with history
+        parts.optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(parts.model(x), y)
+        loss.backward()
+        parts.optimizer.step()
+        parts.scheduler.step(loss.item())
+    random.gauss(0, 1)  # leave a cached Gaussian in Python's generator and numpy's
+    np.random.standard_normal(3)  # noqa: NPY002
+    state = TrainingState(interval=2, step=7, epoch=1, pos=3,
+                          epoch_order_state=torch.Generator().manual_seed(5).get_state(),
+                          best_val_loss=0.25,
+                          best_model={k: v.clone() for k, v in parts.model.state_dict().items()})
+    save_atomic(state.to_checkpoint("weighted-s0", parts, torch.device("cpu")),
+                tmp_path / "ck" / "ckpt-00001.pt")
+    assert [p.name for p in (tmp_path / "ck").iterdir()] == ["ckpt-00001.pt"]  # no temporary
+    expected = _draws(parts.data_order)
+
+    random.seed(99)
+    np.random.seed(99)  # noqa: NPY002
+    fresh = _parts(1)
+    restored = TrainingState.from_checkpoint(load_checkpoint(tmp_path / "ck" / "ckpt-00001.pt"),
+                                             "weighted-s0", fresh)
+    assert _draws(fresh.data_order) == expected
+    assert (restored.interval, restored.step, restored.epoch, restored.pos) == (2, 7, 1, 3)
+    assert torch.equal(restored.epoch_order_state, state.epoch_order_state)
+    assert restored.best_val_loss == 0.25
+    for name, value in parts.model.state_dict().items():
+        assert torch.equal(fresh.model.state_dict()[name], value)
+        assert torch.equal(restored.best_model[name], state.best_model[name])
+    moments = parts.optimizer.state_dict()["state"]
+    for i, s in fresh.optimizer.state_dict()["state"].items():
+        assert all(torch.equal(s[k], moments[i][k]) for k in ("step", "exp_avg", "exp_avg_sq"))
+    assert fresh.scheduler.state_dict() == parts.scheduler.state_dict()
+
+
+def test_a_foreign_or_unsafe_checkpoint_is_refused(tmp_path):
+    parts = _parts(0)
+    ck = TrainingState().to_checkpoint("weighted-s0", parts, torch.device("cpu"))
+    with pytest.raises(RuntimeError, match="'weighted-s0' does not belong to 'unweighted-s0'"):
+        TrainingState.from_checkpoint(ck, "unweighted-s0", parts)
+    old = tmp_path / "old.pt"  # the first format pickled numpy's generator state
+    torch.save({**ck, "format": 1, "rng": {"numpy": np.random.get_state()}}, old)  # noqa: NPY002
+    with pytest.raises(RuntimeError, match=r"not a checkpoint of tensors .*--force-new"):
+        load_checkpoint(old)
+    torch.save({**ck, "format": 1}, old)
+    with pytest.raises(RuntimeError, match=f"format 1, expected {CHECKPOINT_FORMAT}"):
+        load_checkpoint(old)
+
+
+def test_the_loss_module_is_built_once_per_training(tmp_path, monkeypatch):
+    import expost.nn
+
+    built = []
+
+    class Counted(expost.nn.UtilityWeightedCrossEntropy):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(expost.nn, "UtilityWeightedCrossEntropy", Counted)
+    cfg = {**TINY, "regimes": ["weighted", "inverse_prior", "expost"], "seeds": [0],
+           "training": {"epochs": 2, "batch_size": 256}}
+    _run(cfg, tmp_path / "losses")
+    # two weighted trainings of 2 x 5 steps each; the unweighted one uses plain CE
+    assert len(built) == 2
+    assert [m.reduction for m in built] == ["mean", "mean"]
 
 
 # ---------------------------------------------------------------- the command line

@@ -17,28 +17,27 @@ every N steps, and at the last step). At each evaluation it
 Reproducibility. The seed fixes, in this order, Python's, numpy's and torch's
 global generators, the model's initial weights (so every regime of one seed
 starts from the same weights: a paired comparison), and a dedicated generator
-for the data order. A checkpoint holds the model, optimizer and scheduler
-states, every generator's state and the position in the epoch (the generator
-state at the start of the epoch, from which the epoch's order is redrawn), so
-that a resumed training continues bit for bit like an uninterrupted one on CPU.
+for the data order. A checkpoint (:mod:`~expost.experiments.checkpoint`) holds
+the model, optimizer and scheduler states, every generator's state and the
+position in the epoch (the generator state at the start of the epoch, from
+which the epoch's order is redrawn), so that a resumed training continues bit
+for bit like an uninterrupted one on CPU.
 
 Losses. ``weighted`` and ``inverse_prior`` train with
-:func:`expost.nn.functional.utility_weighted_cross_entropy` (``reduction="mean"``,
-the paper's plain mean, Eq 24); the other kinds with plain cross-entropy.
+:class:`expost.nn.UtilityWeightedCrossEntropy` (``reduction="mean"``, the
+paper's plain mean, Eq 24); the other kinds with plain cross-entropy
+(``resampled`` on cost-proportionately resampled epochs, its validation loss
+weighted with the class weights the resampling implements). The loss module
+is built once per training.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import math
-import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -47,13 +46,20 @@ from numpy.typing import NDArray
 from .._decisions import decide
 from .._scoring import weighted_loss
 from .._utility import Utility
+from .batches import BatchSource, EpochSampler, autocast, predict_log_probs
+from .checkpoint import TrainingParts, TrainingState, load_checkpoint, save_atomic
 from .config import ExperimentConfig
 from .evaluate import decode_probabilities, encode_log_probs, interval_metrics
 from .objective import ResolvedObjective
-from .regimes import TRAININGS
+from .regimes import TRAININGS, train_key
+from .schedule import build_optimizer, build_scheduler, eval_steps
 from .store import ResultStore
 
+if TYPE_CHECKING:
+    from .datasets import DataSplits
+
 __all__ = [
+    "BatchSource",
     "TrainingJob",
     "TrainingSetup",
     "build_optimizer",
@@ -64,8 +70,6 @@ __all__ = [
     "run_training",
     "training_utility",
 ]
-
-CHECKPOINT_FORMAT = 1
 
 
 # ---------------------------------------------------------------- small pieces
@@ -80,29 +84,9 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    """Optimizer steps in one pass over ``n_train`` examples (the last batch may be short)."""
-    return max(1, math.ceil(n_train / batch_size))
-
-
-def eval_steps(config: ExperimentConfig, n_train: int) -> tuple[list[int], int, int]:
-    """The optimizer steps after which the model is evaluated.
-
-    Returns ``(steps, total_steps, steps_per_epoch)``: every epoch or every N steps,
-    and always the last step.
-
-    >>> from expost.experiments.config import load_config
-    >>> eval_steps(load_config(overrides=["training={steps: 10, eval_every: 4}"]), 100)
-    ([4, 8, 10], 10, 2)
-    """
-    t = config.training
-    spe = steps_per_epoch(n_train, t.batch_size)
-    total = t.epochs * spe if t.epochs is not None else int(t.steps)  # type: ignore[operator]
-    every = spe if t.eval_every == "epoch" else int(t.eval_every)
-    steps = list(range(every, total + 1, every))
-    if not steps or steps[-1] != total:
-        steps.append(total)
-    return steps, total, spe
+def resampling_weights(objective: ResolvedObjective) -> NDArray[np.float64]:
+    r"""The class weights cost-proportionate resampling draws with, :math:`\sum_a u(a, y)`."""
+    return objective.utility.matrix.sum(axis=0)
 
 
 def training_utility(kind: str, objective: ResolvedObjective) -> Utility | None:
@@ -118,134 +102,9 @@ def training_utility(kind: str, objective: ResolvedObjective) -> Utility | None:
     if spec.weighted == "inverse_prior":
         return objective.inverse_prior_utility
     if spec.sampler == "cost_proportionate":
-        return Utility.from_class_weights(objective.utility.matrix.sum(axis=0)).normalized(
+        return Utility.from_class_weights(resampling_weights(objective)).normalized(
             objective.prior)
     return None
-
-
-def build_optimizer(config: ExperimentConfig, params: Any) -> torch.optim.Optimizer:
-    """The optimizer of the config (Adam, AdamW or SGD with their hyperparameters)."""
-    o = config.optimizer
-    if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
-                               weight_decay=o.weight_decay)
-    cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-    return cls(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
-
-
-def build_scheduler(config: ExperimentConfig, optimizer: torch.optim.Optimizer, total_steps: int
-                    ) -> tuple[Any, str]:
-    """The LR schedule and when it steps: ``"step"`` (every optimizer step), ``"interval"``
-    (after every evaluation) or ``"plateau"`` (after every evaluation, on the validation loss)."""
-    s = config.schedule
-    if s.name == "none":
-        return None, "none"
-    if s.name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, s.step_size, s.gamma), "interval"
-    if s.name == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=s.factor, patience=s.patience, threshold=s.threshold,
-            cooldown=s.cooldown, min_lr=s.min_lr), "plateau"
-    warm, final = s.warmup_steps, s.final_lr_ratio
-
-    def factor(step: int) -> float:  # the factor of the lr used by optimizer step `step`
-        if step < warm:
-            return (step + 1) / warm
-        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
-        return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "step"
-
-
-# ---------------------------------------------------------------- batches
-class BatchSource:
-    """Batches of one split, with labels that may differ from the data set's (MetaCost).
-
-    Three paths: a :class:`~torch.utils.data.TensorDataset` is indexed directly
-    (moved to the GPU once when it fits); a data set with ``get_batch(indices)``
-    builds whole batches itself; anything else goes through a
-    :class:`~torch.utils.data.DataLoader` over our own index batches.
-    """
-
-    def __init__(self, dataset: Any, labels: NDArray[np.int64], device: torch.device, *,
-                 num_workers: int = 0) -> None:
-        self.dataset = dataset
-        self.n = len(dataset)
-        self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-        self.device = device
-        self.num_workers = num_workers
-        self.x: torch.Tensor | None = None
-        if isinstance(dataset, torch.utils.data.TensorDataset):
-            x = dataset.tensors[0]
-            if device.type != "cpu" and x.element_size() * x.nelement() < 2 * 1024**3:
-                x = x.to(device)
-            self.x = x
-            if x.device == device:
-                self.labels = self.labels.to(device)
-
-    def without_augmentation(self) -> BatchSource:
-        """The same split with the data set's ``augment`` flag off (for inference)."""
-        if not getattr(self.dataset, "augment", False):
-            return self
-        ds = copy.copy(self.dataset)
-        ds.augment = False
-        return BatchSource(ds, self.labels.cpu().numpy(), self.device,
-                           num_workers=self.num_workers)
-
-    def batches(self, order: torch.Tensor, batch_size: int, *, loader_seed: int = 0
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """``(x, y)`` on the device for consecutive slices of ``order`` (CPU int64 indices)."""
-        nb = self.device.type != "cpu"
-        if self.x is not None:
-            for i in range(0, order.numel(), batch_size):
-                idx = order[i:i + batch_size]
-                if self.x.device != idx.device:
-                    idx = idx.to(self.x.device)
-                x = self.x[idx]
-                y = self.labels[idx]
-                yield x.to(self.device, non_blocking=nb), y.to(self.device, non_blocking=nb)
-            return
-        chunks = [order[i:i + batch_size] for i in range(0, order.numel(), batch_size)]
-        if hasattr(self.dataset, "get_batch"):
-            for idx in chunks:
-                x, _ = self.dataset.get_batch(idx)
-                yield x.to(self.device, non_blocking=nb), self.labels[idx].to(self.device,
-                                                                              non_blocking=nb)
-            return
-        loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=[c.tolist() for c in chunks],
-            num_workers=self.num_workers, pin_memory=nb,
-            generator=torch.Generator().manual_seed(int(loader_seed)),
-        )
-        for idx, (x, _) in zip(chunks, loader, strict=True):
-            yield x.to(self.device, non_blocking=nb), self.labels[idx].to(self.device,
-                                                                          non_blocking=nb)
-
-
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-@torch.no_grad()
-def predict_log_probs(model: torch.nn.Module, source: BatchSource, *, batch_size: int,
-                      precision: str = "fp32") -> NDArray[np.float32]:
-    """``log_softmax`` of the model's logits on a whole split, in order, as float32 numpy.
-
-    The model is put in eval mode (no dropout: evaluation consumes no random numbers).
-    """
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        for x, _ in source.batches(torch.arange(source.n), batch_size):
-            with _autocast(source.device, precision):
-                logits = model(x)
-            out.append(torch.log_softmax(logits.float(), dim=1).cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(out).numpy()
 
 
 # ---------------------------------------------------------------- jobs and setup
@@ -265,7 +124,7 @@ class TrainingSetup:
     """Everything shared by the trainings of one experiment."""
 
     config: ExperimentConfig
-    data: Any  # DataSplits
+    data: DataSplits
     objective: ResolvedObjective
     recall_of: int
     store: ResultStore
@@ -298,33 +157,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _rng_states(device: torch.device) -> dict[str, Any]:
-    return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),  # noqa: NPY002 - saved for an exact resume
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-    }
-
-
-def _set_rng_states(states: dict[str, Any]) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])  # noqa: NPY002
-    torch.set_rng_state(states["torch"])
-    if states.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _relabel(setup: TrainingSetup, base_key: str) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """MetaCost's labels: the expected-utility decisions (Eq 5) of the base model.
 
@@ -335,10 +167,10 @@ def _relabel(setup: TrainingSetup, base_key: str) -> tuple[NDArray[np.int64], ND
     row = setup.store.training(base_key)
     if row["status"] != "finished" or not row["checkpoint"]:
         raise RuntimeError(f"MetaCost needs the finished training {base_key!r} first.")
-    state = torch.load(setup.run_dir / row["checkpoint"], map_location=setup.device,
-                       weights_only=False)
+    checkpoint = load_checkpoint(setup.run_dir / row["checkpoint"])
     model = _build_model(setup)
-    model.load_state_dict(state["best"]["model"] or state["model"])
+    best = checkpoint["best"]["model"]
+    model.load_state_dict(checkpoint["model"] if best is None else best)
     labels = []
     t = setup.config.training
     for split in ("train", "val"):
@@ -348,6 +180,88 @@ def _relabel(setup: TrainingSetup, base_key: str) -> tuple[NDArray[np.int64], ND
                                precision=setup.config.precision)
         labels.append(decide(decode_probabilities(lp), setup.objective.utility).astype(np.int64))
     return labels[0], labels[1]
+
+
+# ---------------------------------------------------------------- one training's pieces
+@dataclass
+class _Training:
+    """The pieces of one training, built once before its first interval."""
+
+    setup: TrainingSetup
+    job: TrainingJob
+    steps: list[int]  # the optimizer steps after which it is evaluated
+    steps_per_epoch: int
+    utility: Utility | None  # training_utility(kind): of the validation loss too
+    train: BatchSource
+    val: BatchSource
+    test: BatchSource
+    val_labels: NDArray[np.int64]  # of the validation loss (MetaCost's are relabelled)
+    sampler: EpochSampler
+    parts: TrainingParts
+    loss: torch.nn.Module
+    schedule_when: str  # "step", "interval", "plateau" or "none"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.setup.run_dir / "checkpoints" / self.job.train_key
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """One interval's evaluation: the stored test predictions and what they score."""
+
+    test_log_probs: NDArray[np.float16]  # as stored
+    metrics: list[tuple[str, str, dict[str, float]]]  # (run_id, split, metrics)
+    val_loss: float  # of the loss being trained, from the unrounded predictions
+
+
+def _build_sources(setup: TrainingSetup, job: TrainingJob
+                   ) -> tuple[BatchSource, BatchSource, BatchSource, NDArray[np.int64]]:
+    """The train, validation and test batch sources, and the validation loss's labels."""
+    data, workers = setup.data, setup.config.training.num_workers
+    train_labels, val_labels = data.train_labels, data.val_labels
+    relabel_from = TRAININGS[job.kind].relabel_from
+    if relabel_from is not None:
+        train_labels, val_labels = _relabel(setup, train_key(relabel_from, job.seed))
+    return (BatchSource(data.train, train_labels, setup.device, num_workers=workers),
+            BatchSource(data.val, data.val_labels, setup.device, num_workers=workers),
+            BatchSource(data.test, data.test_labels, setup.device, num_workers=workers),
+            val_labels)
+
+
+def _build_sampler(setup: TrainingSetup, job: TrainingJob) -> EpochSampler:
+    """Shuffled epochs, or cost-proportionate resampling with replacement."""
+    n = len(setup.data.train_labels)
+    if TRAININGS[job.kind].sampler != "cost_proportionate":
+        return EpochSampler(lambda gen: torch.randperm(n, generator=gen), job.seed)
+    per_class = resampling_weights(setup.objective)
+    per_example = torch.as_tensor(per_class[setup.data.train_labels], dtype=torch.float64)
+    return EpochSampler(
+        lambda gen: torch.multinomial(per_example, n, replacement=True, generator=gen), job.seed)
+
+
+def _build_loss(utility: Utility | None, kind: str, device: torch.device) -> torch.nn.Module:
+    """The training loss: utility-weighted cross-entropy (plain mean, Eq 24) or plain CE."""
+    if utility is not None and TRAININGS[kind].weighted is not None:
+        from ..nn import UtilityWeightedCrossEntropy
+
+        return UtilityWeightedCrossEntropy(utility, reduction="mean", validate=False).to(device)
+    return torch.nn.CrossEntropyLoss()
+
+
+def _build_training(setup: TrainingSetup, job: TrainingJob) -> _Training:
+    """Data, sampler, then (seeded) model, optimizer, schedule and loss."""
+    steps, total_steps, spe = eval_steps(setup.config, len(setup.data.train_labels))
+    utility = training_utility(job.kind, setup.objective)
+    train, val, test, val_labels = _build_sources(setup, job)
+    sampler = _build_sampler(setup, job)
+    _seed_everything(job.seed)  # the model's initial weights depend on the seed only
+    model = _build_model(setup)
+    optimizer = build_optimizer(setup.config, model.parameters())
+    scheduler, when = build_scheduler(setup.config, optimizer, total_steps)
+    parts = TrainingParts(model, optimizer, scheduler, sampler.generator)
+    return _Training(setup, job, steps, spe, utility, train, val, test, val_labels, sampler,
+                     parts, _build_loss(utility, job.kind, setup.device), when)
 
 
 # ---------------------------------------------------------------- the loop
@@ -374,181 +288,155 @@ def run_training(setup: TrainingSetup, job: TrainingJob, reporter: Reporter | No
 
 def _train(setup: TrainingSetup, job: TrainingJob, row: dict[str, Any],
            reporter: Reporter | None) -> None:
-    cfg, data, store, device = setup.config, setup.data, setup.store, setup.device
-    t = cfg.training
-    spec = TRAININGS[job.kind]
-    steps, total_steps, spe = eval_steps(cfg, len(data.train))
-    u_train = training_utility(job.kind, setup.objective)
-
-    # ---- data: labels (MetaCost relabels), batch sources, sampler
-    train_labels, val_labels = data.train_labels, data.val_labels
-    if spec.relabel_from is not None:
-        train_labels, val_labels = _relabel(setup, f"{spec.relabel_from}-s{job.seed}")
-    train_src = BatchSource(data.train, train_labels, device, num_workers=t.num_workers)
-    val_src = BatchSource(data.val, data.val_labels, device, num_workers=t.num_workers)
-    test_src = BatchSource(data.test, data.test_labels, device, num_workers=t.num_workers)
-    n = len(data.train)
-    if spec.sampler == "cost_proportionate":
-        col = setup.objective.utility.matrix.sum(axis=0)
-        sample_w = torch.as_tensor(col[np.asarray(data.train_labels)], dtype=torch.float64)
-
-        def draw(gen: torch.Generator) -> torch.Tensor:
-            return torch.multinomial(sample_w, n, replacement=True, generator=gen)
-    else:
-        def draw(gen: torch.Generator) -> torch.Tensor:
-            return torch.randperm(n, generator=gen)
-
-    # ---- model, optimizer, schedule, loss
-    _seed_everything(job.seed)
-    model = _build_model(setup)
-    optimizer = build_optimizer(cfg, model.parameters())
-    scheduler, sched_when = build_scheduler(cfg, optimizer, total_steps)
-    gen = torch.Generator().manual_seed(job.seed)
-    if u_train is not None and spec.weighted is not None:
-        from ..nn.functional import utility_weighted_cross_entropy
-
-        def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return utility_weighted_cross_entropy(logits, y, u_train, reduction="mean",
-                                                  validate=False)
-    else:
-        def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.cross_entropy(logits, y)
-
-    state = {"interval": 0, "step": 0, "epoch": 0, "pos": 0, "epoch_gen_state": None,
-             "best_val": math.inf, "best_model": None}
-    ckpt_rel = row["checkpoint"]
-    if ckpt_rel:
-        ck = torch.load(setup.run_dir / ckpt_rel, map_location=device, weights_only=False)
-        if ck["format"] != CHECKPOINT_FORMAT or ck["train_key"] != job.train_key:
-            raise RuntimeError(f"Checkpoint {ckpt_rel!r} does not belong to {job.train_key!r}.")
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(ck["scheduler"])
-        _set_rng_states(ck["rng"])
-        gen.set_state(ck["gen_state"])
-        state.update(interval=ck["interval"], step=ck["step"], epoch=ck["epoch"], pos=ck["pos"],
-                     epoch_gen_state=ck["epoch_gen_state"], best_val=ck["best"]["val_loss"],
-                     best_model=ck["best"]["model"])
-        if ck["interval"] != row["done_intervals"]:
-            raise RuntimeError(f"Checkpoint {ckpt_rel!r} is at interval {ck['interval']}, the "
-                               f"database at {row['done_intervals']}.")
-    ckdir = setup.run_dir / "checkpoints" / job.train_key
-    for stale in ckdir.glob(".*.tmp") if ckdir.is_dir() else ():
-        stale.unlink(missing_ok=True)
+    training = _build_training(setup, job)
+    state = _restore(training, row)
     if reporter is not None:
-        reporter.start(job, len(steps), state["interval"])
-
-    order: torch.Tensor | None = None
-    if state["pos"] > 0:  # resume mid-epoch: redraw this epoch's order
-        gen.set_state(state["epoch_gen_state"])
-        order = draw(gen)
-    regimes = list(job.runs)
-    model.train()
-    while state["interval"] < len(steps):
-        t0 = time.perf_counter()
-        target = steps[state["interval"]]
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        n_batches = 0
-        while state["step"] < target:
-            if order is None:
-                state["epoch_gen_state"] = gen.get_state()
-                order = draw(gen)
-            pos = state["pos"]
-            n_take = min(spe - pos, target - state["step"])
-            sub = order[pos * t.batch_size:(pos + n_take) * t.batch_size]
-            seed = job.seed * 1_000_003 + state["epoch"]
-            for x, y in train_src.batches(sub, t.batch_size, loader_seed=seed):
-                with _autocast(device, cfg.precision):
-                    logits = model(x)
-                loss = loss_fn(logits.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if t.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-                optimizer.step()
-                if sched_when == "step":
-                    scheduler.step()
-                loss_sum += loss.detach()
-                n_batches += 1
-                state["step"] += 1
-                state["pos"] += 1
-            if state["pos"] >= spe:
-                state["pos"] = 0
-                state["epoch"] += 1
-                order = None
-        train_loss = float(loss_sum) / max(n_batches, 1)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t1 = time.perf_counter()
-
-        # ---- evaluation, from the stored float16 copy
-        test_lp = predict_log_probs(model, test_src, batch_size=t.eval_batch_size,
-                                    precision=cfg.precision)
-        val_lp = predict_log_probs(model, val_src, batch_size=t.eval_batch_size,
-                                   precision=cfg.precision)
-        test_stored = encode_log_probs(test_lp)
-        q_test = decode_probabilities(test_stored)
-        q_val = decode_probabilities(encode_log_probs(val_lp))
-        metrics = []
-        for run_id, regime in regimes:
-            for split, q, y in (("test", q_test, data.test_labels),
-                                ("val", q_val, data.val_labels)):
-                metrics.append((run_id, split, interval_metrics(
-                    q, y, setup.objective.utility, regime, recall_of=setup.recall_of,
-                    training_utility=u_train)))
-        p_val = decode_probabilities(val_lp)  # the loss being trained, on validation
-        u_val = np.eye(setup.n_classes) if u_train is None else u_train
-        val_loss = float(weighted_loss(p_val, val_labels, u_val, reduction="mean"))
-        t2 = time.perf_counter()
-
-        if sched_when == "plateau":
-            scheduler.step(val_loss)
-        elif sched_when == "interval":
-            scheduler.step()
-        if job.keep_best and val_loss < state["best_val"]:
-            state["best_val"] = val_loss
-            state["best_model"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        interval = state["interval"]
-        state["interval"] += 1
-        lr = float(optimizer.param_groups[0]["lr"])
-
-        # ---- checkpoint, then commit (the database is the source of truth)
-        name = f"ckpt-{interval:05d}.pt"
-        _save_atomic({
-            "format": CHECKPOINT_FORMAT, "train_key": job.train_key,
-            "interval": state["interval"], "step": state["step"], "epoch": state["epoch"],
-            "pos": state["pos"], "epoch_gen_state": state["epoch_gen_state"],
-            "gen_state": gen.get_state(), "rng": _rng_states(device),
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": None if scheduler is None else scheduler.state_dict(),
-            "best": {"val_loss": state["best_val"], "model": state["best_model"]},
-        }, ckdir / name)
-        previous = store.training(job.train_key)["checkpoint"]
-        t3 = time.perf_counter()
-        rec = {"interval": interval, "step": state["step"], "epoch": state["step"] / spe,
-               "lr": lr, "train_loss": train_loss, "val_loss": val_loss,
-               "train_seconds": t1 - t0, "eval_seconds": t2 - t1}
-        store.commit_interval(
-            job.train_key, rec, test_stored, metrics,
-            checkpoint=f"checkpoints/{job.train_key}/{name}",
-            timings={"wall": time.perf_counter() - t0, "train": t1 - t0, "eval": t2 - t1,
-                     "io": time.perf_counter() - t2},
-        )
-        if previous and previous != f"checkpoints/{job.train_key}/{name}":
-            (setup.run_dir / previous).unlink(missing_ok=True)
+        reporter.start(job, len(training.steps), state.interval)
+    training.parts.model.train()
+    while state.interval < len(training.steps):
+        started = time.perf_counter()
+        train_loss = _run_interval(training, state)
+        trained = time.perf_counter()
+        evaluation = _evaluate(training)
+        evaluated = time.perf_counter()
+        lr = _end_interval(training, state, evaluation.val_loss)
+        rec = {"interval": state.interval - 1, "step": state.step,
+               "epoch": state.step / training.steps_per_epoch, "lr": lr,
+               "train_loss": train_loss, "val_loss": evaluation.val_loss,
+               "train_seconds": trained - started, "eval_seconds": evaluated - trained}
+        io_seconds = _commit(training, state, rec, evaluation, (started, evaluated))
         if reporter is not None:
-            test_first = next((m for _, s, m in metrics if s == "test"), {})
-            reporter.interval(job, {**rec, "n_intervals": len(steps), "io_seconds": t3 - t2,
-                                    "regime": regimes[0][1] if regimes else None, **test_first})
-    store.finish_training(job.train_key)
+            reporter.interval(job, _progress_row(training, rec, evaluation, io_seconds))
+    setup.store.finish_training(job.train_key)
 
 
-def run_trainings(setup: TrainingSetup, jobs: Sequence[TrainingJob],
-                  reporter: Reporter | None = None,
-                  on_done: Callable[[TrainingJob], None] | None = None) -> None:
-    """Run jobs one after another (the local runner's loop)."""
-    for job in jobs:
-        run_training(setup, job, reporter)
-        if on_done is not None:
-            on_done(job)
+def _progress_row(training: _Training, rec: dict[str, Any], evaluation: _Evaluation,
+                  io_seconds: float) -> dict[str, Any]:
+    """What a reporter shows of an interval: its record and the first run's test metrics."""
+    runs = training.job.runs
+    test_first = next((m for _, split, m in evaluation.metrics if split == "test"), {})
+    return {**rec, "n_intervals": len(training.steps), "io_seconds": io_seconds,
+            "regime": runs[0][1] if runs else None, **test_first}
+
+
+def _restore(training: _Training, row: dict[str, Any]) -> TrainingState:
+    """The state of the last committed checkpoint (parts and generators restored), or a
+    fresh one; stale temporary files of an interrupted write are removed."""
+    key, relative = training.job.train_key, row["checkpoint"]
+    state = TrainingState()
+    if relative:
+        checkpoint = load_checkpoint(training.setup.run_dir / relative)
+        state = TrainingState.from_checkpoint(checkpoint, key, training.parts)
+        if state.interval != row["done_intervals"]:
+            raise RuntimeError(f"Checkpoint {relative!r} is at interval {state.interval}, the "
+                               f"database at {row['done_intervals']}.")
+    if training.checkpoint_dir.is_dir():
+        for stale in training.checkpoint_dir.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+    training.sampler.resume(state)
+    return state
+
+
+def _run_interval(training: _Training, state: TrainingState) -> float:
+    """Optimizer steps up to the interval's evaluation step; the mean training loss."""
+    device, batch_size = training.setup.device, training.setup.config.training.batch_size
+    target, spe = training.steps[state.interval], training.steps_per_epoch
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    n_batches = 0
+    while state.step < target:
+        order = training.sampler.epoch_order(state)
+        n_take = min(spe - state.pos, target - state.step)
+        indices = order[state.pos * batch_size:(state.pos + n_take) * batch_size]
+        loader_seed = training.job.seed * 1_000_003 + state.epoch
+        for x, y in training.train.batches(indices, batch_size, loader_seed=loader_seed):
+            loss_sum += _optimizer_step(training, x, y)
+            n_batches += 1
+            state.step += 1
+            state.pos += 1
+        if state.pos >= spe:
+            state.pos = 0
+            state.epoch += 1
+            training.sampler.next_epoch()
+    train_loss = float(loss_sum) / max(n_batches, 1)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return train_loss
+
+
+def _optimizer_step(training: _Training, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One step on one batch; the batch's loss (detached)."""
+    cfg, parts = training.setup.config, training.parts
+    with autocast(training.setup.device, cfg.precision):
+        logits = parts.model(x)
+    loss = training.loss(logits.float(), y)
+    parts.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.training.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(parts.model.parameters(), cfg.training.grad_clip)
+    parts.optimizer.step()
+    if training.schedule_when == "step":
+        parts.scheduler.step()
+    return loss.detach()
+
+
+def _evaluate(training: _Training) -> _Evaluation:
+    """Metrics of every run of this training, from the stored float16 copy, and the
+    validation loss of the loss being trained."""
+    setup, model = training.setup, training.parts.model
+    batch_size, precision = setup.config.training.eval_batch_size, setup.config.precision
+    test_lp = predict_log_probs(model, training.test, batch_size=batch_size, precision=precision)
+    val_lp = predict_log_probs(model, training.val, batch_size=batch_size, precision=precision)
+    test_stored = encode_log_probs(test_lp)
+    q_test = decode_probabilities(test_stored)
+    q_val = decode_probabilities(encode_log_probs(val_lp))
+    metrics = []
+    for run_id, regime in training.job.runs:
+        for split, q, y in (("test", q_test, setup.data.test_labels),
+                            ("val", q_val, setup.data.val_labels)):
+            metrics.append((run_id, split, interval_metrics(
+                q, y, setup.objective.utility, regime, recall_of=setup.recall_of,
+                training_utility=training.utility)))
+    u_val = np.eye(setup.n_classes) if training.utility is None else training.utility
+    val_loss = float(weighted_loss(decode_probabilities(val_lp), training.val_labels, u_val,
+                                   reduction="mean"))
+    return _Evaluation(test_stored, metrics, val_loss)
+
+
+def _end_interval(training: _Training, state: TrainingState, val_loss: float) -> float:
+    """Step an interval schedule, keep the best model, count the interval; the next lr."""
+    scheduler = training.parts.scheduler
+    if training.schedule_when == "plateau":
+        scheduler.step(val_loss)
+    elif training.schedule_when == "interval":
+        scheduler.step()
+    if training.job.keep_best and val_loss < state.best_val_loss:
+        state.best_val_loss = val_loss
+        state.best_model = {k: v.detach().clone()
+                            for k, v in training.parts.model.state_dict().items()}
+    state.interval += 1
+    return float(training.parts.optimizer.param_groups[0]["lr"])
+
+
+def _commit(training: _Training, state: TrainingState, rec: dict[str, Any],
+            evaluation: _Evaluation, clock: tuple[float, float]) -> float:
+    """Write the checkpoint, then commit the interval with it (the database is the source
+    of truth) and delete the previous checkpoint; the seconds spent writing the checkpoint.
+
+    ``clock`` is the ``time.perf_counter()`` at the interval's start and after its evaluation.
+    """
+    setup, key = training.setup, training.job.train_key
+    started, evaluated = clock
+    name = f"ckpt-{state.interval - 1:05d}.pt"
+    relative = f"checkpoints/{key}/{name}"
+    save_atomic(state.to_checkpoint(key, training.parts, setup.device),
+                training.checkpoint_dir / name)
+    previous = setup.store.training(key)["checkpoint"]
+    io_seconds = time.perf_counter() - evaluated
+    setup.store.commit_interval(
+        key, rec, evaluation.test_log_probs, evaluation.metrics, checkpoint=relative,
+        timings={"wall": time.perf_counter() - started, "train": rec["train_seconds"],
+                 "eval": rec["eval_seconds"], "io": time.perf_counter() - evaluated},
+    )
+    if previous and previous != relative:
+        (setup.run_dir / previous).unlink(missing_ok=True)
+    return io_seconds

@@ -1,0 +1,188 @@
+"""Where a training stands, and its checkpoint: tensors and plain values only.
+
+:class:`TrainingState` is the position of a training (interval, optimizer
+step, epoch, batch within the epoch) and its best validation model. With the
+live objects of the training (:class:`TrainingParts`: model, optimizer,
+schedule and the data-order generator) and every global generator's state it
+converts to a checkpoint, a dict that :func:`torch.load` reads back with
+``weights_only=True``, and from one, restoring those objects and generators,
+so that a resumed training continues bit for bit like an uninterrupted one on
+CPU.
+
+Generator states are stored as tensors: Python's ``random`` state as its
+version, its 625 words (an int64 tensor) and the cached Gaussian; numpy's
+legacy global generator as the parts of its ``get_state(legacy=False)`` dict;
+torch's (and CUDA's) states are byte tensors already.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "TrainingParts",
+    "TrainingState",
+    "load_checkpoint",
+    "save_atomic",
+]
+
+CHECKPOINT_FORMAT = 2  # 2: generator states as tensors (weights_only=True); 1 pickled them
+
+
+@dataclass
+class TrainingParts:
+    """The live objects of one training that a checkpoint saves and restores."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # a torch LR scheduler, or None for a constant rate
+    data_order: torch.Generator  # draws each epoch's order of the training examples
+
+
+@dataclass
+class TrainingState:
+    """Where a training stands between two optimizer steps.
+
+    Attributes
+    ----------
+    interval : int
+        Intervals done (evaluated and committed).
+    step : int
+        Optimizer steps taken.
+    epoch : int
+        Whole passes over the training set done.
+    pos : int
+        Batches of the current epoch done.
+    epoch_order_state : Tensor or None
+        The data-order generator's state at the start of the current epoch (the
+        epoch's order is redrawn from it on resume); None before the first epoch.
+    best_val_loss : float
+        The lowest validation loss so far (``inf`` until the best model is kept).
+    best_model : dict or None
+        The model's state at that loss, for trainings that keep it (MetaCost's base).
+    """
+
+    interval: int = 0
+    step: int = 0
+    epoch: int = 0
+    pos: int = 0
+    epoch_order_state: torch.Tensor | None = None
+    best_val_loss: float = math.inf
+    best_model: dict[str, torch.Tensor] | None = None
+
+    def to_checkpoint(self, train_key: str, parts: TrainingParts, device: torch.device
+                      ) -> dict[str, Any]:
+        """This state, the parts' states and every generator's state as one checkpoint."""
+        return {
+            "format": CHECKPOINT_FORMAT, "train_key": train_key,
+            "interval": self.interval, "step": self.step, "epoch": self.epoch, "pos": self.pos,
+            "epoch_gen_state": self.epoch_order_state,
+            "gen_state": parts.data_order.get_state(), "rng": global_rng_states(device),
+            "model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
+            "scheduler": None if parts.scheduler is None else parts.scheduler.state_dict(),
+            "best": {"val_loss": self.best_val_loss, "model": self.best_model},
+        }
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any], train_key: str, parts: TrainingParts
+                        ) -> TrainingState:
+        """Restore ``parts`` and every generator from ``checkpoint``; return the state.
+
+        Raises RuntimeError when the checkpoint belongs to another training.
+        """
+        if checkpoint["train_key"] != train_key:
+            raise RuntimeError(f"The checkpoint of {checkpoint['train_key']!r} does not belong "
+                               f"to {train_key!r}.")
+        parts.model.load_state_dict(checkpoint["model"])
+        parts.optimizer.load_state_dict(checkpoint["optimizer"])
+        if parts.scheduler is not None:
+            parts.scheduler.load_state_dict(checkpoint["scheduler"])
+        set_global_rng_states(checkpoint["rng"])
+        parts.data_order.set_state(checkpoint["gen_state"])
+        best = checkpoint["best"]
+        return cls(interval=int(checkpoint["interval"]), step=int(checkpoint["step"]),
+                   epoch=int(checkpoint["epoch"]), pos=int(checkpoint["pos"]),
+                   epoch_order_state=checkpoint["epoch_gen_state"],
+                   best_val_loss=float(best["val_loss"]), best_model=best["model"])
+
+
+# ---------------------------------------------------------------- global generators
+def global_rng_states(device: torch.device) -> dict[str, Any]:
+    """Python's, numpy's, torch's (and on CUDA the GPUs') global generator states.
+
+    >>> s = global_rng_states(torch.device("cpu"))
+    >>> a = (random.random(), np.random.rand(), torch.rand(1))
+    >>> set_global_rng_states(s)
+    >>> (random.random(), np.random.rand(), torch.rand(1)) == a
+    True
+    """
+    version, words, gauss_next = random.getstate()
+    np_state = np.random.get_state(legacy=False)  # noqa: NPY002 - saved for an exact resume
+    return {
+        "python": {"version": version, "state": torch.tensor(words, dtype=torch.int64),
+                   "gauss_next": gauss_next},
+        "numpy": {"bit_generator": np_state["bit_generator"],
+                  "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                  "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
+                  "gauss": float(np_state["gauss"])},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+    }
+
+
+def set_global_rng_states(states: dict[str, Any]) -> None:
+    """Set the global generators to the states of :func:`global_rng_states`."""
+    py = states["python"]
+    random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss_next"]))
+    npy = states["numpy"]
+    np.random.set_state({  # noqa: NPY002
+        "bit_generator": npy["bit_generator"],
+        "state": {"key": npy["key"].numpy().astype(np.uint32), "pos": npy["pos"]},
+        "has_gauss": npy["has_gauss"], "gauss": npy["gauss"],
+    })
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+# ---------------------------------------------------------------- files
+def save_atomic(checkpoint: dict[str, Any], path: Path) -> None:
+    """Write ``checkpoint`` to ``path`` whole or not at all (temporary file, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        torch.save(checkpoint, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint onto the CPU with ``weights_only=True`` (no code runs on load).
+
+    Raises RuntimeError for a file that is not a checkpoint of this format
+    (e.g. one written by an older expost, which pickled generator states).
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's message (chained) names what it refused
+        raise RuntimeError(
+            f"{str(path)!r} is not a checkpoint of tensors and plain values only (torch.load "
+            "with weights_only=True refused it); it was probably written by an older expost: "
+            "start the experiment afresh (--force-new)."
+        ) from exc
+    found = checkpoint.get("format") if isinstance(checkpoint, dict) else None
+    if found != CHECKPOINT_FORMAT:
+        raise RuntimeError(f"{str(path)!r} is a checkpoint of format {found!r}, expected "
+                           f"{CHECKPOINT_FORMAT}: start the experiment afresh (--force-new).")
+    return checkpoint
