@@ -385,6 +385,19 @@ def test_minus_inf_logit_gradient_is_eq24s():
                                atol=1e-15)
 
 
+def test_module_guards_zero_utilities_it_loads_later():
+    """A module built with a utility without zeros, then loaded with one that has them."""
+    module = UtilityWeightedCrossEntropy(np.full((3, 3), 1.0) + np.eye(3), reduction="none")
+    logits = torch.tensor(ZERO_LOGITS, dtype=torch.float64)
+    y = torch.tensor(ZERO_TARGET)
+    assert torch.isposinf(module(logits, y)).all()  # u > 0 where p = 0: +inf, as in numpy
+    module.load_state_dict({"utility": torch.tensor(ZERO_U.matrix)})
+    want = _reference(np.array(ZERO_LOGITS), np.array(ZERO_TARGET), ZERO_U, "log", "none")
+    torch.testing.assert_close(module(logits, y), torch.tensor(want), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(module(logits, y), utility_weighted_cross_entropy(
+        logits, y, ZERO_U, reduction="none"), rtol=0, atol=0)
+
+
 @settings(max_examples=40)
 @given(problem=problems(), data=st.data())
 def test_minus_inf_logits_on_zero_utilities_equal_numpy_core(problem, data):

@@ -2,23 +2,24 @@
 
 A utility arrives as an :class:`expost.Utility`, an array-like or a tensor. The
 numpy core checks it (:func:`core_utility`), and :func:`convert` turns its table
-into a :class:`TorchUtility` in the compute dtype on the logits' device. Both
-forms use :func:`convert` at the same point (per call, from float64 values), so
-the functional form and the module agree to the compute dtype's precision:
+into a :class:`TorchUtility` in the compute dtype on the logits' device, rounding
+float64 values once. Both forms reach the kernels through :func:`from_core`, so
+they compute with the same tensors and agree to the last bit:
 
-* the functional form converts a core ``Utility`` (float64) through
-  :func:`from_core`, and a tensor utility as it is (keeping its autograd graph);
-* a module converts its float64 buffer ``utility``.
+* the functional form passes its core ``Utility``;
+* a module passes the core ``Utility`` read from its float64 buffer ``utility``
+  (read again whenever the buffer changes).
 
-One cache only, in :func:`from_core`: a ``Utility`` is immutable, and caching its
-tensors per (utility, dtype, device) saves a host-to-device copy per call on an
-accelerator (a blocking copy in PyTorch). Everything else is converted per call:
-the table has at most a few hundred numbers.
+A tensor utility passed to the functional form is converted on every call and
+keeps its autograd graph.
+
+One cache only, in :func:`from_core`: a ``Utility`` is immutable, and keeping its
+tensors per (utility, dtype, device) saves a conversion and, on an accelerator, a
+host-to-device copy per call (a blocking copy in PyTorch).
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -31,51 +32,86 @@ from ._checks import describe
 
 
 class TorchUtility:
-    """A utility as the kernels need it, in one dtype on one device.
+    r"""A utility as the kernels need it, in one dtype on one device.
 
     ``weights`` (n_classes,) for a diagonal utility (class weights, Eq 14), else
-    ``columns`` (n_classes, n_actions), row ``y`` being :math:`u(\\cdot, y)`, so that
+    ``columns`` (n_classes, n_actions), row ``y`` being :math:`u(\cdot, y)`, so that
     gathering the rows of the targets is one contiguous ``index_select``.
+    ``positive`` says that every entry is known to be positive: then no
+    :math:`0 \log 0` can arise and the log loss skips its guard.
     """
 
-    __slots__ = ("columns", "n_actions", "n_classes", "weights")
+    __slots__ = ("columns", "n_actions", "n_classes", "positive", "weights")
 
     def __init__(
-        self, weights: Tensor | None, columns: Tensor | None, n_actions: int, n_classes: int
+        self,
+        weights: Tensor | None,
+        columns: Tensor | None,
+        n_actions: int,
+        n_classes: int,
+        positive: bool = False,
     ) -> None:
         self.weights = weights
         self.columns = columns
         self.n_actions = n_actions
         self.n_classes = n_classes
+        self.positive = positive
 
 
-def convert(table: Tensor, diagonal: bool, dtype: torch.dtype, device: torch.device) -> TorchUtility:
+def convert(
+    table: Tensor,
+    dtype: torch.dtype,
+    device: torch.device,
+    *,
+    diagonal: bool = False,
+    positive: bool = False,
+) -> TorchUtility:
     """The one conversion: a utility table to ``dtype`` on ``device``, shaped for the kernels.
 
     ``table`` is 1-D class weights (Eq 14) or a matrix ``u[action, class]``; a
-    matrix known to be ``diagonal`` gives its diagonal as class weights. The values
-    are rounded once, from the table's dtype to ``dtype``; gradients reach ``table``.
+    matrix known to be ``diagonal`` gives its diagonal as class weights, and one
+    known to be ``positive`` everywhere lets the log loss skip its zero-utility
+    guard. The values are rounded once, from the table's dtype to
+    ``dtype``; gradients reach ``table``.
     """
-    t = table.to(device=device, dtype=dtype)
-    if t.ndim == 1:
-        return TorchUtility(t, None, t.shape[0], t.shape[0])
-    n_actions, n_classes = t.shape
+    if table.ndim == 1:
+        w = table.to(device=device, dtype=dtype)
+        return TorchUtility(w, None, w.shape[0], w.shape[0])
+    n_actions, n_classes = table.shape
     if diagonal:
-        return TorchUtility(t.diagonal(), None, n_actions, n_classes)
-    return TorchUtility(None, t.t().contiguous(), n_actions, n_classes)
+        w = table.diagonal().to(device=device, dtype=dtype)
+        return TorchUtility(w, None, n_actions, n_classes)
+    columns = table.t().to(device=device, dtype=dtype, memory_format=torch.contiguous_format)
+    return TorchUtility(None, columns, n_actions, n_classes, positive)
 
 
-@functools.lru_cache(maxsize=16)
+# The one cache: converted tensors per (utility, dtype, device), keyed by the
+# utility's identity (hashing a Utility by value would read its whole matrix on every
+# call). Each entry holds its utility, so an id is never reused while cached. Only
+# single dict operations, each atomic, so no lock: a race at worst converts twice.
+_CONVERTED: dict[tuple[int, torch.dtype, torch.device], tuple[Utility, TorchUtility]] = {}
+_MAX_CONVERTED = 16
+
+
 def from_core(u: Utility, dtype: torch.dtype, device: torch.device) -> TorchUtility:
-    """:func:`convert` of a core Utility's float64 matrix, cached per (utility, dtype, device).
+    """:func:`convert` of a core Utility's float64 matrix, kept per (utility, dtype, device).
 
-    Safe to cache: a ``Utility`` is immutable and hashed by value. Made outside
-    inference mode, so that a first call under ``torch.inference_mode`` does not
-    leave tensors behind that a later training step cannot use.
+    Safe to keep: a ``Utility`` is immutable. Made outside inference mode, so that
+    a first call under ``torch.inference_mode`` does not leave tensors behind that
+    a later training step cannot use.
     """
+    key = (id(u), dtype, device)
+    hit = _CONVERTED.get(key)
+    if hit is not None and hit[0] is u:
+        return hit[1]
+    positive = bool(np.all(u.matrix > 0))
     with torch.inference_mode(False):
         table = torch.from_numpy(np.array(u.matrix))  # a writable float64 copy
-        return convert(table, u.is_diagonal, dtype, device)
+        tu = convert(table, dtype, device, diagonal=u.is_diagonal, positive=positive)
+    if len(_CONVERTED) >= _MAX_CONVERTED:
+        _CONVERTED.clear()
+    _CONVERTED[key] = (u, tu)
+    return tu
 
 
 def core_utility(utility: Any, name: str = "utility") -> Utility:
@@ -137,4 +173,4 @@ def to_torch(u: Utility | Tensor, dtype: torch.dtype, device: torch.device) -> T
     """
     if isinstance(u, Utility):
         return from_core(u, dtype, device)
-    return convert(u, False, dtype, device)
+    return convert(u, dtype, device)

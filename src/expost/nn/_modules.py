@@ -48,14 +48,12 @@ class _UtilityWeightedLoss(torch.nn.Module):
             u = u.normalized(normalize_prior)  # Eq 21, the core's normalisation
         self.normalized = normalize_prior is not None
         device = utility.device if isinstance(utility, Tensor) else None
-        # float64, the core's precision: converted per call like the functional form's
-        # Utility, so that both forms round the same float64 values to the compute dtype.
+        # float64, the core's precision, so that the module computes with the same values
+        # as the functional form given the same utility.
         self.register_buffer(
             "utility", torch.tensor(np.array(u.matrix), dtype=torch.float64, device=device)
         )
-        self._diagonal = u.is_diagonal
-        self._source: Tensor | None = self.utility
-        self._source_version = _version(self.utility)
+        self._refresh(self.utility)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # Check an incoming utility before torch copies it into the buffer, so that a
@@ -65,14 +63,18 @@ class _UtilityWeightedLoss(torch.nn.Module):
             _convert.core_utility(incoming)
         super()._load_from_state_dict(state_dict, prefix, *args)
 
-    # The buffer is the single source of truth. What is derived from its values on the
-    # CPU (its checks and whether it is diagonal) is redone whenever the buffer is
-    # replaced (.to(), assignment) or changed in place (load_state_dict, copy_).
+    # The buffer is the single source of truth. The core Utility read from it (checked,
+    # on the CPU) is redone whenever the buffer is replaced (.to(), assignment) or
+    # changed in place (load_state_dict, copy_); the kernels' tensors come from it
+    # through the same conversion as the functional form's (_convert.from_core).
     def _refresh(self, buf: Tensor) -> None:
-        u = _convert.core_utility(buf)  # the core's checks (one small copy to the CPU)
-        self._diagonal = u.is_diagonal
+        self._core = _convert.core_utility(buf)  # the core's checks (a small CPU copy)
         self._source = buf
         self._source_version = _version(buf)
+
+    @property
+    def _diagonal(self) -> bool:
+        return self._core.is_diagonal
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         buf = self._buffers["utility"]  # (not self.utility: Module.__getattr__ is slow)
@@ -91,7 +93,7 @@ class _UtilityWeightedLoss(torch.nn.Module):
         if buf is not self._source or _version(buf) != self._source_version:
             self._refresh(buf)
         dtype = _checks.compute_dtype(logits)
-        tu = _convert.convert(buf, self._diagonal, dtype, buf.device)
+        tu = _convert.from_core(self._core, dtype, buf.device)
         return _kernels.weighted_loss(self._base, logits, y, tu, self.reduction, dtype)
 
     def extra_repr(self) -> str:
