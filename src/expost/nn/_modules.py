@@ -1,9 +1,9 @@
 """``torch.nn.Module`` forms of the utility-weighted losses.
 
 Built from the same private pieces as :mod:`expost.nn.functional`; the modules
-only add state: the utility as a float64 registered buffer, converted on every
-call through the same :func:`expost.nn._convert.convert` as the functional form,
-so that both forms agree to the compute dtype's precision.
+only add state: the utility as a float64 registered buffer, converted for the
+kernels through the same :func:`expost.nn._convert.from_core` as the functional
+form, so that both forms compute with the same tensors and agree to the last bit.
 """
 
 from __future__ import annotations

@@ -73,7 +73,9 @@ def utility_weighted_cross_entropy(
     .. math:: \ell^u(p, y) = -\langle \log p, u(\cdot, y) \rangle
               = -\sum_a u(a, y) \log p_a ,
 
-    computed as ``-(log_softmax(logits) * U[:, target].T).sum(-1)``. For class
+    computed as ``-(log_softmax(logits) * U[:, target].T).sum(-1)`` with
+    :math:`0 \log 0 = 0`, as the numpy core's ``xlogy``: a ``-inf`` logit on an
+    action of zero utility adds nothing, and gradients stay finite. For class
     weights it is :math:`-w_y \log p_y` (Eq 15), computed by torch's fused
     weighted cross-entropy in O(N).
 
@@ -110,6 +112,14 @@ def utility_weighted_cross_entropy(
     tensor([0.1269, 2.8193])
     >>> utility_weighted_cross_entropy(logits, target, u)  # plain mean
     tensor(1.4731)
+
+    A masked action (logit ``-inf``) of zero utility for the target adds
+    :math:`0 \log 0 = 0`: here :math:`-(2 \log 0.5 + 1 \log 0.5) = 3 \log 2`.
+
+    >>> u = expost.Utility([[1.0, 0.0], [0.5, 2.0], [0.0, 1.0]])  # 3 actions, 2 classes
+    >>> utility_weighted_cross_entropy(torch.tensor([[-torch.inf, 0.0, 0.0]]),
+    ...                                torch.tensor([1]), u, reduction="none")
+    tensor([2.0794])
     """
     return _loss("log", logits, target, utility, reduction, validate)
 
