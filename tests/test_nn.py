@@ -98,11 +98,13 @@ def test_module_equals_functional(device, base):
         logits = torch.tensor(rng.normal(0, 3, (9, u.n_actions)), device=device)
         y = torch.tensor(rng.integers(0, 4, 9), device=device)
         for reduction in REDUCTIONS:
-            module = MODULES[base](u, reduction=reduction).to(device, torch.float64)
-            # The module stores float32; compare with the functional on those values.
-            stored = expost.Utility(module.utility.cpu().numpy())
-            want = LOSSES[base](logits, y, stored, reduction=reduction)
-            torch.testing.assert_close(module(logits, y), want, rtol=1e-12, atol=1e-12)
+            module = MODULES[base](u, reduction=reduction).to(device)
+            # Both forms convert the same float64 values at the same point: no rounding
+            # of either side, and equal to the last bit in float64 and in float32.
+            for x in (logits, logits.float()):
+                got, want = module(x, y), LOSSES[base](x, y, u, reduction=reduction)
+                assert got.dtype == want.dtype == x.dtype
+                torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -339,16 +341,97 @@ def test_half_precision_inputs_accumulate_in_float32(dtype, base):
     torch.testing.assert_close(lp, expost_log_probs(low.detach().float(), u), rtol=0, atol=0)
 
 
+# ---------------------------------------------------------------- zero utility, zero probability
+# A full utility with zeros off the diagonal; each row's -inf logit sits on an action
+# of zero utility for that row's class (u[0, 1] = u[1, 2] = u[2, 0] = 0), so p_a = 0
+# there and the term is 0 * log 0 = 0 (the numpy core's xlogy), not NaN.
+ZERO_U = expost.Utility([[2.0, 0.0, 1.0], [0.5, 1.0, 0.0], [0.0, 3.0, 1.0]])
+ZERO_LOGITS = [[-np.inf, 0.3, 1.2], [0.5, -np.inf, 0.0], [1.0, 2.0, -np.inf]]
+ZERO_TARGET = [1, 2, 0]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("base", ["log", "brier"])
+@pytest.mark.parametrize("form", ["functional", "module", "tensor"])
+def test_minus_inf_logit_on_zero_utility_is_finite_and_equals_numpy_core(device, base, form):
+    y = torch.tensor(ZERO_TARGET, device=device)
+    ut = torch.tensor(ZERO_U.matrix, device=device, requires_grad=True)
+    for reduction in REDUCTIONS:
+        logits = torch.tensor(ZERO_LOGITS, dtype=torch.float64, device=device, requires_grad=True)
+        if form == "module":
+            loss = MODULES[base](ZERO_U, reduction=reduction).to(device)(logits, y)
+        else:
+            utility = ut if form == "tensor" else ZERO_U
+            loss = LOSSES[base](logits, y, utility, reduction=reduction)
+        want = _reference(np.array(ZERO_LOGITS), np.array(ZERO_TARGET), ZERO_U, base, reduction)
+        assert torch.isfinite(loss).all()
+        np.testing.assert_allclose(loss.detach().cpu().numpy(), want, rtol=1e-12, atol=1e-12)
+        ut.grad = None
+        loss.sum().backward()
+        assert torch.isfinite(logits.grad).all()
+        assert (logits.grad[logits.isneginf()] == 0).all()  # p_a = 0 and u(a, y) = 0
+        if form == "tensor":  # d/du(a, y) of the log loss is -log p_a: finite, 0 where p_a = 0
+            assert torch.isfinite(ut.grad).all()
+
+
+def test_minus_inf_logit_gradient_is_eq24s():
+    """d/dz of -sum_a u(a, y) log p_a is s_y p - u(., y), s_y = sum_a u(a, y) (Eq 24)."""
+    logits = torch.tensor(ZERO_LOGITS, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor(ZERO_TARGET)
+    utility_weighted_cross_entropy(logits, y, ZERO_U, reduction="sum").backward()
+    cols = torch.tensor(ZERO_U.matrix.T)[y]  # u(., y_i)
+    p = torch.softmax(logits.detach(), dim=1)
+    torch.testing.assert_close(logits.grad, cols.sum(1, keepdim=True) * p - cols, rtol=1e-12,
+                               atol=1e-15)
+
+
+def test_module_guards_zero_utilities_it_loads_later():
+    """A module built with a utility without zeros, then loaded with one that has them."""
+    module = UtilityWeightedCrossEntropy(np.full((3, 3), 1.0) + np.eye(3), reduction="none")
+    logits = torch.tensor(ZERO_LOGITS, dtype=torch.float64)
+    y = torch.tensor(ZERO_TARGET)
+    assert torch.isposinf(module(logits, y)).all()  # u > 0 where p = 0: +inf, as in numpy
+    module.load_state_dict({"utility": torch.tensor(ZERO_U.matrix)})
+    want = _reference(np.array(ZERO_LOGITS), np.array(ZERO_TARGET), ZERO_U, "log", "none")
+    torch.testing.assert_close(module(logits, y), torch.tensor(want), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(module(logits, y), utility_weighted_cross_entropy(
+        logits, y, ZERO_U, reduction="none"), rtol=0, atol=0)
+
+
+@settings(max_examples=40)
+@given(problem=problems(), data=st.data())
+def test_minus_inf_logits_on_zero_utilities_equal_numpy_core(problem, data):
+    """Any set of -inf logits on actions of zero utility for the row's class."""
+    u, logits, y = problem
+    cols = u.matrix.T[y]  # (n, n_actions): u(., y_i); each row has a positive entry
+    mask = data.draw(hnp.arrays(np.bool_, cols.shape)) & (cols == 0)
+    logits = np.where(mask, -np.inf, logits)
+    t_logits = torch.tensor(logits, requires_grad=True)
+    t_y = torch.tensor(y)
+    for base in ("log", "brier"):
+        for reduction in REDUCTIONS:
+            got = LOSSES[base](t_logits, t_y, u, reduction=reduction)
+            want = _reference(logits, y, u, base, reduction)
+            assert torch.isfinite(got).all()
+            np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-10, atol=1e-10)
+            t_logits.grad = None
+            got.sum().backward()
+            assert torch.isfinite(t_logits.grad).all()
+
+
 # ---------------------------------------------------------------- modules
 def test_module_buffer_state_dict_and_dtype():
     u = expost.Utility([[2.0, 0.5], [0.0, 1.0], [1.0, 1.0]])
     module = UtilityWeightedCrossEntropy(u)
     state = module.state_dict()
     assert list(state) == ["utility"]
-    assert state["utility"].dtype == torch.float32
+    # float64, the core's precision (so that module and functional forms agree exactly)
+    assert state["utility"].dtype == torch.float64
     np.testing.assert_array_equal(state["utility"].numpy(), u.matrix)
     assert [name for name, _ in module.named_buffers()] == ["utility"]
     assert list(module.parameters()) == []
+    module.to(torch.float32)  # the buffer casts with the module
+    assert module.utility.dtype == torch.float32
     module.to(torch.float64)
     assert module.utility.dtype == torch.float64
     logits = torch.randn(5, 3, dtype=torch.float64)
@@ -401,14 +484,12 @@ def test_normalize_prior_applies_eq21(u):
     m = u.n_classes
     mu = np.arange(1.0, m + 1) / np.arange(1.0, m + 1).sum()
     module = UtilityWeightedCrossEntropy(u, reduction="none", normalize_prior=mu).double()
-    np.testing.assert_allclose(
-        module.utility.numpy(), u.normalized(mu).matrix.astype(np.float32), rtol=1e-7
-    )
+    np.testing.assert_array_equal(module.utility.numpy(), u.normalized(mu).matrix)
     # Eq 21: the expected weighted log loss of predicting the prior is its entropy.
     logits = torch.tensor(np.log(mu)).expand(m, m)
     per_class = module(logits, torch.arange(m))
     entropy = -(mu * np.log(mu)).sum()
-    np.testing.assert_allclose(float(torch.tensor(mu) @ per_class), entropy, rtol=1e-6)
+    np.testing.assert_allclose(float(torch.tensor(mu) @ per_class), entropy, rtol=1e-12)
     assert "normalized (Eq 21)" in repr(module)
 
 

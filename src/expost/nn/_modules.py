@@ -1,8 +1,9 @@
 """``torch.nn.Module`` forms of the utility-weighted losses.
 
-Built from the same private pieces as :mod:`expost.nn.functional`
-(:mod:`expost.nn._core`); the modules only add state: the utility as a
-registered buffer, converted once.
+Built from the same private pieces as :mod:`expost.nn.functional`; the modules
+only add state: the utility as a float64 registered buffer, converted for the
+kernels through the same :func:`expost.nn._convert.from_core` as the functional
+form, so that both forms compute with the same tensors and agree to the last bit.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from numpy.typing import ArrayLike
 from torch import Tensor
 
 from .._validation import _error
-from . import _core
+from . import _checks, _convert, _kernels
 
 __all__ = ["UtilityWeightedBrier", "UtilityWeightedCrossEntropy"]
 
@@ -40,73 +41,60 @@ class _UtilityWeightedLoss(torch.nn.Module):
         validate: bool = True,
     ) -> None:
         super().__init__()
-        self.reduction = _core.check_reduction(reduction)
+        self.reduction = _checks.check_reduction(reduction)
         self.validate = bool(validate)
-        u = _core.core_utility(utility)
+        u = _convert.core_utility(utility)
         if normalize_prior is not None:
             u = u.normalized(normalize_prior)  # Eq 21, the core's normalisation
         self.normalized = normalize_prior is not None
         device = utility.device if isinstance(utility, Tensor) else None
+        # float64, the core's precision, so that the module computes with the same values
+        # as the functional form given the same utility.
         self.register_buffer(
-            "utility", torch.tensor(np.array(u.matrix), dtype=torch.float32, device=device)
+            "utility", torch.tensor(np.array(u.matrix), dtype=torch.float64, device=device)
         )
-        self._diagonal = u.is_diagonal
-        self._source: Tensor | None = self.utility
-        self._source_version = _version(self.utility)
-        self._prepared: dict[torch.dtype, _core.TorchUtility] = {}
+        self._refresh(self.utility)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # Check an incoming utility before torch copies it into the buffer, so that a
         # failed load leaves the module as it was (the copy then triggers a refresh).
         incoming = state_dict.get(prefix + "utility")
         if isinstance(incoming, Tensor):
-            _core.core_utility(incoming)
+            _convert.core_utility(incoming)
         super()._load_from_state_dict(state_dict, prefix, *args)
 
-    # The buffer is the single source of truth. Derived tensors (class weights or the
-    # transposed matrix, per compute dtype) are cached and rebuilt whenever the buffer
-    # is replaced (.to(), assignment) or changed in place (load_state_dict, copy_).
-    def _refresh(self) -> None:
-        buf = self._buffers["utility"]
-        assert buf is not None
-        u = _core.core_utility(buf)  # the core's checks (one small copy to the CPU)
-        self._diagonal = u.is_diagonal
-        self._prepared = {}
+    # The buffer is the single source of truth. The core Utility read from it (checked,
+    # on the CPU) is redone whenever the buffer is replaced (.to(), assignment) or
+    # changed in place (load_state_dict, copy_); the kernels' tensors come from it
+    # through the same conversion as the functional form's (_convert.from_core).
+    def _refresh(self, buf: Tensor) -> None:
+        self._core = _convert.core_utility(buf)  # the core's checks (a small CPU copy)
         self._source = buf
         self._source_version = _version(buf)
 
-    def _torch_utility(self, buf: Tensor, dtype: torch.dtype) -> _core.TorchUtility:
-        if buf is not self._source or _version(buf) != self._source_version:
-            self._refresh()
-        tu = self._prepared.get(dtype)
-        if tu is None:
-            with torch.inference_mode(False):  # cached: usable later with autograd
-                t = buf.to(dtype)
-                n_actions, n_classes = t.shape
-                if self._diagonal:
-                    tu = _core.TorchUtility(t.diagonal().clone(), None, n_actions, n_classes)
-                else:
-                    tu = _core.TorchUtility(None, t.t().contiguous(), n_actions, n_classes)
-            self._prepared[dtype] = tu
-        return tu
+    @property
+    def _diagonal(self) -> bool:
+        return self._core.is_diagonal
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         buf = self._buffers["utility"]  # (not self.utility: Module.__getattr__ is slow)
         assert buf is not None
         n_actions, n_classes = buf.shape
-        y = _core.check_inputs(logits, target, n_actions, n_classes, self.validate)
+        y = _checks.check_inputs(logits, target, n_actions, n_classes, self.validate)
         if logits.get_device() != buf.get_device():
             raise ValueError(
                 _error(
                     "logits",
                     f"on the loss module's device ({buf.device}; move the module "
                     "with .to(device))",
-                    _core.describe(logits),
+                    _checks.describe(logits),
                 )
             )
-        dtype = _core.compute_dtype(logits)
-        tu = self._torch_utility(buf, dtype)
-        return _core.weighted_loss(self._base, logits, y, tu, self.reduction, dtype)
+        if buf is not self._source or _version(buf) != self._source_version:
+            self._refresh(buf)
+        dtype = _checks.compute_dtype(logits)
+        tu = _convert.from_core(self._core, dtype, buf.device)
+        return _kernels.weighted_loss(self._base, logits, y, tu, self.reduction, dtype)
 
     def extra_repr(self) -> str:
         n_actions, n_classes = self.utility.shape
@@ -140,7 +128,7 @@ class UtilityWeightedCrossEntropy(_UtilityWeightedLoss):
     Parameters
     ----------
     utility : Utility, array-like or Tensor of shape (n_actions, n_classes) or (m,)
-        Checked by the numpy core and stored as the float32 buffer ``utility``
+        Checked by the numpy core and stored as the float64 buffer ``utility``
         (in ``state_dict``; moves and casts with ``.to()``). A 1-D input is class
         weights (Eq 14); a diagonal utility uses the O(N) class-weight path.
     reduction : {"mean", "sum", "none", "weighted_mean"}

@@ -30,7 +30,7 @@ from typing import Any
 
 from torch import Tensor
 
-from . import _core
+from . import _checks, _convert, _kernels
 
 __all__ = [
     "decide",
@@ -43,12 +43,19 @@ __all__ = [
 def _loss(
     base: str, logits: Any, target: Any, utility: Any, reduction: str, validate: bool
 ) -> Tensor:
-    reduction = _core.check_reduction(reduction)
-    u, n_actions, n_classes = _core.resolve(utility, validate)
-    y = _core.check_inputs(logits, target, n_actions, n_classes, validate)
-    dtype = _core.compute_dtype(logits)
-    tu = _core.to_torch(u, dtype, logits.device)
-    return _core.weighted_loss(base, logits, y, tu, reduction, dtype)
+    reduction = _checks.check_reduction(reduction)
+    u, n_actions, n_classes = _convert.resolve(utility, validate)
+    y = _checks.check_inputs(logits, target, n_actions, n_classes, validate)
+    dtype = _checks.compute_dtype(logits)
+    tu = _convert.to_torch(u, dtype, logits.device)
+    return _kernels.weighted_loss(base, logits, y, tu, reduction, dtype)
+
+
+def _ex_post_utility(logits: Any, utility: Any, validate: bool) -> _convert.TorchUtility:
+    """Check logits over classes and convert the utility for the ex post kernels."""
+    u, _, n_classes = _convert.resolve(utility, validate)
+    _checks.check_logits(logits, n_classes, "classes")
+    return _convert.to_torch(u, _checks.compute_dtype(logits), logits.device)
 
 
 def utility_weighted_cross_entropy(
@@ -66,7 +73,9 @@ def utility_weighted_cross_entropy(
     .. math:: \ell^u(p, y) = -\langle \log p, u(\cdot, y) \rangle
               = -\sum_a u(a, y) \log p_a ,
 
-    computed as ``-(log_softmax(logits) * U[:, target].T).sum(-1)``. For class
+    computed as ``-(log_softmax(logits) * U[:, target].T).sum(-1)`` with
+    :math:`0 \log 0 = 0`, as the numpy core's ``xlogy``: a ``-inf`` logit on an
+    action of zero utility adds nothing, and gradients stay finite. For class
     weights it is :math:`-w_y \log p_y` (Eq 15), computed by torch's fused
     weighted cross-entropy in O(N).
 
@@ -103,6 +112,14 @@ def utility_weighted_cross_entropy(
     tensor([0.1269, 2.8193])
     >>> utility_weighted_cross_entropy(logits, target, u)  # plain mean
     tensor(1.4731)
+
+    A masked action (logit ``-inf``) of zero utility for the target adds
+    :math:`0 \log 0 = 0`: here :math:`-(2 \log 0.5 + 1 \log 0.5) = 3 \log 2`.
+
+    >>> u = expost.Utility([[1.0, 0.0], [0.5, 2.0], [0.0, 1.0]])  # 3 actions, 2 classes
+    >>> utility_weighted_cross_entropy(torch.tensor([[-torch.inf, 0.0, 0.0]]),
+    ...                                torch.tensor([1]), u, reduction="none")
+    tensor([2.0794])
     """
     return _loss("log", logits, target, utility, reduction, validate)
 
@@ -184,9 +201,7 @@ def expost_log_probs(logits: Tensor, utility: Any, *, validate: bool = True) -> 
     >>> expost_log_probs(torch.log(torch.tensor([[0.9, 0.1]])), u).exp()
     tensor([[0.0833, 0.9167]])
     """
-    u, _, n_classes = _core.resolve(utility, validate)
-    _core.check_logits(logits, n_classes, "classes")
-    return _core.log_probs(logits, _core.to_torch(u, _core.compute_dtype(logits), logits.device))
+    return _kernels.log_probs(logits, _ex_post_utility(logits, utility, validate))
 
 
 def decide(logits: Tensor, utility: Any, *, validate: bool = True) -> Tensor:
@@ -218,6 +233,4 @@ def decide(logits: Tensor, utility: Any, *, validate: bool = True) -> Tensor:
     >>> decide(q.log(), expost.Utility.from_class_weights([1.0, 99.0]))
     tensor([1, 0])
     """
-    u, _, n_classes = _core.resolve(utility, validate)
-    _core.check_logits(logits, n_classes, "classes")
-    return _core.decide(logits, _core.to_torch(u, _core.compute_dtype(logits), logits.device))
+    return _kernels.decide(logits, _ex_post_utility(logits, utility, validate))
