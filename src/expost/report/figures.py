@@ -174,17 +174,7 @@ def plot_curves(
     runs = group_runs(rows, metric)
     if not runs:
         raise ValueError(_error("records", "the intervals of at least one run", "no records"))
-    present = regimes_present(rows)
-    if regimes is None:
-        chosen = present
-    else:
-        if isinstance(regimes, str):
-            regimes = [regimes]
-        chosen = list(regimes)
-        for i, g in enumerate(chosen):
-            if g not in present:
-                raise ValueError(_error(f"regimes[{i}]", f"a regime present in the records, one "
-                                        f"of {tuple(present)}", describe(g)))
+    chosen = _chosen_regimes(regimes, regimes_present(rows))
     xname = _resolve_x(x, [r for run in runs.values() for r in run])
     runs = {k: v for k, v in runs.items() if k[0] in chosen}
 
@@ -194,33 +184,53 @@ def plot_curves(
         ax = fig.add_subplot()
     else:
         fig = ax.figure
-
-    if average:
-        curves = group_runs(_mean_curves(runs, metric, xname), metric)
-    else:
-        curves = runs
+    curves = group_runs(_mean_curves(runs, metric, xname), metric) if average else runs
     best = {(str(r["regime"]), str(r["run_id"])): r for r in best_intervals(
         [r for run in curves.values() for r in run], metric)} if mark_best else {}
-
     seen: set[str] = set()
     for key, run in curves.items():
-        regime = key[0]
-        colour = regime_colour(regime)
-        xs = [float(r[xname]) for r in run]
-        ys = [r[metric] for r in run]
-        label = regime_label(regime) if regime not in seen else None
-        seen.add(regime)
+        _draw_curve(ax, run, metric, xname, best.get(key), first=key[0] not in seen,
+                    average=average)
+        seen.add(key[0])
+    _style_curve_axes(ax, curves, metric, xname, logy=logy, title=title)
+    if own:  # fixed margins: tight_layout would cost one more full draw per figure
+        fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.92)
+    if path is not None:
+        save_figure(fig, path, pdf=pdf)
+    return fig
+
+
+def _chosen_regimes(regimes: Sequence[str] | str | None, present: list[str]) -> list[str]:
+    """The regimes to draw: all present by default, else the ones asked for (each present)."""
+    if regimes is None:
+        return present
+    chosen = [regimes] if isinstance(regimes, str) else list(regimes)
+    for i, g in enumerate(chosen):
+        if g not in present:
+            raise ValueError(_error(f"regimes[{i}]", f"a regime present in the records, one "
+                                    f"of {tuple(present)}", describe(g)))
+    return chosen
+
+
+def _draw_curve(ax: Any, run: list[dict[str, Any]], metric: str, xname: str,
+                best: dict[str, Any] | None, *, first: bool, average: bool) -> None:
+    """One run's (or one regime's mean) curve, labelled once per regime, its best point marked."""
+    regime = str(run[0]["regime"])
+    colour = regime_colour(regime)
+    label = regime_label(regime) if first else None
+    if average and label:
+        label = f"{label} (mean of {max(r['n_runs'] for r in run)} runs)"
+    ax.plot([float(r[xname]) for r in run], [r[metric] for r in run], color=colour,
+            lw=1.6 if average else 1.0, alpha=1.0 if average else 0.75, label=label)
+    if best is not None and not math.isnan(best[metric]):
+        ax.plot([float(best[xname])], [best[metric]], marker="o", ms=6 if average else 4.5,
+                color=colour, mec="white", mew=0.6, ls="none", zorder=3)
         if average:
-            n = max(r["n_runs"] for r in run)
-            label = f"{label} (mean of {n} runs)" if label else None
-        ax.plot(xs, ys, color=colour, lw=1.6 if average else 1.0,
-                alpha=1.0 if average else 0.75, label=label)
-        b = best.get(key)
-        if b is not None and not math.isnan(b[metric]):
-            ax.plot([float(b[xname])], [b[metric]], marker="o", ms=6 if average else 4.5,
-                    color=colour, mec="white", mew=0.6, ls="none", zorder=3)
-            if average:
-                ax.axhline(b[metric], color=colour, ls=":", lw=1.0)
+            ax.axhline(best[metric], color=colour, ls=":", lw=1.0)
+
+
+def _style_curve_axes(ax: Any, curves: dict[Any, list[dict[str, Any]]], metric: str, xname: str,
+                      *, logy: bool, title: str | None) -> None:
     ax.set_xlabel(_X_LABELS[xname])
     if all(float(r[xname]).is_integer() for run in curves.values() for r in run):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "1.25 epochs" ticks
@@ -230,11 +240,6 @@ def plot_curves(
     ax.set_title(title if title is not None else f"{METRIC_LABELS[metric]} on the test set")
     ax.grid(True, alpha=0.3)
     ax.legend(frameon=False, fontsize="small")
-    if own:  # fixed margins: tight_layout would cost one more full draw per figure
-        fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.92)
-    if path is not None:
-        save_figure(fig, path, pdf=pdf)
-    return fig
 
 
 _THEORY_FIELDS = ("q1", "prediction", "marginal", "loss", "reference_prediction",

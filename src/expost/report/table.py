@@ -339,36 +339,12 @@ def table1(
     >>> print(tab.to_markdown(footnote=False).splitlines()[2])
     | Mean | 0.710 | 0.654 | 7.89 | 0.305 | 0.305 | 0.00 |
     """
-    metrics = tuple(metrics) if not isinstance(metrics, str) else (metrics,)
-    if not metrics:
-        raise ValueError(_error("metrics", "at least one metric name", "an empty sequence"))
-    for i, m in enumerate(metrics):
-        check_metric(m, f"metrics[{i}]")
-    if len(set(metrics)) != len(metrics):
-        raise ValueError(_error("metrics", "distinct metric names", repr(metrics)))
+    metrics = _check_metrics(metrics)
     n_boot = check_int(n_boot, "n_boot", minimum=0)
     seed = check_int(seed, "seed", minimum=0)
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
         raise ValueError(_error("level", "a coverage in (0, 1)", describe(level)))
-    level = float(level)
-    for name, regime in (("baseline", baseline), ("treatment", treatment)):
-        if not isinstance(regime, str):
-            raise TypeError(_error(name, "a regime name (str)", describe(regime)))
-    if baseline == treatment:
-        raise ValueError(_error("treatment", f"a regime other than baseline {baseline!r}",
-                                repr(treatment)))
-
-    rows_in = as_records(records)
-    present = regimes_present(rows_in)
-    if not present:
-        raise ValueError(_error("records", "the intervals of at least one finished run",
-                                "no records"))
-    for name, regime in (("baseline", baseline), ("treatment", treatment)):
-        if regime not in present:
-            raise ValueError(_error(name, f"a regime with finished runs, one of {tuple(present)}",
-                                    repr(regime)))
-    pair = [r for r in rows_in if str(r.get("regime")) in (baseline, treatment)]
-
+    pair = _pair_records(records, baseline, treatment)
     rows: list[Table1Row] = []
     values: dict[str, dict[str, np.ndarray]] = {}
     best: dict[str, list[dict[str, Any]]] = {}
@@ -384,21 +360,56 @@ def table1(
     # Every record carries every requested metric (group_runs checks it), so every metric
     # sees the same runs in the same order and one resample of run indices serves all.
     n_runs = {g: int(values[metrics[0]][g].size) for g in (baseline, treatment)}
-
-    boot = None
-    if n_boot > 0:
-        rng = np.random.default_rng(seed)
-        idx = {g: rng.integers(0, n_runs[g], size=(n_boot, n_runs[g]))
-               for g in (baseline, treatment)}
-        tail = (1.0 - level) / 2.0
-        boot = {}
-        for m in metrics:
-            mb = values[m][baseline][idx[baseline]].mean(axis=1)
-            mt = values[m][treatment][idx[treatment]].mean(axis=1)
-            gains = percent_gain(mb, mt, higher_is_better=higher_is_better(m))
-            lo, hi = np.quantile(gains, [tail, 1.0 - tail])
-            boot[m] = (float(lo), float(hi))
-
+    boot = (_bootstrap_mean_gain(values, baseline, treatment, n_boot, seed, float(level))
+            if n_boot > 0 else None)
     return Table1(baseline, treatment, metrics, tuple(rows), n_runs, values, best, boot,
-                  n_boot, level, seed)
+                  n_boot, float(level), seed)
 
+
+def _check_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
+    metrics = tuple(metrics) if not isinstance(metrics, str) else (metrics,)
+    if not metrics:
+        raise ValueError(_error("metrics", "at least one metric name", "an empty sequence"))
+    for i, m in enumerate(metrics):
+        check_metric(m, f"metrics[{i}]")
+    if len(set(metrics)) != len(metrics):
+        raise ValueError(_error("metrics", "distinct metric names", repr(metrics)))
+    return metrics
+
+
+def _pair_records(records: Any, baseline: Any, treatment: Any) -> list[Any]:
+    """The records of the two regimes compared, each checked to be present."""
+    for name, regime in (("baseline", baseline), ("treatment", treatment)):
+        if not isinstance(regime, str):
+            raise TypeError(_error(name, "a regime name (str)", describe(regime)))
+    if baseline == treatment:
+        raise ValueError(_error("treatment", f"a regime other than baseline {baseline!r}",
+                                repr(treatment)))
+    rows_in = as_records(records)
+    present = regimes_present(rows_in)
+    if not present:
+        raise ValueError(_error("records", "the intervals of at least one finished run",
+                                "no records"))
+    for name, regime in (("baseline", baseline), ("treatment", treatment)):
+        if regime not in present:
+            raise ValueError(_error(name, f"a regime with finished runs, one of {tuple(present)}",
+                                    repr(regime)))
+    return [r for r in rows_in if str(r.get("regime")) in (baseline, treatment)]
+
+
+def _bootstrap_mean_gain(values: dict[str, dict[str, np.ndarray]], baseline: str, treatment: str,
+                         n_boot: int, seed: int, level: float) -> dict[str, tuple[float, float]]:
+    """Percentile interval of the Mean row's % gain, runs resampled within each regime."""
+    rng = np.random.default_rng(seed)
+    first = next(iter(values.values()))
+    idx = {g: rng.integers(0, first[g].size, size=(n_boot, first[g].size))
+           for g in (baseline, treatment)}
+    tail = (1.0 - level) / 2.0
+    boot = {}
+    for m, v in values.items():
+        mb = v[baseline][idx[baseline]].mean(axis=1)
+        mt = v[treatment][idx[treatment]].mean(axis=1)
+        gains = percent_gain(mb, mt, higher_is_better=higher_is_better(m))
+        lo, hi = np.quantile(gains, [tail, 1.0 - tail])
+        boot[m] = (float(lo), float(hi))
+    return boot
