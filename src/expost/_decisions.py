@@ -14,18 +14,20 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._utility import Utility, as_utility
-from ._validation import _error, check_probabilities, check_rows, probability_atol
+from ._validation import _error, check_probabilities, check_rows_given_sums, probability_atol
 
 __all__ = ["decide", "elkan_threshold", "expected_utility", "weighted_prediction"]
 
 
 # ---------------------------------------------------------------- private cores
 #: Rows per block: a block of q (and its output) stays in cache between the
-#: check, the product and the normalisation, so q is read from memory once and
-#: no temporary grows with the input.
+#: product, the check and the normalisation or argmax, so q is read from memory
+#: once and no temporary grows with the input.
 BLOCK_ROWS = 16384
 
-Kernel = Callable[[NDArray[np.floating], NDArray[Any]], None]
+#: ``kernel(q_block, out_block)`` fills ``out_block`` and returns the block's row
+#: sums, which its product computes alongside (a column of ones) for the simplex check.
+Kernel = Callable[[NDArray[np.floating], NDArray[Any]], NDArray[np.floating]]
 
 
 def _blockwise(
@@ -35,41 +37,136 @@ def _blockwise(
     *,
     check_as: str | None = None,
 ) -> NDArray[Any]:
-    """Run ``kernel(q_block, out_block)`` over row blocks; check each block first if asked."""
+    """Run ``kernel(q_block, out_block)`` over row blocks; check each block if asked.
+
+    The check uses the row sums the kernel returns; a block with a bad row
+    raises before the next block runs (what the kernel wrote for it is discarded
+    with the error, and so are its floating-point warnings).
+    """
     tol = probability_atol(q) if check_as is not None else 0.0
-    for start in range(0, q.shape[0], BLOCK_ROWS):
-        block = q[start : start + BLOCK_ROWS]
-        if check_as is not None:
-            check_rows(block, check_as, tol, offset=start)
-        kernel(block, out[start : start + BLOCK_ROWS])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for start in range(0, q.shape[0], BLOCK_ROWS):
+            block = q[start : start + BLOCK_ROWS]
+            sums = kernel(block, out[start : start + BLOCK_ROWS])
+            if check_as is not None:
+                check_rows_given_sums(block, sums, check_as, tol, offset=start)
     return out
+
+
+def _scaled(u: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``u`` times the power of two that brings its largest magnitude into [0.5, 1).
+
+    Exact (a power of two only moves exponents), and p^u, the decisions and
+    Eq 26 are invariant to scaling U; so utilities near 1e308 do not overflow,
+    nor near 5e-324 underflow, in the products and sums that follow.
+    """
+    top = float(np.abs(u).max())
+    return u if top == 0.0 else np.ldexp(u, -np.frexp(top)[1])
+
+
+def _work_dtype(u: NDArray[np.float64], dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """``dtype``, or float64 where some class's largest (scaled) utility is below its normal range."""
+    if dtype != np.float64 and float(np.abs(u).max(axis=0).min()) < float(np.finfo(dtype).tiny):
+        return np.dtype(np.float64)
+    return np.dtype(dtype)
+
+
+def _scratch(bufs: list[NDArray[Any]], sizes: list[tuple[int, Any]]) -> list[NDArray[Any]]:
+    """Buffers of the given (size, dtype), allocated at the first (largest) block, then reused."""
+    if not bufs:
+        bufs.extend(np.empty(size, dtype=dt) for size, dt in sizes)
+    return bufs
 
 
 def _eu_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     ut = u.T.astype(dtype)
+    ones = np.ones(u.shape[1], dtype=dtype)
 
-    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> None:
+    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> NDArray[np.floating]:
         np.matmul(block, ut, out=out)
+        return block @ ones
 
     return kernel
 
 
 def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
-    # Uq / 1'Uq; the denominator is q . (1'U), a matrix-vector product.
-    ut, colsum = u.T.astype(dtype), u.sum(axis=0).astype(dtype)
+    """Eq 8 by one product: ``q @ [U' | U'1 | 1]`` gives Uq, its total 1'Uq (= q . 1'U) and 1'q."""
+    us = _scaled(u)
+    work = _work_dtype(us, dtype)
+    n_act = u.shape[0]
+    w = np.column_stack([us.T, us.sum(axis=0), np.ones(u.shape[1])]).astype(work)
+    bufs: list[NDArray[Any]] = []
 
-    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> None:
-        np.matmul(block, ut, out=out)
-        out /= (block @ colsum)[:, None]
+    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> NDArray[np.floating]:
+        nb = block.shape[0]
+        (buf,) = _scratch(bufs, [(nb * (n_act + 2), work)])
+        z = buf[: nb * (n_act + 2)].reshape(nb, n_act + 2)
+        np.matmul(block.astype(work, copy=False), w, out=z)
+        np.divide(z[:, :n_act], z[:, n_act : n_act + 1], out=out)
+        return z[:, n_act + 1]
 
     return kernel
 
 
-def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
-    ut = u.T.astype(dtype)
+def _argmax_rows(
+    v: NDArray[np.floating], index: NDArray[np.unsignedinteger], flags: NDArray[np.uint8],
+    out: NDArray[Any],
+) -> None:
+    """Row of each column's maximum of ``v`` into ``out``, ties to the lowest row; overwrites ``v``.
 
-    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> None:
-        np.argmax(block @ ut, axis=1, out=out)
+    A tournament along axis 0 on whole rows (each step one vectorised pass over
+    contiguous rows, where ``np.argmax(axis=1)`` pays a call per short row): row
+    2k meets row 2k + 1, the winner stays in row 2k, and the survivors meet
+    again. The lower row always holds the lower original indices, so ``hi > lo``
+    sends ties to the lowest index, as ``np.argmax`` does. ``index`` (ceil(n/2)
+    rows) and ``flags`` (n/2 rows) are scratch space.
+    """
+    n, nb = v.shape
+    if n == 1:
+        out[:] = 0
+        return
+    idx = None
+    while n > 1:
+        half = n // 2
+        lo, hi = v[0 : 2 * half : 2], v[1::2]
+        g = flags[: half * nb].reshape(half, nb)
+        np.greater(hi, lo, out=g.view(np.bool_))
+        if idx is None:  # first round: the winner of rows 2k, 2k+1 is 2k + (hi > lo)
+            idx = index[: (n - half) * nb].reshape(n - half, nb)
+            np.add(g, np.arange(0, 2 * half, 2, dtype=idx.dtype)[:, None], out=idx[:half])
+            if n % 2:
+                idx[half] = n - 1
+        else:  # il += g * (ih - il); arithmetic beats a masked copy (ih > il: no wrap-around)
+            il, ih = idx[0 : 2 * half : 2], idx[1::2]
+            np.subtract(ih, il, out=ih)
+            np.multiply(ih, g, out=ih)
+            np.add(il, ih, out=il)
+            idx = idx[0::2]
+        if n > 2:  # the last round needs no maximum
+            np.maximum(lo, hi, out=lo)
+        v = v[0::2]
+        n = v.shape[0]
+    assert idx is not None
+    np.copyto(out, idx[0])
+
+
+def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
+    """Eq 5 blockwise: ``[U; 1'] @ q_block.T`` (actions along rows, plus the row sums), then a tournament."""
+    us = _scaled(u)
+    work = _work_dtype(us, dtype)
+    n_act = u.shape[0]
+    ua = np.vstack([us, np.ones((1, u.shape[1]))]).astype(work)
+    index_dtype = np.min_scalar_type(n_act - 1)
+    bufs: list[NDArray[Any]] = []
+
+    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> NDArray[np.floating]:
+        nb = block.shape[0]
+        sizes = [(n_act + 1, work), ((n_act + 1) // 2, index_dtype), (n_act // 2, np.uint8)]
+        zbuf, index, flags = _scratch(bufs, [(rows * nb, dt) for rows, dt in sizes])
+        z = zbuf[: nb * (n_act + 1)].reshape(n_act + 1, nb)
+        np.matmul(ua, block.T.astype(work, copy=False), out=z)
+        _argmax_rows(z[:n_act], index, flags, out)
+        return z[n_act]
 
     return kernel
 
