@@ -90,82 +90,68 @@ def _eu_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
 
 
 def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
-    """Eq 8 by one product: ``q @ [U' | U'1 | 1]`` gives Uq, its total 1'Uq (= q . 1'U) and 1'q."""
+    """Eq 8 blockwise: ``Uq`` into the output, then one product ``q @ [U'1 | 1]`` for 1'Uq and 1'q.
+
+    The denominator is q . (1'U), equal to 1'(Uq) up to rounding, with no pass
+    over the output; the division is in place.
+    """
     us = _scaled(u)
     work = _work_dtype(us, dtype)
-    n_act = u.shape[0]
-    w = np.column_stack([us.T, us.sum(axis=0), np.ones(u.shape[1])]).astype(work)
-    bufs: list[NDArray[Any]] = []
+    ut = us.T.astype(work)
+    totals = np.column_stack([us.sum(axis=0), np.ones(u.shape[1])]).astype(work)
 
     def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> NDArray[np.floating]:
-        nb = block.shape[0]
-        (buf,) = _scratch(bufs, [(nb * (n_act + 2), work)])
-        z = buf[: nb * (n_act + 2)].reshape(nb, n_act + 2)
-        np.matmul(block.astype(work, copy=False), w, out=z)
-        np.divide(z[:, :n_act], z[:, n_act : n_act + 1], out=out)
-        return z[:, n_act + 1]
+        block = block.astype(work, copy=False)
+        dest = out if out.dtype == work else np.empty(out.shape, dtype=work)  # wide U: float64
+        np.matmul(block, ut, out=dest)
+        z = block @ totals
+        dest /= z[:, :1]
+        if dest is not out:
+            out[...] = dest
+        return z[:, 1]
 
     return kernel
 
 
 def _argmax_rows(
-    v: NDArray[np.floating], index: NDArray[np.unsignedinteger], flags: NDArray[np.uint8],
+    v: NDArray[np.floating], best: NDArray[np.floating], hits: NDArray[np.unsignedinteger],
     out: NDArray[Any],
 ) -> None:
-    """Row of each column's maximum of ``v`` into ``out``, ties to the lowest row; overwrites ``v``.
+    """Row of each column's maximum of ``v``, ties to the lowest row, into ``out``.
 
-    A tournament along axis 0 on whole rows (each step one vectorised pass over
-    contiguous rows, where ``np.argmax(axis=1)`` pays a call per short row): row
-    2k meets row 2k + 1, the winner stays in row 2k, and the survivors meet
-    again. The lower row always holds the lower original indices, so ``hi > lo``
-    sends ties to the lowest index, as ``np.argmax`` does. ``index`` (ceil(n/2)
-    rows) and ``flags`` (n/2 rows) are scratch space.
+    Exact, in four whole-array passes along axis 0 (each row contiguous, where
+    ``np.argmax(axis=1)`` pays a call per short row): the maximum ``best``; the
+    rows that attain it, weighted ``n - a`` for row ``a`` (``hits``, scratch of
+    ``v``'s shape); their largest weight, which is the lowest attaining row's.
     """
-    n, nb = v.shape
+    n = v.shape[0]
     if n == 1:
         out[:] = 0
         return
-    idx = None
-    while n > 1:
-        half = n // 2
-        lo, hi = v[0 : 2 * half : 2], v[1::2]
-        g = flags[: half * nb].reshape(half, nb)
-        np.greater(hi, lo, out=g.view(np.bool_))
-        if idx is None:  # first round: the winner of rows 2k, 2k+1 is 2k + (hi > lo)
-            idx = index[: (n - half) * nb].reshape(n - half, nb)
-            np.add(g, np.arange(0, 2 * half, 2, dtype=idx.dtype)[:, None], out=idx[:half])
-            if n % 2:
-                idx[half] = n - 1
-        else:  # il += g * (ih - il); arithmetic beats a masked copy (ih > il: no wrap-around)
-            il, ih = idx[0 : 2 * half : 2], idx[1::2]
-            np.subtract(ih, il, out=ih)
-            np.multiply(ih, g, out=ih)
-            np.add(il, ih, out=il)
-            idx = idx[0::2]
-        if n > 2:  # the last round needs no maximum
-            np.maximum(lo, hi, out=lo)
-        v = v[0::2]
-        n = v.shape[0]
-    assert idx is not None
-    np.copyto(out, idx[0])
+    np.maximum.reduce(v, axis=0, out=best)
+    if hits.itemsize == 1:
+        np.equal(v, best, out=hits.view(np.bool_))
+    else:
+        np.equal(v, best, out=hits)
+    np.multiply(hits, np.arange(n, 0, -1, dtype=hits.dtype)[:, None], out=hits)
+    np.subtract(n, np.maximum.reduce(hits, axis=0), out=out)
 
 
 def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
-    """Eq 5 blockwise: ``[U; 1'] @ q_block.T`` (actions along rows, plus the row sums), then a tournament."""
+    """Eq 5 blockwise: ``[U; 1'] @ q_block.T`` (one row per action, and the row sums), then the argmax."""
     us = _scaled(u)
     work = _work_dtype(us, dtype)
     n_act = u.shape[0]
     ua = np.vstack([us, np.ones((1, u.shape[1]))]).astype(work)
-    index_dtype = np.min_scalar_type(n_act - 1)
+    hit_dtype = np.min_scalar_type(n_act)
     bufs: list[NDArray[Any]] = []
 
     def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> NDArray[np.floating]:
         nb = block.shape[0]
-        sizes = [(n_act + 1, work), ((n_act + 1) // 2, index_dtype), (n_act // 2, np.uint8)]
-        zbuf, index, flags = _scratch(bufs, [(rows * nb, dt) for rows, dt in sizes])
+        zbuf, best, hits = _scratch(bufs, [(nb * (n_act + 1), work), (nb, work), (nb * n_act, hit_dtype)])
         z = zbuf[: nb * (n_act + 1)].reshape(n_act + 1, nb)
         np.matmul(ua, block.T.astype(work, copy=False), out=z)
-        _argmax_rows(z[:n_act], index, flags, out)
+        _argmax_rows(z[:n_act], best[:nb], hits[: nb * n_act].reshape(n_act, nb), out)
         return z[n_act]
 
     return kernel
