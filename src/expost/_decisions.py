@@ -224,6 +224,14 @@ def weighted_prediction(q: ArrayLike, utility: Utility | ArrayLike) -> NDArray[n
     :math:`p^w_y(q) = w_y q_y / \langle w, q \rangle`. This is *Ex Post
     Weighting*: apply it to the calibrated predictions of an unweighted model.
 
+    Computed as :math:`Uq / \langle \iota^\top U, q \rangle` with U first scaled by a
+    power of two (exact; :math:`p^u` is invariant to scaling U), so utilities
+    near 1e308 or 5e-324 neither overflow nor underflow. The result agrees
+    with the naive formula to rounding (about 1e-7 relative in float32, 1e-15
+    in float64) but is not bit-identical to it. Where U's entries span more
+    than float32's range, float32 ``q`` is computed in float64 and returned in
+    float32.
+
     Parameters
     ----------
     q : array-like of shape (n_samples, n_classes) or (n_classes,)
@@ -252,6 +260,13 @@ def decide(q: ArrayLike, utility: Utility | ArrayLike) -> NDArray[np.intp]:
 
     Ties go to the lowest action index. Returns action *indices*; map them
     through ``utility.actions`` for labels.
+
+    The argmax is exact: the largest expected utility, then the lowest action
+    attaining it. The expected utilities come from one matrix product (laid
+    out by action, U scaled by a power of two), whose summation order may
+    differ from ``q @ U.T``'s; so two actions whose utilities differ only by
+    rounding (an ulp) may be ordered differently than by ``argmax(q @ U.T)``,
+    as between any two products. Utilities that are exactly equal tie.
 
     Parameters
     ----------

@@ -44,7 +44,14 @@ def recover_posterior(
     .. math:: [p^u]^{-1}(p) = \frac{U^{-1} p}{\iota^\top U^{-1} p}
 
     For class weights this is Eq 27, :math:`q_y \propto p_y / w_y`. It undoes
-    :func:`weighted_prediction` exactly: ``recover_posterior(weighted_prediction(q, u), u) == q``.
+    :func:`weighted_prediction` exactly: ``recover_posterior(weighted_prediction(q, u), u) == q``
+    (to rounding).
+
+    U is scaled by a power of two before it is inverted (exact; Eq 26 is
+    invariant to scaling U), so utilities near 1e308 or 5e-324 invert cleanly.
+    The result is computed as Eq 8 with :math:`U^{-1}` in place of U (see
+    :func:`weighted_prediction`): equal to the naive formula to rounding, not
+    bit for bit.
 
     Parameters
     ----------
