@@ -88,8 +88,10 @@ def recover_posterior(
         nonlocal outside
         sums = forward(block, dest)
         if invalid != "keep":
-            if dest.min() >= -tol:  # NaN (where 1'U^-1 p = 0) fails this test too
-                np.maximum(dest, 0.0, out=dest)  # rounding-level negatives
+            lo = dest.min()
+            if lo >= -tol:  # NaN (where 1'U^-1 p = 0) fails this test too
+                if lo < 0:
+                    np.maximum(dest, 0.0, out=dest)  # rounding-level negatives
             else:
                 outside = True  # handled below, once for the whole array
         return sums
