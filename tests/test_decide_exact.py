@@ -28,13 +28,19 @@ from strategies import simplex_rows, utilities
 DTYPES = [np.float32, np.float64]
 
 
+def _sixteenths(cuts: np.ndarray) -> np.ndarray:
+    """Integer counts summing to 16 per row, from cut points in [0, 16] (n x m-1)."""
+    n = cuts.shape[0]
+    edges = np.hstack([np.zeros((n, 1), np.int64), np.sort(cuts, axis=1), np.full((n, 1), 16)])
+    return np.diff(edges, axis=1)
+
+
 @st.composite
 def dyadic_problem(draw, n: int, max_actions: int = 9):
     """Counts (n x m, each row summing to 16) and integer utilities (a x m, nondegenerate)."""
     m = draw(st.integers(1, 6))
     a = draw(st.integers(1, max_actions))
-    cuts = np.sort(draw(hnp.arrays(np.int64, (n, m - 1), elements=st.integers(0, 16))), axis=1)
-    counts = np.diff(np.hstack([np.zeros((n, 1), np.int64), cuts, np.full((n, 1), 16)]), axis=1)
+    counts = _sixteenths(draw(hnp.arrays(np.int64, (n, m - 1), elements=st.integers(0, 16))))
     u_int = draw(hnp.arrays(np.int64, (a, m), elements=st.integers(0, 3)))
     for y in np.flatnonzero(~(u_int > 0).any(axis=0)):
         u_int[draw(st.integers(0, a - 1)), y] = draw(st.integers(1, 3))
@@ -70,8 +76,7 @@ def test_decide_equals_exact_argmax_with_lowest_index_ties(data, block, dtype, o
 def test_decide_exact_for_one_to_hundreds_of_actions(n_actions, dtype):
     rng = np.random.default_rng(n_actions)
     m = 5
-    cuts = np.sort(rng.integers(0, 17, size=(2000, m - 1)), axis=1)
-    counts = np.diff(np.hstack([np.zeros((2000, 1), int), cuts, np.full((2000, 1), 16)]), axis=1)
+    counts = _sixteenths(rng.integers(0, 17, size=(2000, m - 1)))
     u_int = rng.integers(0, 4, size=(n_actions, m))
     u_int[0] += 1  # nondegenerate
     got = expost.decide((counts / 16.0).astype(dtype), u_int.astype(float))
@@ -88,8 +93,7 @@ def test_decide_exact_at_the_default_block_size(dtype, order):
     u_int = rng.integers(0, 4, size=(a, m))
     u_int[1] += 1
     for n in (big - 1, big, big + 1, 2 * big + 1):
-        cuts = np.sort(rng.integers(0, 17, size=(n, m - 1)), axis=1)
-        counts = np.diff(np.hstack([np.zeros((n, 1), int), cuts, np.full((n, 1), 16)]), axis=1)
+        counts = _sixteenths(rng.integers(0, 17, size=(n, m - 1)))
         q = np.asarray(counts / 16.0, dtype=dtype, order=order)
         np.testing.assert_array_equal(expost.decide(q, u_int.astype(float)), _exact_reference(counts, u_int))
 

@@ -2,7 +2,12 @@ r"""Ex post decisions: expected utility, the optimal weighted prediction, argmax
 
 Rows of ``q`` are class distributions (calibrated probabilities). All functions
 accept any floating dtype and compute in it (float16 is promoted to float32,
-integers to float64); they never modify their inputs.
+integers to float64; float32 is computed in float64 where U's entries span more
+than float32's range); they never modify their inputs.
+
+The cores run over blocks of rows. Each block's product also yields the row
+sums of ``q`` (a column or row of ones in the product), so the simplex check
+costs one extra minimum per block, not a second pass over ``q``.
 """
 
 from __future__ import annotations
