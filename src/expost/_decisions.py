@@ -2,7 +2,12 @@ r"""Ex post decisions: expected utility, the optimal weighted prediction, argmax
 
 Rows of ``q`` are class distributions (calibrated probabilities). All functions
 accept any floating dtype and compute in it (float16 is promoted to float32,
-integers to float64); they never modify their inputs.
+integers to float64; float32 is computed in float64 where U's entries span more
+than float32's range); they never modify their inputs.
+
+The cores run over blocks of rows. Each block's product also yields the row
+sums of ``q`` (a column or row of ones in the product), so the simplex check
+costs one extra minimum per block, not a second pass over ``q``.
 """
 
 from __future__ import annotations
@@ -14,18 +19,20 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._utility import Utility, as_utility
-from ._validation import _error, check_probabilities, check_rows, probability_atol
+from ._validation import _error, check_probabilities, check_rows_given_sums, probability_atol
 
 __all__ = ["decide", "elkan_threshold", "expected_utility", "weighted_prediction"]
 
 
 # ---------------------------------------------------------------- private cores
 #: Rows per block: a block of q (and its output) stays in cache between the
-#: check, the product and the normalisation, so q is read from memory once and
-#: no temporary grows with the input.
+#: product, the check and the normalisation or argmax, so q is read from memory
+#: once and no temporary grows with the input.
 BLOCK_ROWS = 16384
 
-Kernel = Callable[[NDArray[np.floating], NDArray[Any]], None]
+#: ``kernel(q_block, out_block)`` fills ``out_block`` and returns the block's row
+#: sums, which its product computes alongside (a column of ones) for the simplex check.
+Kernel = Callable[[NDArray[np.floating], NDArray[Any]], NDArray[np.floating]]
 
 
 def _blockwise(
@@ -35,41 +42,122 @@ def _blockwise(
     *,
     check_as: str | None = None,
 ) -> NDArray[Any]:
-    """Run ``kernel(q_block, out_block)`` over row blocks; check each block first if asked."""
+    """Run ``kernel(q_block, out_block)`` over row blocks; check each block if asked.
+
+    The check uses the row sums the kernel returns; a block with a bad row
+    raises before the next block runs (what the kernel wrote for it is discarded
+    with the error, and so are its floating-point warnings).
+    """
     tol = probability_atol(q) if check_as is not None else 0.0
-    for start in range(0, q.shape[0], BLOCK_ROWS):
-        block = q[start : start + BLOCK_ROWS]
-        if check_as is not None:
-            check_rows(block, check_as, tol, offset=start)
-        kernel(block, out[start : start + BLOCK_ROWS])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for start in range(0, q.shape[0], BLOCK_ROWS):
+            block = q[start : start + BLOCK_ROWS]
+            sums = kernel(block, out[start : start + BLOCK_ROWS])
+            if check_as is not None:
+                check_rows_given_sums(block, sums, check_as, tol, offset=start)
     return out
+
+
+def _scaled(u: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``u`` times the power of two that brings its largest magnitude into [0.5, 1).
+
+    Exact (a power of two only moves exponents), and p^u, the decisions and
+    Eq 26 are invariant to scaling U; so utilities near 1e308 do not overflow,
+    nor near 5e-324 underflow, in the products and sums that follow.
+    """
+    top = float(np.abs(u).max())
+    return u if top == 0.0 else np.ldexp(u, -np.frexp(top)[1])
+
+
+def _work_dtype(u: NDArray[np.float64], dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """``dtype``, or float64 where some class's largest (scaled) utility is below its normal range."""
+    if dtype != np.float64 and float(np.abs(u).max(axis=0).min()) < float(np.finfo(dtype).tiny):
+        return np.dtype(np.float64)
+    return np.dtype(dtype)
+
+
+def _scratch(bufs: list[NDArray[Any]], sizes: list[tuple[int, Any]]) -> list[NDArray[Any]]:
+    """Buffers of the given (size, dtype), allocated at the first (largest) block, then reused."""
+    if not bufs:
+        bufs.extend(np.empty(size, dtype=dt) for size, dt in sizes)
+    return bufs
 
 
 def _eu_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     ut = u.T.astype(dtype)
+    ones = np.ones(u.shape[1], dtype=dtype)
 
-    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> None:
+    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> NDArray[np.floating]:
         np.matmul(block, ut, out=out)
+        return block @ ones
 
     return kernel
 
 
 def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
-    # Uq / 1'Uq; the denominator is q . (1'U), a matrix-vector product.
-    ut, colsum = u.T.astype(dtype), u.sum(axis=0).astype(dtype)
+    """Eq 8 blockwise: ``Uq`` into the output, then one product ``q @ [U'1 | 1]`` for 1'Uq and 1'q.
 
-    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> None:
-        np.matmul(block, ut, out=out)
-        out /= (block @ colsum)[:, None]
+    The denominator is q . (1'U), equal to 1'(Uq) up to rounding, with no pass
+    over the output; the division is in place.
+    """
+    us = _scaled(u)
+    work = _work_dtype(us, dtype)
+    ut = us.T.astype(work)
+    totals = np.column_stack([us.sum(axis=0), np.ones(u.shape[1])]).astype(work)
+
+    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> NDArray[np.floating]:
+        block = block.astype(work, copy=False)
+        dest = out if out.dtype == work else np.empty(out.shape, dtype=work)  # wide U: float64
+        np.matmul(block, ut, out=dest)
+        z = block @ totals
+        dest /= z[:, :1]
+        if dest is not out:
+            out[...] = dest
+        return z[:, 1]
 
     return kernel
 
 
-def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
-    ut = u.T.astype(dtype)
+def _argmax_rows(
+    v: NDArray[np.floating], best: NDArray[np.floating], hits: NDArray[np.unsignedinteger],
+    out: NDArray[Any],
+) -> None:
+    """Row of each column's maximum of ``v``, ties to the lowest row, into ``out``.
 
-    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> None:
-        np.argmax(block @ ut, axis=1, out=out)
+    Exact, in four whole-array passes along axis 0 (each row contiguous, where
+    ``np.argmax(axis=1)`` pays a call per short row): the maximum ``best``; the
+    rows that attain it, weighted ``n - a`` for row ``a`` (``hits``, scratch of
+    ``v``'s shape); their largest weight, which is the lowest attaining row's.
+    """
+    n = v.shape[0]
+    if n == 1:
+        out[:] = 0
+        return
+    np.maximum.reduce(v, axis=0, out=best)
+    if hits.itemsize == 1:
+        np.equal(v, best, out=hits.view(np.bool_))
+    else:
+        np.equal(v, best, out=hits)
+    np.multiply(hits, np.arange(n, 0, -1, dtype=hits.dtype)[:, None], out=hits)
+    np.subtract(n, np.maximum.reduce(hits, axis=0), out=out)
+
+
+def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
+    """Eq 5 blockwise: ``[U; 1'] @ q_block.T`` (one row per action, and the row sums), then the argmax."""
+    us = _scaled(u)
+    work = _work_dtype(us, dtype)
+    n_act = u.shape[0]
+    ua = np.vstack([us, np.ones((1, u.shape[1]))]).astype(work)
+    hit_dtype = np.min_scalar_type(n_act)
+    bufs: list[NDArray[Any]] = []
+
+    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> NDArray[np.floating]:
+        nb = block.shape[0]
+        zbuf, best, hits = _scratch(bufs, [(nb * (n_act + 1), work), (nb, work), (nb * n_act, hit_dtype)])
+        z = zbuf[: nb * (n_act + 1)].reshape(n_act + 1, nb)
+        np.matmul(ua, block.T.astype(work, copy=False), out=z)
+        _argmax_rows(z[:n_act], best[:nb], hits[: nb * n_act].reshape(n_act, nb), out)
+        return z[n_act]
 
     return kernel
 
@@ -141,6 +229,14 @@ def weighted_prediction(q: ArrayLike, utility: Utility | ArrayLike) -> NDArray[n
     :math:`p^w_y(q) = w_y q_y / \langle w, q \rangle`. This is *Ex Post
     Weighting*: apply it to the calibrated predictions of an unweighted model.
 
+    Computed as :math:`Uq / \langle \iota^\top U, q \rangle` with U first scaled by a
+    power of two (exact; :math:`p^u` is invariant to scaling U), so utilities
+    near 1e308 or 5e-324 neither overflow nor underflow. The result agrees
+    with the naive formula to rounding (about 1e-7 relative in float32, 1e-15
+    in float64) but is not bit-identical to it. Where U's entries span more
+    than float32's range, float32 ``q`` is computed in float64 and returned in
+    float32.
+
     Parameters
     ----------
     q : array-like of shape (n_samples, n_classes) or (n_classes,)
@@ -169,6 +265,13 @@ def decide(q: ArrayLike, utility: Utility | ArrayLike) -> NDArray[np.intp]:
 
     Ties go to the lowest action index. Returns action *indices*; map them
     through ``utility.actions`` for labels.
+
+    The argmax is exact: the largest expected utility, then the lowest action
+    attaining it. The expected utilities come from one matrix product (laid
+    out by action, U scaled by a power of two), whose summation order may
+    differ from ``q @ U.T``'s; so two actions whose utilities differ only by
+    rounding (an ulp) may be ordered differently than by ``argmax(q @ U.T)``,
+    as between any two products. Utilities that are exactly equal tie.
 
     Parameters
     ----------

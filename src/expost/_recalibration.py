@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._decisions import _blockwise, _wp_kernel
+from ._decisions import _blockwise, _scaled, _wp_kernel
 from ._utility import Utility, as_utility
 from ._validation import _error, check_choice, check_prior, check_probabilities, describe
 
@@ -15,7 +15,7 @@ __all__ = ["PriorEstimate", "adjust_prior", "estimate_target_prior", "recover_po
 
 
 def _inverse(u: Utility) -> NDArray[np.float64]:
-    m = u.matrix
+    m = _scaled(u.matrix)  # exact; Eq 26 is invariant to scaling U, and U near 1e308 inverts cleanly
     if m.shape[0] != m.shape[1]:
         raise ValueError(
             f"`utility` must be square to be inverted (Theorem 2), got shape {m.shape}; "
@@ -44,7 +44,14 @@ def recover_posterior(
     .. math:: [p^u]^{-1}(p) = \frac{U^{-1} p}{\iota^\top U^{-1} p}
 
     For class weights this is Eq 27, :math:`q_y \propto p_y / w_y`. It undoes
-    :func:`weighted_prediction` exactly: ``recover_posterior(weighted_prediction(q, u), u) == q``.
+    :func:`weighted_prediction` exactly: ``recover_posterior(weighted_prediction(q, u), u) == q``
+    (to rounding).
+
+    U is scaled by a power of two before it is inverted (exact; Eq 26 is
+    invariant to scaling U), so utilities near 1e308 or 5e-324 invert cleanly.
+    The result is computed as Eq 8 with :math:`U^{-1}` in place of U (see
+    :func:`weighted_prediction`): equal to the naive formula to rounding, not
+    bit for bit.
 
     Parameters
     ----------
@@ -77,17 +84,19 @@ def recover_posterior(
     forward = _wp_kernel(inv, arr.dtype)  # Eq 26 is Eq 8 with U^-1 in place of U
     outside = False  # does any row leave the simplex? (checked block by block, in cache)
 
-    def kernel(block: NDArray[np.floating], dest: NDArray[np.floating]) -> None:
+    def kernel(block: NDArray[np.floating], dest: NDArray[np.floating]) -> NDArray[np.floating]:
         nonlocal outside
-        forward(block, dest)
+        sums = forward(block, dest)
         if invalid != "keep":
-            if dest.min() >= -tol:  # NaN (where 1'U^-1 p = 0) fails this test too
-                np.maximum(dest, 0.0, out=dest)  # rounding-level negatives
+            lo = dest.min()
+            if lo >= -tol:  # NaN (where 1'U^-1 p = 0) fails this test too
+                if lo < 0:
+                    np.maximum(dest, 0.0, out=dest)  # rounding-level negatives
             else:
                 outside = True  # handled below, once for the whole array
+        return sums
 
-    with np.errstate(divide="ignore", invalid="ignore"):  # rows outside the image: below
-        _blockwise(arr, out, kernel, check_as="p")
+    _blockwise(arr, out, kernel, check_as="p")  # rows outside the image: below
     if outside:
         ones = np.ones(out.shape[1], dtype=out.dtype)
         bad = ~np.isfinite(out @ ones)  # no positive rescaling of U^-1 p reaches the simplex

@@ -1,0 +1,214 @@
+"""The fast decision layer is exact: decisions, p^u and Eq 26 against independent references.
+
+``decide`` computes utilities with one product laid out by action and takes the
+argmax in whole-row passes; these tests hold it to ``argmax(q @ U.T)`` with ties
+to the lowest index. On *dyadic* inputs (q in sixteenths, small integer
+utilities) every product and sum is exact in float32 and float64 whatever the
+summation order, so the reference is exact integer arithmetic and exact ties are
+common. On general floats, two actions within rounding of each other may be
+ordered either way by any product, so there the chosen action must attain the
+maximum up to rounding.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import expost
+from expost import _decisions
+from strategies import simplex_rows, utilities
+
+DTYPES = [np.float32, np.float64]
+
+
+def _sixteenths(cuts: np.ndarray) -> np.ndarray:
+    """Integer counts summing to 16 per row, from cut points in [0, 16] (n x m-1)."""
+    n = cuts.shape[0]
+    edges = np.hstack([np.zeros((n, 1), np.int64), np.sort(cuts, axis=1), np.full((n, 1), 16)])
+    return np.diff(edges, axis=1)
+
+
+@st.composite
+def dyadic_problem(draw, n: int, max_actions: int = 9):
+    """Counts (n x m, each row summing to 16) and integer utilities (a x m, nondegenerate)."""
+    m = draw(st.integers(1, 6))
+    a = draw(st.integers(1, max_actions))
+    counts = _sixteenths(draw(hnp.arrays(np.int64, (n, m - 1), elements=st.integers(0, 16))))
+    u_int = draw(hnp.arrays(np.int64, (a, m), elements=st.integers(0, 3)))
+    for y in np.flatnonzero(~(u_int > 0).any(axis=0)):
+        u_int[draw(st.integers(0, a - 1)), y] = draw(st.integers(1, 3))
+    return counts, u_int
+
+
+def _exact_reference(counts: np.ndarray, u_int: np.ndarray) -> np.ndarray:
+    """argmax over actions of integer expected utilities (x16); np.argmax keeps the first maximum."""
+    return np.argmax(counts @ u_int.T, axis=1)
+
+
+@given(
+    data=st.data(),
+    block=st.integers(1, 9),
+    dtype=st.sampled_from(DTYPES),
+    order=st.sampled_from("CF"),
+)
+def test_decide_equals_exact_argmax_with_lowest_index_ties(data, block, dtype, order):
+    n = data.draw(st.sampled_from([1, block - 1, block, block + 1, 2 * block, 2 * block + 1, 3 * block + 2]))
+    counts, u_int = data.draw(dyadic_problem(max(n, 1)))
+    q = np.asarray(counts / 16.0, dtype=dtype, order=order)
+    expected = _exact_reference(counts, u_int)
+    with mock.patch.object(_decisions, "BLOCK_ROWS", block):
+        got = expost.decide(q, u_int.astype(float))
+    np.testing.assert_array_equal(got, expected)
+    # The naive product is exact here too, so it agrees bit for bit.
+    np.testing.assert_array_equal(got, np.argmax(q @ u_int.T.astype(dtype), axis=1))
+    assert got.dtype == np.intp
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_actions", [1, 2, 3, 15, 16, 17, 127, 128, 130, 255, 256, 300])
+def test_decide_exact_for_one_to_hundreds_of_actions(n_actions, dtype):
+    rng = np.random.default_rng(n_actions)
+    m = 5
+    counts = _sixteenths(rng.integers(0, 17, size=(2000, m - 1)))
+    u_int = rng.integers(0, 4, size=(n_actions, m))
+    u_int[0] += 1  # nondegenerate
+    got = expost.decide((counts / 16.0).astype(dtype), u_int.astype(float))
+    np.testing.assert_array_equal(got, _exact_reference(counts, u_int))
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_decide_exact_at_the_default_block_size(dtype, order):
+    """Row counts just below, at and above BLOCK_ROWS (and a lone row in a last block)."""
+    rng = np.random.default_rng(1)
+    big = _decisions.BLOCK_ROWS
+    m, a = 4, 6
+    u_int = rng.integers(0, 4, size=(a, m))
+    u_int[1] += 1
+    for n in (big - 1, big, big + 1, 2 * big + 1):
+        counts = _sixteenths(rng.integers(0, 17, size=(n, m - 1)))
+        q = np.asarray(counts / 16.0, dtype=dtype, order=order)
+        np.testing.assert_array_equal(expost.decide(q, u_int.astype(float)), _exact_reference(counts, u_int))
+
+
+def test_fully_tied_rows_go_to_action_zero_and_ties_to_the_lowest_tied_action():
+    q = np.full((40, 3), 1 / 3)
+    np.testing.assert_array_equal(expost.decide(q, np.ones((5, 3))), np.zeros(40))
+    # actions 0 and 1 are dominated; 2 and 4 tie (identical rows) above 3
+    u = np.array([[0.0, 0, 1], [0, 1, 0], [1, 1, 1], [1, 1, 0.5], [1, 1, 1]])
+    np.testing.assert_array_equal(expost.decide(q, u), np.full(40, 2))
+    np.testing.assert_array_equal(expost.decide(q.astype(np.float32), u), np.full(40, 2))
+
+
+@given(data=st.data(), m=st.integers(2, 6), a=st.integers(1, 8), dtype=st.sampled_from(DTYPES))
+def test_decide_attains_the_maximum_on_general_inputs(data, m, a, dtype):
+    u = data.draw(utilities(m, n_actions=a))
+    q = data.draw(simplex_rows(12, m)).astype(dtype)
+    with mock.patch.object(_decisions, "BLOCK_ROWS", 5):
+        got = expost.decide(q, u)
+    eu = q.astype(np.float64) @ u.matrix.T
+    top = eu.max(axis=1)
+    slack = 64 * np.finfo(dtype).eps * (q.astype(np.float64) @ u.matrix.max(axis=0))
+    assert np.all(eu[np.arange(len(q)), got] >= top - slack)
+    clear = np.sort(eu, axis=1)[:, -2:] if a > 1 else None
+    if clear is not None:
+        unique = clear[:, 1] - clear[:, 0] > slack
+        np.testing.assert_array_equal(got[unique], np.argmax(eu, axis=1)[unique])
+
+
+def test_decide_keeps_one_temporary_of_the_block_size():
+    """Peak extra memory: the output plus about one block of products (and byte-sized flags)."""
+    m = 15
+    rng = np.random.default_rng(0)
+    q = rng.dirichlet(np.ones(m), size=4 * _decisions.BLOCK_ROWS).astype(np.float32)
+    u = rng.uniform(0.1, 2.0, size=(m, m))
+    expost.decide(q[:10], u)  # warm up imports and caches
+    tracemalloc.start()
+    out = expost.decide(q, u)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    block_bytes = _decisions.BLOCK_ROWS * m * q.itemsize
+    assert peak - out.nbytes < 2 * block_bytes
+
+
+# ---------------------------------------------------------------- accuracy of p^u and Eq 26
+
+
+def _eq8_long(q: np.ndarray, u: np.ndarray) -> np.ndarray:
+    z = q.astype(np.longdouble) @ u.astype(np.longdouble).T
+    return z / z.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [(np.float32, 1e-6), (np.float64, 1e-12)])
+@pytest.mark.parametrize("kind", ["diagonal", "dense", "wide"])
+def test_weighted_prediction_is_accurate(dtype, rtol, kind):
+    rng = np.random.default_rng(7)
+    m = 15
+    z = rng.normal(size=(3000, m)) * 3
+    q = np.exp(z - z.max(axis=1, keepdims=True))
+    q = (q / q.sum(axis=1, keepdims=True)).astype(dtype)
+    if kind == "diagonal":
+        u = np.diag(rng.uniform(0.01, 100.0, size=m))
+    elif kind == "dense":
+        u = rng.uniform(0.1, 2.0, size=(m, m)) + 5 * np.eye(m)
+    else:
+        u = rng.uniform(0.0, 3.0, size=(40, m))
+    with mock.patch.object(_decisions, "BLOCK_ROWS", 1000):
+        got = expost.weighted_prediction(q, u)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, _eq8_long(q, u).astype(np.float64), rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [(np.float32, 1e-6), (np.float64, 1e-12)])
+def test_recover_posterior_is_accurate(dtype, tol):
+    rng = np.random.default_rng(8)
+    m = 6
+    q = rng.dirichlet(np.ones(m), size=2000)
+    w = rng.uniform(0.1, 10.0, size=m)
+    p = (q * w / (q @ w)[:, None]).astype(dtype)
+    expected = p.astype(np.longdouble) / w
+    expected /= expected.sum(axis=1, keepdims=True)
+    got = expost.recover_posterior(p, expost.Utility.from_class_weights(w))
+    np.testing.assert_allclose(got, expected.astype(np.float64), rtol=tol, atol=0)  # Eq 27
+    u = rng.uniform(0.0, 0.5, size=(m, m)) + 2 * np.eye(m)  # dense, well conditioned
+    p = expost.weighted_prediction(q.astype(dtype), u)
+    np.testing.assert_allclose(expost.recover_posterior(p, u), q, atol=20 * tol, rtol=0)
+
+
+# ---------------------------------------------------------------- the float range
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", [1e308, 1e300, 1e-300, 1e-320, 5e-324])
+def test_results_do_not_depend_on_the_scale_of_u(scale, dtype):
+    """p^u, decisions and Eq 26 are invariant to scaling U; extreme scales must not overflow or underflow."""
+    rng = np.random.default_rng(3)
+    q = rng.dirichlet(np.ones(3), size=50).astype(dtype)
+    base = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.0], [0.0, 0.25, 1.0]])
+    u = base * scale if scale > 1e-320 else (base > 0) * scale  # subnormal scales: one value
+    ref_u = base if scale > 1e-320 else (base > 0) * 1.0
+    pu = expost.weighted_prediction(q, u)
+    assert np.isfinite(pu).all()
+    np.testing.assert_allclose(pu, expost.weighted_prediction(q, ref_u), rtol=1e-6 if dtype == np.float32 else 1e-12)
+    np.testing.assert_array_equal(expost.decide(q, u), expost.decide(q, ref_u))
+    np.testing.assert_allclose(expost.recover_posterior(pu, u), q, atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_weighted_prediction_near_the_ends_of_the_float_range():
+    """The hardening issue's cases: [0, 0] near 1e308 and NaN near 5e-324, before U was scaled."""
+    np.testing.assert_allclose(expost.weighted_prediction([0.25, 0.75], np.diag([1e308, 1e308])), [0.25, 0.75])
+    np.testing.assert_allclose(expost.weighted_prediction([0.25, 0.75], np.diag([5e-324, 5e-324])), [0.25, 0.75])
+    # float32 probabilities with float64-only utilities: not cast to inf or 0
+    q32 = np.array([0.25, 0.75], dtype=np.float32)
+    np.testing.assert_allclose(expost.weighted_prediction(q32, np.diag([1e308, 1e308])), [0.25, 0.75])
+    # a range of utilities wider than float32's: computed in float64, returned in float32
+    wide = expost.weighted_prediction(np.array([[1.0, 0.0], [0.5, 0.5]], np.float32), np.diag([1e-300, 1.0]))
+    assert wide.dtype == np.float32
+    np.testing.assert_array_equal(wide, [[1.0, 0.0], [0.0, 1.0]])  # 1e-300 rounds to 0 in float32
