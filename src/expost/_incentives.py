@@ -144,7 +144,7 @@ def learning_gradient(
     *,
     base: Literal["log", "brier"] = "log",
 ) -> NDArray[np.floating]:
-    r"""Gradient of the residual learning loss: the marginal value of learning (Prop. 2, Eq 13).
+    r"""Gradient of the residual learning loss: the marginal value of learning (Proposition 2, Eq 13).
 
     .. math:: \frac{\partial \tilde\ell^u}{\partial q_y}(q) = \ell^u(p^u(q), y)
 
