@@ -2,7 +2,8 @@
 
 :func:`register` adds them to the ``expost`` command's argparse subparsers;
 each sets ``func``, which takes the parsed arguments and returns an exit code
-(0 success, 1 a clear error message on stderr).
+(0 success, 1 a clear error message on stderr). The report modules are imported
+inside the commands that use them.
 """
 
 from __future__ import annotations
@@ -13,12 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..cli import positive_float
 from ..experiments.metrics import METRICS
-from ._data import default_pair, finished_records, open_store
-from .figures import X_AXES, plot_curves, plot_theory, save_figure
-from .html import write_report
-from .records import regime_label, regimes_present
-from .table import table1
 
 __all__ = ["register"]
 
@@ -52,19 +49,12 @@ def _nonneg_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a positive finite number (shared with ``expost.cli``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value
-
-
 # ---------------------------------------------------------------- commands
 def _cmd_table(args: argparse.Namespace) -> int:
+    from ._data import default_pair, finished_records, open_store
+    from .records import regime_label, regimes_present
+    from .table import table1
+
     with open_store(args.run_dir) as (store, where):
         records = finished_records(store, where)
     baseline, treatment = args.baseline, args.treatment
@@ -92,6 +82,9 @@ def _cmd_table(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
+    from ._data import finished_records, open_store
+    from .figures import plot_curves, save_figure
+
     with open_store(args.run_dir) as (store, where):
         records = finished_records(store, where)
     out = Path(args.out) if args.out is not None else Path(args.run_dir) / "report" / "figures"
@@ -104,12 +97,16 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from .html import write_report
+
     path = write_report(args.run_dir, args.out, n_boot=args.bootstrap, seed=args.seed)
     print(path)
     return 0
 
 
 def _cmd_theory(args: argparse.Namespace) -> int:
+    from .figures import plot_theory, save_figure
+
     fig = plot_theory(args.ratio)
     out = Path(args.out) if args.out is not None else Path(f"figure2_ratio{args.ratio:g}.png")
     for p in save_figure(fig, out, pdf=args.pdf):
@@ -128,6 +125,8 @@ def register(subparsers: Any) -> None:
     >>> args.command, args.format, args.bootstrap, callable(args.func)
     ('table', 'csv', 2000, True)
     """
+    from .figures import X_AXES
+
     metrics = tuple(METRICS)
 
     p = subparsers.add_parser(
