@@ -351,3 +351,27 @@ class _UtilityChunk:
             for j in np.flatnonzero(counts.sum(axis=0) > nr):
                 counts[:, j] = np.bincount(np.argmax(z[:, :, j], axis=0), minlength=n_a)
         return counts
+
+
+def weighted_losses(q: NDArray[np.float64], labels: NDArray[np.intp], u: NDArray[np.float64],
+                    *, view: str, base: str = "log") -> NDArray[np.float64]:
+    r"""The mean utility-weighted loss (Eq 6) of each utility's view of ``q``, shape (K,).
+
+    The log base is :func:`batched_metrics`'s ``weighted_loss``; the Brier base
+    (footnote 19), which the harness does not report, is the core's per-sample
+    loss of each utility's prediction (:math:`q` or :math:`p^{u_k}(q)`, Eq 8).
+
+    >>> import numpy as np
+    >>> q, y, u = np.array([[0.5, 0.5]]), np.array([1]), np.array([np.diag([1.0, 3.0])])
+    >>> weighted_losses(q, y, u, view="as_is").round(4), weighted_losses(q, y, u,
+    ...     view="as_is", base="brier")
+    (array([2.0794]), array([1.5]))
+    """
+    if base == "log":
+        recall_of = np.zeros(u.shape[0], dtype=np.intp)
+        return batched_metrics(q, labels, u, view=view, recall_of=recall_of)["weighted_loss"]
+    from ._decisions import _weighted_prediction
+    from ._scoring import _weighted_loss  # the per-sample losses import this module
+
+    return np.array([_weighted_loss(q if view == "as_is" else _weighted_prediction(q, mat),
+                                    labels, mat, base).mean(dtype=np.float64) for mat in u])
