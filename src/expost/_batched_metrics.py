@@ -268,6 +268,8 @@ class _UtilityChunk:
     def _row_blocks(self, c: int) -> list[tuple[int, int]]:
         s0, s1 = int(self.stats.starts[c]), int(self.stats.starts[c + 1])
         n_blocks = -(-(s1 - s0) // self.rows_max)
+        if n_blocks == 1:
+            return [(s0, s1)]
         edges = np.linspace(s0, s1, n_blocks + 1).round().astype(np.intp)
         return [(int(r0), int(r1)) for r0, r1 in pairwise(edges)]
 

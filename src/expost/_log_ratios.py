@@ -38,7 +38,8 @@ def _ratio_factors(lo: NDArray[np.float64], hi: NDArray[np.float64],
     if not (np.all(lo > 0) and np.all(dlo > 0)):
         return 1
     l_lo, l_hi, d_lo, d_hi = np.log2(lo), np.log2(hi), np.log2(dlo), np.log2(dhi)
-    e = max(float(np.max(np.abs(v))) for v in (l_lo, l_hi, d_lo, d_hi, l_lo - d_hi, l_hi - d_lo))
+    e = float(np.max(np.abs(np.concatenate(
+        [np.ravel(v) for v in (l_lo, l_hi, d_lo, d_hi, l_lo - d_hi, l_hi - d_lo)]))))
     return max(1, int(_LOG2_SPAN // max(e, 1.0)))
 
 
