@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 import expost
+from expost.experiments import frontier
 from expost.experiments.evaluate import decode_probabilities, encode_log_probs
-from expost.experiments.frontier import frontier
 from expost.experiments.store import ResultStore
 
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -10,10 +16,12 @@ from hypothesis.extra import numpy as hnp
 from scipy.special import log_softmax
 
 import expost
+from expost.cli import main
 from expost.experiments.evaluate import (
     LOG_PROB_FLOOR,
     decode_probabilities,
     encode_log_probs,
+    frontier,
     interval_metrics,
     recall_class,
 )
@@ -162,3 +170,114 @@ def test_interval_metrics_needs_the_recall_class():
     with pytest.raises(ValueError, match="at least one sample of the recall class 1"):
         interval_metrics(q, [0, 0], expost.Utility.from_class_weights([1, 2]), "expost",
                          recall_of=1)
+
+
+def test_frontier_takes_the_recall_class(rng):
+    q = rng.dirichlet(np.ones(4), size=200)
+    y = rng.integers(0, 4, 200)
+    us = [expost.Utility.emphasize(4, 3, 0.5), expost.Utility.emphasize(4, 1, 5.0)]
+    for view in ("ex_post", "as_is"):
+        default = frontier(q, y, us, view=view)["emphasized_recall"]
+        chosen = frontier(q, y, us, view=view, recall_of=[3, 2])["emphasized_recall"]
+        for k, (u, r) in enumerate(zip(us, (3, 2), strict=True)):
+            d = expost.decide(q, u) if view == "ex_post" else q.argmax(axis=1)
+            assert chosen[k] == np.mean(d[y == r] == r)
+            assert default[k] == np.mean(d[y == recall_class(u)] == recall_class(u))
+        assert np.array_equal(frontier(q, y, us, view=view, recall_of=3)["emphasized_recall"][:1],
+                              chosen[:1])
+    with pytest.raises(ValueError, match="`recall_of` must"):
+        frontier(q, y, us, recall_of=[0, 4])
+    with pytest.raises(ValueError, match="`recall_of` must"):
+        frontier(q, y, us, recall_of=[0, 1, 2])
+
+
+# ---------------------------------------------------------------- one engine, end to end
+def _python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter that imports this checkout's expost."""
+    src = str(Path(expost.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_frontier_export_is_the_function_after_every_submodule_is_imported():
+    out = _python(
+        "import importlib, pkgutil, types, expost.experiments as ex\n"
+        "from expost.cli import build_parser\n"
+        "build_parser()\n"
+        "for mod in pkgutil.walk_packages(ex.__path__, 'expost.experiments.'):\n"
+        "    if not mod.name.split('.')[-1].startswith(('chestx', 'cifar', 'medmnist', 'vit',"
+        " 'densenet')):\n"
+        "        importlib.import_module(mod.name)\n"
+        "from expost.experiments import frontier\n"
+        "assert isinstance(frontier, types.FunctionType), frontier\n"
+        "assert all(not isinstance(getattr(ex, n), types.ModuleType) for n in ex.__all__)\n"
+        "print(frontier.__module__)\n")
+    assert out.strip() == "expost.experiments.evaluate"
+
+
+def test_decide_imports_neither_matplotlib_nor_torch(tmp_path):
+    (tmp_path / "u.csv").write_text("a,b\n1,0\n0,4\n")
+    (tmp_path / "p.csv").write_text("a,b\n0.7,0.3\n0.9,0.1\n")
+    out = _python(
+        "import sys\n"
+        "from expost.cli import main\n"
+        f"rc = main(['decide', '--utility', {str(tmp_path / 'u.csv')!r}, '--probs', "
+        f"{str(tmp_path / 'p.csv')!r}, '--out', {str(tmp_path / 'd.csv')!r}])\n"
+        "heavy = sorted(m for m in ('matplotlib', 'torch') if m in sys.modules)\n"
+        "print(rc, heavy)\n")
+    assert out.strip() == "0 []"
+    assert [r["decision"] for r in csv.DictReader(open(tmp_path / "d.csv"))] == ["1", "0"]
+
+
+# The recall bug's case: class 3 emphasised 0.5 : 1, so the class with the largest
+# total weight (the frontier's old choice of recall class) is another one.
+SMALL = {
+    "name": "engine",
+    "dataset": {"name": "digits", "options": {"flatten": True}},
+    "model": {"name": "mlp", "options": {"hidden": [16]}},
+    "objective": {"kind": "emphasize", "emphasized": 3, "ratio": 0.5},
+    "regimes": ["weighted", "expost", "unweighted_raw", "inverse_prior", "resampled",
+                "metacost"],
+    "seeds": [0],
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "training": {"epochs": 2, "batch_size": 128},
+    "num_threads": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    from expost.experiments.runners import run_experiment
+
+    return run_experiment(SMALL, output_dir=tmp_path_factory.mktemp("engine") / "exp",
+                          progress=False)
+
+
+def _evaluate(run_dir, out, *options):
+    assert main(["evaluate", str(run_dir), *options, "--out", str(out), "--bootstrap", "0"]) == 0
+    return list(csv.DictReader(open(out)))
+
+
+def test_harness_and_expost_evaluate_give_identical_metrics(small_run, tmp_path, capsys):
+    from expost.experiments.store import ResultStore
+
+    with ResultStore(small_run) as s:
+        info = s.experiment_info()
+        stored = {(r["run_id"], r["interval"]): r for r in s.interval_records("test")}
+    u = expost.Utility(info["utility"])
+    assert info["recall_class"] == 3 != recall_class(u)
+    ucsv = tmp_path / "u.csv"
+    with open(ucsv, "w", newline="") as fh:
+        csv.writer(fh).writerows([info["class_names"], *info["utility"]])
+    by_file = _evaluate(small_run, tmp_path / "a.csv", "--utility", str(ucsv), "--no-normalize")
+    by_emphasis = _evaluate(small_run, tmp_path / "b.csv", "--emphasize", "3", "--ratio", "0.5")
+    capsys.readouterr()
+    assert len(by_file) == len(by_emphasis) == len(stored) == 6 * 2
+    for rows in (by_file, by_emphasis):
+        for row in rows:
+            ref = stored[(row["run_id"], int(row["interval"]))]
+            for m in METRICS:
+                assert float(row[m]) == pytest.approx(ref[m], rel=1e-12, abs=1e-12), (m, row)

@@ -13,13 +13,18 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import expost
-from expost.experiments.evaluate import decode_probabilities, encode_log_probs
-from expost.experiments.frontier import FRONTIER_METRICS, frontier, stack_utilities
+from expost.experiments.evaluate import (
+    FRONTIER_METRICS,
+    decode_probabilities,
+    encode_log_probs,
+    frontier,
+    stack_utilities,
+)
 from strategies import simplex_rows, utilities
 
-# The submodule, not the function of the same name that `expost.experiments` exports
-# (once anything has imported that function, the package attribute is the function).
-frontier_module = importlib.import_module("expost.experiments.frontier")
+# The modules of the metric engine's block settings (patched by _blocks below).
+engine_module = importlib.import_module("expost._batched_metrics")
+log_ratios_module = importlib.import_module("expost._log_ratios")
 
 
 def _core(q, y, u, view):
@@ -134,9 +139,11 @@ SMALL_BLOCKS = [(48, 9, 5, 40.0), (200, 30, 7, 60.0), (64, 1, 255, 3.0), (512, 6
 def _blocks(setting):
     with pytest.MonkeyPatch.context() as mp:
         if setting is not None:
-            for name, value in zip(("_BLOCK", "_BLOCK_COLUMNS", "_MAX_ROWS", "_LOG2_SPAN"),
-                                   setting, strict=True):
-                mp.setattr(frontier_module, name, value)
+            modules = (engine_module, engine_module, engine_module, log_ratios_module)
+            for module, name, value in zip(
+                    modules, ("_BLOCK", "_BLOCK_COLUMNS", "_MAX_ROWS", "_LOG2_SPAN"), setting,
+                    strict=True):
+                mp.setattr(module, name, value)
         yield
 
 

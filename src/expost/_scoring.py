@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import xlogy
 
-from ._decisions import _decide, _weighted_prediction
+from ._batched_metrics import batched_metrics, weighted_losses
 from ._utility import Utility, as_utility
 from ._validation import (
     _error,
@@ -170,6 +170,11 @@ def classification_utility(
 
 
 # ---------------------------------------------------------------- alignment (Eq 19, 20)
+# Both gains are computed by the metric engine the harness and `expost evaluate` use.
+def _float64(p: NDArray[np.floating]) -> NDArray[np.float64]:
+    return np.asarray(p, dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class AlignmentGain:
     """Weighted Training against Ex Post Weighting on one metric.
@@ -237,12 +242,9 @@ def internal_alignment_gain(
             _error("p_unweighted", f"{pw.shape[0]} rows like `p_weighted`", f"{pu.shape[0]} rows")
         )
     labels = check_labels(y, "y", n_classes=uu.n_classes, n_samples=pw.shape[0])
-    wt = float(_weighted_loss(pw, labels, uu.matrix, base).mean(dtype=np.float64))
-    ep = float(
-        _weighted_loss(_weighted_prediction(pu, uu.matrix), labels, uu.matrix, base).mean(
-            dtype=np.float64
-        )
-    )
+    u = uu.matrix[None]  # the metric engine's weighted loss, as the harness reports it
+    wt = float(weighted_losses(_float64(pw), labels, u, view="as_is", base=base)[0])
+    ep = float(weighted_losses(_float64(pu), labels, u, view="ex_post", base=base)[0])
     return AlignmentGain(
         "weighted_loss", wt, ep, wt - ep, float(percent_gain(wt, ep, higher_is_better=False))
     )
@@ -276,8 +278,10 @@ def external_alignment_gain(
             _error("p_unweighted", f"{pw.shape[0]} rows like `p_weighted`", f"{pu.shape[0]} rows")
         )
     labels = check_labels(y, "y", n_classes=uu.n_classes, n_samples=pw.shape[0])
-    wt = float(_classification_utility(np.argmax(pw, axis=1), labels, uu.matrix).mean())
-    ep = float(_classification_utility(_decide(pu, uu.matrix), labels, uu.matrix).mean())
+    u, recall_of = uu.matrix[None], np.zeros(1, dtype=np.intp)  # through the metric engine
+    wt, ep = (float(batched_metrics(_float64(p), labels, u, view=view, recall_of=recall_of)
+                    ["classification_utility"][0])
+              for p, view in ((pw, "as_is"), (pu, "ex_post")))
     return AlignmentGain(
         "classification_utility",
         wt,

@@ -17,70 +17,28 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ._argtypes import nonnegative_int, positive_float
+from ._csv_input import read_csv_matrix
+from .report.table import DEFAULT_N_BOOT
 
 __all__ = ["build_parser", "main", "read_csv_matrix"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+#: The commands of this module; the others (table, plot, report, theory) are the report
+#: layer's, registered only when asked for, so that these never import matplotlib.
+CORE_COMMANDS = ("run", "evaluate", "decide")
+
 
 def _fail(command: str, message: Any, code: int = EXIT_ERROR) -> int:
     print(f"expost {command}: error: {message}", file=sys.stderr)
     return code
-
-
-# ---------------------------------------------------------------- CSV input
-def read_csv_matrix(path: str | Path, name: str, *, class_names: Sequence[str] | None = None
-                    ) -> tuple[np.ndarray, list[str] | None]:
-    """A numeric matrix from a CSV file with an optional header row.
-
-    The first row is a header when any of its cells is not a number, or when it
-    equals ``class_names`` (so numeric class names such as ``0,1,...,9`` work).
-    Returns the float64 matrix and the header (None without one). Errors name
-    the argument, the file, the row and the cell.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"`{name}`: the file {str(p)!r} does not exist.")
-    text = p.read_text(encoding="utf-8-sig")
-    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
-    if not rows:
-        raise ValueError(f"`{name}`: {str(p)!r} is empty.")
-
-    def number(cell: str) -> float | None:
-        try:
-            return float(cell)
-        except ValueError:
-            return None
-
-    header = None
-    first = [c.strip() for c in rows[0]]
-    if any(number(c) is None for c in first) or (
-            class_names is not None and first == [str(c) for c in class_names]):
-        header = [c.strip() for c in rows[0]]
-        rows = rows[1:]
-    if not rows:
-        raise ValueError(f"`{name}`: {str(p)!r} has a header but no rows of numbers.")
-    width = len(header) if header is not None else len(rows[0])
-    out = np.empty((len(rows), width))
-    for i, row in enumerate(rows):
-        line = i + 1 + (header is not None)
-        if len(row) != width:
-            raise ValueError(f"`{name}`: row {line} of {str(p)!r} has {len(row)} cells, "
-                             f"expected {width}.")
-        for j, cell in enumerate(row):
-            v = number(cell)
-            if v is None:
-                raise ValueError(f"`{name}`: row {line}, column {j + 1} of {str(p)!r} is not "
-                                 f"a number: {cell!r}.")
-            out[i, j] = v
-    return out, header
 
 
 # ---------------------------------------------------------------- run
@@ -117,97 +75,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- evaluate
-def _utilities_from_args(args: argparse.Namespace, info: dict[str, Any]
-                         ) -> tuple[list[Any], list[str]]:
-    from ._utility import Utility
-
-    class_names = list(info["class_names"])
-    m = len(class_names)
-    prior = np.asarray(info["train_prior"], dtype=np.float64)
-    utilities, labels = [], []
-    for path in args.utility or ():
-        mat, header = read_csv_matrix(path, "--utility", class_names=class_names)
-        if header is not None and header != class_names:
-            raise ValueError(f"`--utility`: the header of {path!r} names the classes {header}, "
-                             f"the experiment's classes are {class_names} (in this order).")
-        utilities.append(Utility(mat))
-        labels.append(Path(path).stem)
-    if args.emphasize is not None:
-        e = args.emphasize
-        if e in class_names:
-            idx = class_names.index(e)
-        elif e.isdigit() and int(e) < m:
-            idx = int(e)
-        else:
-            raise ValueError(f"`--emphasize`: {e!r} is neither a class name nor an index of the "
-                             f"experiment's classes ({', '.join(class_names)}).")
-        for r in args.ratio or [99.0]:
-            utilities.append(Utility.emphasize(m, idx, r))
-            labels.append(f"emphasize {class_names[idx]} {r:g}:1")
-    if not utilities:
-        raise ValueError("give --utility U.csv or --emphasize CLASS [--ratio R ...].")
-    for u in utilities:
-        if u.matrix.shape != (m, m):
-            raise ValueError(f"`--utility`: expected a {m} x {m} matrix (one row per action, one "
-                             f"column per class), got {u.matrix.shape[0]} x {u.matrix.shape[1]}.")
-    if not args.no_normalize:
-        utilities = [u.normalized(prior) for u in utilities]
-    return utilities, labels
-
-
-def evaluate_run_dir(run_dir: str | Path, utilities: Sequence[Any]) -> list[list[dict[str, Any]]]:
-    """Per utility, the per-interval test records of every run under that utility.
-
-    Computed from the stored probabilities with :func:`expost.experiments.frontier.frontier`
-    (all utilities at once); each run is scored through its regime's view
-    (``as_is``, ``ex_post``, or ``recovered_ex_post`` for ``inverse_prior``). With at most
-    16 utilities the calibration error is computed too; otherwise it is NaN.
-    """
-    from ._decisions import weighted_prediction
-    from ._recalibration import recover_posterior
-    from ._reliability import calibration_error
-    from ._utility import Utility
-    from .experiments.frontier import frontier, stack_utilities
-    from .experiments.regimes import REGIME_SPECS
-    from .experiments.store import ResultStore
-
-    stack = stack_utilities(list(utilities))
-    with ResultStore(run_dir) as store:
-        info = store.experiment_info()
-        y = store.array("test_labels")
-        runs = store.runs()
-        by_key: dict[str, list[dict[str, Any]]] = {}
-        for r in runs:
-            by_key.setdefault(r["train_key"], []).append(r)
-        u_ip = Utility(info["inverse_prior_utility"]) if info.get(
-            "inverse_prior_utility") else None
-        out: list[list[dict[str, Any]]] = [[] for _ in range(stack.shape[0])]
-        for key, interval, step, epoch, q in store.iter_probabilities():
-            for run in by_key.get(key, []):
-                view = REGIME_SPECS[run["regime"]].view
-                qv = recover_posterior(q, u_ip) if view == "recovered_ex_post" else q
-                f = frontier(qv, y, stack, view="as_is" if view == "as_is" else "ex_post")
-                for k in range(stack.shape[0]):
-                    ce = float("nan")
-                    if stack.shape[0] <= 16:
-                        p = qv if view == "as_is" else weighted_prediction(qv, stack[k])
-                        ce = float(calibration_error(p, y, norm="l1", n_bins=15))
-                    out[k].append({"run_id": run["run_id"], "regime": run["regime"],
-                                   "seed": run["seed"], "interval": interval, "step": step,
-                                   "epoch": epoch, **{m: float(v[k]) for m, v in f.items()},
-                                   "calibration_error": ce})
-    return out
-
-
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .experiments.metrics import METRICS
-    from .experiments.store import ResultStore
+    from .experiments.reevaluate import evaluate_run_dir, experiment_info, utilities_for_run
 
     try:
-        with ResultStore(args.run_dir) as store:
-            info = store.experiment_info()
-        utilities, labels = _utilities_from_args(args, info)
-        per_utility = evaluate_run_dir(args.run_dir, utilities)
+        info = experiment_info(args.run_dir)
+        utilities, labels, recall = utilities_for_run(
+            info, utility_files=args.utility or (), emphasize=args.emphasize, ratios=args.ratio,
+            normalize=not args.no_normalize)
+        per_utility = evaluate_run_dir(args.run_dir, utilities, recall_of=recall)
     except (FileNotFoundError, ValueError, TypeError, KeyError) as exc:
         return _fail("evaluate", exc.args[0] if isinstance(exc, KeyError) else exc)
     cols = ["utility", "run_id", "regime", "seed", "interval", "step", "epoch", *METRICS]
@@ -287,10 +164,12 @@ def _cmd_decide(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    from .report.cli import positive_float, register
+def build_parser(*, report_commands: bool = True) -> argparse.ArgumentParser:
+    """The ``expost`` argument parser with every subcommand.
 
-    """The ``expost`` argument parser with every subcommand."""
+    ``report_commands=False`` leaves out the report layer's commands (and its
+    imports: matplotlib); :func:`main` does so when another command is run.
+    """
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -334,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-normalize", action="store_true",
                    help="use the utilities as given (default: Eq 21 on the training prior)")
     p.add_argument("--out", metavar="F.csv", help="write every per-interval record here")
-    p.add_argument("--bootstrap", type=int, default=2000, metavar="N",
-                   help="bootstrap resamples for Table 1's interval (default 2000)")
+    p.add_argument("--bootstrap", type=nonnegative_int, default=DEFAULT_N_BOOT, metavar="N",
+                   help="bootstrap resamples for Table 1's interval (default %(default)s)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("decide", help="expected-utility decisions for a CSV of probabilities",
@@ -349,14 +228,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the optimal weighted prediction p^u (Theorem 1)")
     p.set_defaults(func=_cmd_decide)
 
-    register(sub)
+    if report_commands:
+        from .report.cli import register
+
+        register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``expost`` command; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(None if argv is None else list(argv))
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = next((w for w in words if not w.startswith("-")), None)
+    parser = build_parser(report_commands=command not in CORE_COMMANDS)
+    args = parser.parse_args(words)
     return int(args.func(args))
 
 

@@ -4,9 +4,10 @@
 
 :func:`run_experiment` runs (or resumes) the regimes of a config side by side
 over seeds; :class:`ResultStore` reads the results; :func:`frontier` evaluates
-stored predictions under many objectives at once. Names are imported lazily,
+stored predictions under many objectives at once, through the harness's one
+metric engine (:mod:`~expost.experiments.evaluate`). Names are imported lazily,
 so ``expost.experiments.metrics`` (shared with the report layer) does not pull
-in torch.
+in torch; no submodule shares the name of an exported function.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ _EXPORTS = {
     "resolve_objective": "objective",
     "decode_probabilities": "evaluate",
     "interval_metrics": "evaluate",
-    "frontier": "frontier",
+    "FRONTIER_METRICS": "evaluate",
+    "frontier": "evaluate",
+    "stack_utilities": "evaluate",
     "METRICS": "metrics",
     "REGIME_SPECS": "regimes",
     "regime_view": "regimes",

@@ -1,9 +1,16 @@
-r"""Per-interval evaluation: the stored probabilities and the six metrics computed from them.
+r"""The one metric engine of the harness: stored probabilities and the metrics computed from them.
 
 At every training interval the harness stores the test-set predictions of the
 model compactly and computes every metric **from the stored copy**, so that the
 stored predictions reproduce the stored metrics bit for bit, and any other
-objective can be evaluated later without retraining (``expost evaluate``).
+objective can be evaluated later without retraining (``expost evaluate``,
+:mod:`~expost.experiments.reevaluate`).
+
+Every metric goes through one function, :func:`score_regime`: the harness's
+:func:`interval_metrics` (one utility), ``expost evaluate`` and the ex post
+:func:`frontier` (many utilities at once) all score through it, on the batched
+implementation :func:`expost._batched_metrics.batched_metrics`, with the class
+whose recall is reported passed in (:func:`recall_class`).
 
 Storage format
 --------------
@@ -19,22 +26,32 @@ back to float64 and renormalises each row (a softmax of the stored values):
 
 from __future__ import annotations
 
-from typing import Final
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Final, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._scoring import classification_utility, log_loss, weighted_loss
+from .. import calibration_error
+from .._batched_metrics import BATCHED_METRICS, batched_metrics
+from .._decisions import _weighted_prediction
+from .._recalibration import recover_posterior
 from .._utility import Utility, as_utility
-from .._validation import _error, check_labels, describe
-from .regimes import regime_view
+from .._validation import _error, check_int, check_labels, check_probabilities, describe
+from .regimes import REGIME_SPECS
 
 __all__ = [
+    "FRONTIER_METRICS",
     "LOG_PROB_FLOOR",
     "decode_probabilities",
     "encode_log_probs",
+    "frontier",
     "interval_metrics",
     "recall_class",
+    "score_regime",
+    "stack_utilities",
 ]
 
 #: Stored log-probabilities are floored here: exp(-700) is still a normal float64.
@@ -89,6 +106,13 @@ def decode_probabilities(stored: ArrayLike) -> NDArray[np.float64]:
     return s
 
 
+#: The metrics :func:`frontier` returns (the harness's metrics but the calibration error).
+FRONTIER_METRICS: Final[tuple[str, ...]] = BATCHED_METRICS
+
+#: The metrics :func:`score_regime` returns, in the order of ``METRICS``.
+_REGIME_METRICS: Final[tuple[str, ...]] = (*BATCHED_METRICS, "calibration_error")
+
+
 def recall_class(utility: Utility | ArrayLike, emphasized: int | None = None) -> int:
     r"""The class whose recall is reported as ``emphasized_recall``.
 
@@ -108,6 +132,107 @@ def recall_class(utility: Utility | ArrayLike, emphasized: int | None = None) ->
             )
         return int(emphasized)
     return int(np.argmax(u.matrix.sum(axis=0)))
+
+
+def stack_utilities(utilities: Utility | ArrayLike | Sequence[Utility | ArrayLike]
+                    ) -> NDArray[np.float64]:
+    """Stack utilities into a (K, n_actions, n_classes) float64 array, checking each.
+
+    Accepts one utility, a sequence of utilities or matrices, or a 3-D array.
+    Every matrix must be finite, nonnegative and nondegenerate (Eq 1).
+
+    >>> import expost
+    >>> stack_utilities([expost.Utility.from_class_weights([1, 2]), [[1, 0], [0, 3]]]).shape
+    (2, 2, 2)
+    """
+    if isinstance(utilities, Utility):
+        return utilities.matrix[None].copy()
+    if isinstance(utilities, np.ndarray) and utilities.ndim == 3:
+        items: Sequence[Utility | ArrayLike] = list(utilities)
+    elif isinstance(utilities, np.ndarray) and utilities.ndim == 2:
+        items = [utilities]
+    elif isinstance(utilities, (list, tuple)):
+        items = utilities
+        if items and not isinstance(items[0], Utility) and np.ndim(items[0]) == 1:
+            items = [utilities]  # one matrix given as a list of rows
+    else:
+        raise TypeError(_error("utilities", "a utility, a sequence of utilities or a 3-D array",
+                               describe(utilities)))
+    if len(items) == 0:
+        raise ValueError(_error("utilities", "at least one utility", "none"))
+    mats = []
+    for k, u in enumerate(items):
+        try:
+            mats.append(u.matrix if isinstance(u, Utility) else Utility(u).matrix)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"`utilities[{k}]`: {exc}") from None
+    shapes = {m.shape for m in mats}
+    if len(shapes) != 1:
+        raise ValueError(_error("utilities", "matrices of one shape", f"shapes {sorted(shapes)}"))
+    return np.stack(mats).astype(np.float64, copy=False)
+
+
+def _engine_input(regime: str, q: NDArray[np.float64], training_utility: Utility | None
+                  ) -> tuple[Literal["as_is", "ex_post"], NDArray[np.float64]]:
+    """The engine's view of a regime and the probabilities it scores.
+
+    ``inverse_prior`` is Ex Post Weighting of the beliefs recovered by Theorem 2
+    (see :mod:`~expost.experiments.regimes`).
+    """
+    try:
+        view = REGIME_SPECS[regime].view
+    except KeyError:
+        raise ValueError(_error("regime", f"one of {tuple(REGIME_SPECS)}", describe(regime))) from None
+    if view == "as_is":
+        return "as_is", q
+    if view == "recovered_ex_post":
+        if training_utility is None:
+            raise ValueError(_error("training_utility",
+                                    f"the utility the {regime!r} model was trained with", "None"))
+        q = recover_posterior(q, training_utility)
+    return "ex_post", q
+
+
+def score_regime(
+    q: NDArray[np.float64],
+    labels: NDArray[np.intp],
+    utilities: NDArray[np.float64],
+    regime: str,
+    *,
+    recall_of: NDArray[np.intp],
+    training_utility: Utility | None = None,
+    calibration: bool = True,
+) -> dict[str, NDArray[np.float64]]:
+    r"""Every metric of one regime's predictions under K utilities: the harness's one route.
+
+    The regime's view (:mod:`~expost.experiments.regimes`) of ``q`` is scored by
+    :func:`expost._batched_metrics.batched_metrics` (Eq 5, 6, 8);
+    ``calibration_error`` is the top-label l1 calibration error of the view's
+    prediction with 15 bins (:func:`expost.calibration_error`), NaN without
+    ``calibration``. Inputs are the checked arrays of :func:`interval_metrics`.
+
+    Returns
+    -------
+    dict
+        ``{metric: ndarray of shape (K,)}`` in the order of
+        :data:`~expost.experiments.metrics.METRICS`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> q = np.array([[0.8, 0.2], [0.3, 0.7]])
+    >>> u = np.array([np.diag([1.0, 9.0]), np.eye(2)])
+    >>> score_regime(q, np.array([0, 1]), u, "expost", recall_of=np.array([1, 1]))["accuracy"]
+    array([0.5, 1. ])
+    """
+    view, qv = _engine_input(regime, q, training_utility)
+    out = batched_metrics(qv, labels, utilities, view=view, recall_of=recall_of)
+    errors = np.full(utilities.shape[0], np.nan)
+    for k in range(utilities.shape[0] if calibration else 0):
+        p = qv if view == "as_is" else _weighted_prediction(qv, utilities[k])
+        errors[k] = calibration_error(p, labels, norm="l1", n_bins=15)
+    out["calibration_error"] = errors
+    return {name: out[name] for name in _REGIME_METRICS}
 
 
 def interval_metrics(
@@ -135,7 +260,8 @@ def interval_metrics(
 
     ``emphasized_recall`` is the recall of class ``recall_of`` among the
     decisions, and ``calibration_error`` the top-label l1 calibration error of
-    :math:`p` with 15 bins (:func:`expost.calibration_error`).
+    :math:`p` with 15 bins (:func:`expost.calibration_error`). Computed by
+    :func:`score_regime`, the route ``expost evaluate`` takes too.
 
     Parameters
     ----------
@@ -166,23 +292,105 @@ def interval_metrics(
     >>> m["classification_utility"], m["emphasized_recall"]
     (3.0, 0.5)
     """
-    from .. import calibration_error  # the core's top-label calibration error
-
-    labels = check_labels(y, "y", n_classes=utility.n_classes, n_samples=q.shape[0])
-    p, decisions = regime_view(regime, q, utility, training_utility=training_utility)
-    member = labels == recall_of
-    if not member.any():
+    qa = np.asarray(q, dtype=np.float64)
+    labels = check_labels(y, "y", n_classes=utility.n_classes, n_samples=qa.shape[0])
+    recall = check_labels([recall_of], "recall_of", n_classes=utility.n_classes)
+    if not np.any(labels == recall[0]):
         raise ValueError(
             _error("y", f"at least one sample of the recall class {recall_of}", "none")
         )
-    out = {
-        "weighted_loss": float(weighted_loss(p, labels, utility, reduction="mean")),
-        "classification_utility": float(
-            classification_utility(decisions, labels, utility, reduction="mean")
-        ),
-        "log_loss": float(log_loss(p, labels, reduction="mean")),
-        "accuracy": float(np.mean(decisions == labels)),
-        "emphasized_recall": float(np.mean(decisions[member] == recall_of)),
-        "calibration_error": float(calibration_error(p, labels, norm="l1", n_bins=15)),
-    }
-    return out
+    out = score_regime(qa, labels, utility.matrix[None], regime, recall_of=recall,
+                       training_utility=training_utility)
+    return {name: float(values[0]) for name, values in out.items()}
+
+
+def frontier(
+    q: ArrayLike,
+    y: ArrayLike,
+    utilities: Utility | ArrayLike | Sequence[Utility | ArrayLike],
+    *,
+    view: Literal["ex_post", "as_is"] = "ex_post",
+    recall_of: int | ArrayLike | None = None,
+    n_jobs: int = 1,
+) -> dict[str, NDArray[np.float64]]:
+    r"""Metrics of K objectives at once on one set of predictions (the ex post frontier).
+
+    An unweighted model is trained once; Ex Post Weighting then serves *any*
+    objective :math:`u` by Theorem 1, :math:`p^u(q) = Uq / \iota^\top U q` (Eq 8).
+    For every utility :math:`u_k`: the weighted loss (Eq 6) of the view's
+    prediction, the classification utility of its decisions (Eq 5), the log
+    loss, the accuracy and the recall of ``recall_of`` -- the metrics the harness
+    stores but the calibration error, through the same engine
+    (:func:`expost._batched_metrics.batched_metrics`).
+
+    Parameters
+    ----------
+    q : array-like of shape (n_samples, n_classes)
+        Predicted probabilities (e.g. :meth:`ResultStore.probabilities
+        <expost.experiments.store.ResultStore.probabilities>`).
+    y : array-like of shape (n_samples,)
+        True classes.
+    utilities : Utility, sequence of utilities, or array of shape (K, n_actions, n_classes)
+        The objectives; scale matters for the weighted loss (normalise them with
+        :meth:`expost.Utility.normalized` first, as the harness does).
+    view : {"ex_post", "as_is"}
+        ``"ex_post"`` scores :math:`p^{u_k}(q)` and the decisions of Eq 5 (Ex
+        Post Weighting); ``"as_is"`` scores ``q`` itself with ``argmax q``
+        decisions (a model trained for one objective, judged by others).
+    recall_of : int or array-like of K ints, optional
+        The class whose recall is ``emphasized_recall``, for all utilities or one
+        per utility; by default each utility's :func:`recall_class`.
+    n_jobs : int, default 1
+        Threads for the ``"ex_post"`` view, each over its own share of the utilities
+        (``-1``: one per CPU). The results do not depend on it.
+
+    Returns
+    -------
+    dict
+        ``{metric: ndarray of shape (K,)}`` for the metrics of :data:`FRONTIER_METRICS`.
+
+    Examples
+    --------
+    >>> import numpy as np, expost
+    >>> q = np.array([[0.9, 0.1], [0.4, 0.6], [0.7, 0.3]])
+    >>> us = [expost.Utility.from_class_weights([1.0, r]) for r in (1.0, 9.0)]
+    >>> f = frontier(q, [0, 1, 1], us)
+    >>> f["classification_utility"].round(3)
+    array([0.667, 6.333])
+    >>> round(float(f["weighted_loss"][1]), 6) == round(float(expost.weighted_loss(
+    ...     expost.weighted_prediction(q, us[1]), [0, 1, 1], us[1], reduction="mean")), 6)
+    True
+    """
+    if view not in ("ex_post", "as_is"):
+        raise ValueError(_error("view", "'ex_post' or 'as_is'", describe(view)))
+    jobs = check_int(n_jobs, "n_jobs", wrong_type=TypeError)
+    if jobs < 1 and jobs != -1:
+        raise ValueError(_error("n_jobs", "a positive number of threads or -1", describe(n_jobs)))
+    u = stack_utilities(utilities)
+    n_k, n_a, m = u.shape
+    arr, _ = check_probabilities(q, "q", n_columns=m)
+    labels = check_labels(y, "y", n_classes=m, n_samples=arr.shape[0])
+    if view == "as_is" and n_a != m:
+        raise ValueError(_error("utilities", "square matrices for the 'as_is' view "
+                                "(q is over classes)", f"shape {u.shape[1:]}"))
+    if recall_of is None:
+        recall = np.argmax(u.sum(axis=1), axis=1)
+    else:
+        per_utility = [recall_of] * n_k if np.ndim(recall_of) == 0 else recall_of
+        recall = check_labels(per_utility, "recall_of", n_classes=m, n_samples=n_k)
+    with one_blas_thread():
+        return batched_metrics(np.asarray(arr, dtype=np.float64), labels, u, view=view,
+                               recall_of=recall,
+                               n_jobs=(os.cpu_count() or 1) if jobs == -1 else jobs)
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """The engine's products are small: BLAS threads only spin. Limit them while computing."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

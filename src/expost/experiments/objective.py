@@ -67,7 +67,7 @@ class EmphasizeObjective(_Section):
         if self.emphasized == "hardest":
             emphasized, note = hardest_class(data)
         else:
-            emphasized = class_index(self.emphasized, data.class_names, "objective.emphasized")
+            emphasized = _config_class_index(self.emphasized, data.class_names, "objective.emphasized")
             note = f"emphasized class {data.class_names[emphasized]!r}"
         return (Utility.emphasize(data.n_classes, emphasized, self.ratio), emphasized,
                 note + f", ratio {self.ratio:g}:1")
@@ -106,7 +106,7 @@ class ClassWeightsObjective(_Section):
         if isinstance(w, dict):
             vec = np.ones(m)
             for name, value in w.items():
-                vec[class_index(name, data.class_names, "objective.weights")] = value
+                vec[_config_class_index(name, data.class_names, "objective.weights")] = value
         else:
             if len(w) != m:
                 raise ConfigError(
@@ -204,8 +204,8 @@ def class_index(value: int | str, class_names: Sequence[str], where: str) -> int
     """The index of a class given by name or by index.
 
     A string that is not a class name but a whole number is read as an index
-    (so ``--emphasize 3`` works on the command line). Errors are
-    :class:`ConfigError` (a ValueError) naming ``where``.
+    (so ``--emphasize 3`` works on the command line). The ValueError names
+    ``where`` (an option or a config key), the value and the classes.
 
     >>> class_index("b", ["a", "b"], "objective.emphasized"), class_index("1", ["a", "b"], "x")
     (1, 1)
@@ -217,15 +217,18 @@ def class_index(value: int | str, class_names: Sequence[str], where: str) -> int
         value = int(value)
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         if not 0 <= value < len(names):
-            raise ConfigError(
-                f"Invalid experiment config: {where}: class index {value} is out of range "
-                f"(the data set has {len(names)} classes: 0..{len(names) - 1})."
-            )
+            raise ValueError(f"{where}: class index {value} is out of range (the data set has "
+                             f"{len(names)} classes: 0..{len(names) - 1}).")
         return int(value)
-    raise ConfigError(
-        f"Invalid experiment config: {where}: {value!r} is not a class of the data set: neither "
-        f"a class name nor an index (classes: {', '.join(names)})."
-    )
+    raise ValueError(f"{where}: {value!r} is not a class of the data set: neither a class name "
+                     f"nor an index (classes: {', '.join(names)}).")
+
+
+def _config_class_index(value: int | str, class_names: Sequence[str], where: str) -> int:
+    try:
+        return class_index(value, class_names, where)
+    except ValueError as exc:
+        raise ConfigError(f"Invalid experiment config: {exc}") from None
 
 
 def hardest_class(data: Any, *, max_rows: int = 5000) -> tuple[int, str]:
@@ -238,7 +241,7 @@ def hardest_class(data: Any, *, max_rows: int = 5000) -> tuple[int, str]:
     """
     if "hardest_class" in data.meta:
         c = data.meta["hardest_class"]
-        idx = class_index(c, data.class_names, "objective.emphasized")
+        idx = _config_class_index(c, data.class_names, "objective.emphasized")
         return idx, f"hardest class {data.class_names[idx]!r} as named by the data set"
     import torch
     from sklearn.linear_model import LogisticRegression

@@ -2,7 +2,8 @@
 
 :func:`register` adds them to the ``expost`` command's argparse subparsers;
 each sets ``func``, which takes the parsed arguments and returns an exit code
-(0 success, 1 a clear error message on stderr).
+(0 success, 1 a clear error message on stderr). The report modules are imported
+inside the commands that use them.
 """
 
 from __future__ import annotations
@@ -13,12 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._argtypes import nonnegative_int, positive_float
 from ..experiments.metrics import METRICS
-from ._data import default_pair, finished_records, open_store
-from .figures import X_AXES, plot_curves, plot_theory, save_figure
-from .html import write_report
-from .records import regime_label, regimes_present
-from .table import DEFAULT_N_BOOT, table1
+from .table import DEFAULT_N_BOOT
 
 __all__ = ["register"]
 
@@ -42,29 +40,12 @@ def _guard(name: str, fn: Command) -> Command:
     return run
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a positive finite number (shared with ``expost.cli``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value
-
-
 # ---------------------------------------------------------------- commands
 def _cmd_table(args: argparse.Namespace) -> int:
+    from ._data import default_pair, finished_records, open_store
+    from .records import regime_label, regimes_present
+    from .table import table1
+
     with open_store(args.run_dir) as (store, where):
         records = finished_records(store, where)
     baseline, treatment = args.baseline, args.treatment
@@ -92,6 +73,9 @@ def _cmd_table(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
+    from ._data import finished_records, open_store
+    from .figures import plot_curves, save_figure
+
     with open_store(args.run_dir) as (store, where):
         records = finished_records(store, where)
     out = Path(args.out) if args.out is not None else Path(args.run_dir) / "report" / "figures"
@@ -104,12 +88,16 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from .html import write_report
+
     path = write_report(args.run_dir, args.out, n_boot=args.bootstrap, seed=args.seed)
     print(path)
     return 0
 
 
 def _cmd_theory(args: argparse.Namespace) -> int:
+    from .figures import plot_theory, save_figure
+
     fig = plot_theory(args.ratio)
     out = Path(args.out) if args.out is not None else Path(f"figure2_ratio{args.ratio:g}.png")
     for p in save_figure(fig, out, pdf=args.pdf):
@@ -128,6 +116,8 @@ def register(subparsers: Any) -> None:
     >>> args.command, args.format, args.bootstrap, callable(args.func)
     ('table', 'csv', 2000, True)
     """
+    from .figures import X_AXES
+
     metrics = tuple(METRICS)
 
     p = subparsers.add_parser(
@@ -145,9 +135,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--metric", action="append", choices=metrics, default=None,
                    help="a column group (repeatable; default weighted_loss and "
                         "classification_utility)")
-    p.add_argument("--bootstrap", type=_nonneg_int, default=DEFAULT_N_BOOT, metavar="N",
+    p.add_argument("--bootstrap", type=nonnegative_int, default=DEFAULT_N_BOOT, metavar="N",
                    help="bootstrap resamples for the mean gain's interval (0: none; default %(default)s)")
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="also write table1.md / .csv / .tex (those printed) into DIR")
     p.set_defaults(func=_guard("table", _cmd_table))
@@ -177,9 +167,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="experiment directory (results.sqlite)")
     p.add_argument("--out", default=None, metavar="FILE",
                    help="HTML file (default RUN_DIR/report/report.html)")
-    p.add_argument("--bootstrap", type=_nonneg_int, default=DEFAULT_N_BOOT, metavar="N",
+    p.add_argument("--bootstrap", type=nonnegative_int, default=DEFAULT_N_BOOT, metavar="N",
                    help="bootstrap resamples for Table 1 (default %(default)s)")
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=_guard("report", _cmd_report))
 
     p = subparsers.add_parser(
