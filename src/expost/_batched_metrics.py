@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -285,7 +285,7 @@ class _UtilityChunk:
             np.matmul(qb, self.w3, out=z)
         return z, d
 
-    def _diagonal_class(self, c: int) -> tuple[NDArray[np.float64], ...]:
+    def _diagonal_class(self, c: int) -> tuple[NDArray[Any], ...]:
         """Class weights: log p_c only, of w_c q_ic in [w_c qmin_c, w_c qmax_c]."""
         kb, n_a = self.uk.shape[:2]
         dlo, dhi = self.den_bounds(c)  # of the denominators: > 0 by Eq 1
@@ -310,7 +310,7 @@ class _UtilityChunk:
         slog = acc.result()[0]
         return wc * right, wc * slog, slog, right
 
-    def _dense_class(self, c: int) -> tuple[NDArray[np.float64], ...]:
+    def _dense_class(self, c: int) -> tuple[NDArray[Any], ...]:
         """Any utilities: decisions counted per action, log p of every weighted action."""
         kb, n_a = self.uk.shape[:2]
         dlo, dhi = self.den_bounds(c)
