@@ -209,6 +209,22 @@ def percent_gain(weighted_training: Any, ex_post: Any, *, higher_is_better: bool
     return out[()] if out.ndim == 0 else out
 
 
+def _alignment_inputs(p_weighted: ArrayLike, p_unweighted: ArrayLike, y: ArrayLike,
+                      utility: Utility | ArrayLike) -> tuple[Utility, Any, Any, Any]:
+    """The checked inputs of the alignment gains (Eq 19-20): utility, both predictions, labels."""
+    uu = as_utility(utility)
+    pw, _ = check_probabilities(
+        p_weighted, "p_weighted", n_columns=uu.n_actions, column_name="action"
+    )
+    pu, _ = check_probabilities(p_unweighted, "p_unweighted", n_columns=uu.n_classes)
+    if pw.shape[0] != pu.shape[0]:
+        raise ValueError(
+            _error("p_unweighted", f"{pw.shape[0]} rows like `p_weighted`", f"{pu.shape[0]} rows")
+        )
+    labels = check_labels(y, "y", n_classes=uu.n_classes, n_samples=pw.shape[0])
+    return uu, pw, pu, labels
+
+
 def internal_alignment_gain(
     p_weighted: ArrayLike,
     p_unweighted: ArrayLike,
@@ -232,16 +248,7 @@ def internal_alignment_gain(
     ('weighted_loss', 2.0083, 0.9482)
     """
     check_choice(base, "base", BASES)
-    uu = as_utility(utility)
-    pw, _ = check_probabilities(
-        p_weighted, "p_weighted", n_columns=uu.n_actions, column_name="action"
-    )
-    pu, _ = check_probabilities(p_unweighted, "p_unweighted", n_columns=uu.n_classes)
-    if pw.shape[0] != pu.shape[0]:
-        raise ValueError(
-            _error("p_unweighted", f"{pw.shape[0]} rows like `p_weighted`", f"{pu.shape[0]} rows")
-        )
-    labels = check_labels(y, "y", n_classes=uu.n_classes, n_samples=pw.shape[0])
+    uu, pw, pu, labels = _alignment_inputs(p_weighted, p_unweighted, y, utility)
     u = uu.matrix[None]  # the metric engine's weighted loss, as the harness reports it
     wt = float(weighted_losses(_float64(pw), labels, u, view="as_is", base=base)[0])
     ep = float(weighted_losses(_float64(pu), labels, u, view="ex_post", base=base)[0])
@@ -268,16 +275,7 @@ def external_alignment_gain(
     >>> external_alignment_gain([[0.6, 0.4]], [[0.5, 0.5]], [1], u).gain
     9.0
     """
-    uu = as_utility(utility)
-    pw, _ = check_probabilities(
-        p_weighted, "p_weighted", n_columns=uu.n_actions, column_name="action"
-    )
-    pu, _ = check_probabilities(p_unweighted, "p_unweighted", n_columns=uu.n_classes)
-    if pw.shape[0] != pu.shape[0]:
-        raise ValueError(
-            _error("p_unweighted", f"{pw.shape[0]} rows like `p_weighted`", f"{pu.shape[0]} rows")
-        )
-    labels = check_labels(y, "y", n_classes=uu.n_classes, n_samples=pw.shape[0])
+    uu, pw, pu, labels = _alignment_inputs(p_weighted, p_unweighted, y, utility)
     u, recall_of = uu.matrix[None], np.zeros(1, dtype=np.intp)  # through the metric engine
     wt, ep = (float(batched_metrics(_float64(p), labels, u, view=view, recall_of=recall_of)
                     ["classification_utility"][0])

@@ -131,6 +131,26 @@ class DataSplits:
         counts = self.class_counts(split)
         return counts / max(int(counts.sum()), 1)
 
+    @classmethod
+    def from_arrays(cls, name: str, x: NDArray[Any], y: NDArray[np.int64],
+                    parts: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]], *,
+                    class_names: Sequence[str], meta: dict[str, Any]) -> DataSplits:
+        """In-memory splits of ``(x, y)``: ``parts`` are the train, val and test indices."""
+        train, val, test = parts
+        return cls(
+            name=name,
+            train=tensor_dataset(x[train], y[train]),
+            val=tensor_dataset(x[val], y[val]),
+            test=tensor_dataset(x[test], y[test]),
+            train_labels=y[train],
+            val_labels=y[val],
+            test_labels=y[test],
+            n_classes=len(class_names),
+            class_names=list(class_names),
+            input_shape=tuple(x.shape[1:]),
+            meta=meta,
+        )
+
     def __repr__(self) -> str:
         return (
             f"DataSplits({self.name!r}, train={len(self.train)}, "  # type: ignore[arg-type]

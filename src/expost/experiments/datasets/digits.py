@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._api import register_dataset
-from ._base import PAPER_FRACTIONS, DataSplits, stratified_split, tensor_dataset
+from ._base import PAPER_FRACTIONS, DataSplits, stratified_split
 
 
 @register_dataset("digits")
@@ -42,17 +42,9 @@ def digits(*, seed: int, flatten: bool = False) -> DataSplits:
     shape: tuple[int, ...] = (64,) if flatten else (1, 8, 8)
     x = x.reshape((-1, *shape))
     train, test, val = stratified_split(y, PAPER_FRACTIONS, seed=seed)
-    return DataSplits(
-        name="digits",
-        train=tensor_dataset(x[train], y[train]),
-        val=tensor_dataset(x[val], y[val]),
-        test=tensor_dataset(x[test], y[test]),
-        train_labels=y[train],
-        val_labels=y[val],
-        test_labels=y[test],
-        n_classes=10,
+    return DataSplits.from_arrays(
+        "digits", x, y, (train, val, test),
         class_names=[str(d) for d in range(10)],
-        input_shape=shape,
         meta={
             "source": "sklearn.datasets.load_digits",
             "indices": {"train": train, "val": val, "test": test},

@@ -13,7 +13,7 @@ from scipy.special import log_softmax
 
 from ..._validation import _error, check_prior, describe
 from ._api import register_dataset
-from ._base import PAPER_FRACTIONS, DataSplits, stratified_split, tensor_dataset
+from ._base import PAPER_FRACTIONS, DataSplits, stratified_split
 
 
 def class_means(n_classes: int, n_features: int, separation: float) -> NDArray[np.float64]:
@@ -141,17 +141,9 @@ def synthetic(
     x = (means[y] + sd[y, None] * rng.standard_normal((n_samples, n_features))).astype(np.float32)
     post = posterior(x, means, sd, pi)
     train, test, val = stratified_split(y, PAPER_FRACTIONS, seed=seed)
-    return DataSplits(
-        name="synthetic",
-        train=tensor_dataset(x[train], y[train]),
-        val=tensor_dataset(x[val], y[val]),
-        test=tensor_dataset(x[test], y[test]),
-        train_labels=y[train],
-        val_labels=y[val],
-        test_labels=y[test],
-        n_classes=n_classes,
+    return DataSplits.from_arrays(
+        "synthetic", x, y, (train, val, test),
         class_names=[f"class {k}" for k in range(n_classes)],
-        input_shape=(n_features,),
         meta={
             "train_posteriors": post[train],
             "val_posteriors": post[val],
