@@ -79,6 +79,14 @@ def _classification_utility(
 
 
 # ---------------------------------------------------------------- public losses
+def _per_sample(kernel: Any, p: ArrayLike, y: ArrayLike, reduction: str) -> Any:
+    """Check ``p`` (rows on the simplex) and ``y``, apply the per-sample ``kernel``, reduce."""
+    check_reduction(reduction)
+    arr, _ = check_probabilities(p, "p")
+    labels = check_labels(y, "y", n_classes=arr.shape[1], n_samples=arr.shape[0])
+    return reduce(kernel(arr, labels), reduction)
+
+
 def log_loss(p: ArrayLike, y: ArrayLike, *, reduction: str = "none") -> Any:
     r"""Log loss :math:`\ell(p, y) = -\log p_y` per sample (Section 2.4).
 
@@ -87,10 +95,7 @@ def log_loss(p: ArrayLike, y: ArrayLike, *, reduction: str = "none") -> Any:
     >>> log_loss([[0.5, 0.5], [0.9, 0.1]], [0, 0])
     array([0.69314718, 0.10536052])
     """
-    check_reduction(reduction)
-    arr, _ = check_probabilities(p, "p")
-    labels = check_labels(y, "y", n_classes=arr.shape[1], n_samples=arr.shape[0])
-    return reduce(_log_loss(arr, labels), reduction)
+    return _per_sample(_log_loss, p, y, reduction)
 
 
 def brier_loss(p: ArrayLike, y: ArrayLike, *, reduction: str = "none") -> Any:
@@ -101,10 +106,7 @@ def brier_loss(p: ArrayLike, y: ArrayLike, *, reduction: str = "none") -> Any:
     >>> brier_loss([[0.5, 0.5], [1.0, 0.0]], [0, 1])
     array([0.5, 2. ])
     """
-    check_reduction(reduction)
-    arr, _ = check_probabilities(p, "p")
-    labels = check_labels(y, "y", n_classes=arr.shape[1], n_samples=arr.shape[0])
-    return reduce(_brier_loss(arr, labels), reduction)
+    return _per_sample(_brier_loss, p, y, reduction)
 
 
 def weighted_loss(
