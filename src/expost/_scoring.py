@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import xlogy
 
 from ._batched_metrics import batched_metrics, weighted_losses
-from ._utility import Utility, as_utility
+from ._utility import Utility, as_utility, is_diagonal_matrix
 from ._validation import (
     _error,
     as_float_array,
@@ -59,9 +59,7 @@ def _weighted_loss(
     p: NDArray[np.floating], y: NDArray[np.intp], u: NDArray[np.float64], base: str
 ) -> NDArray[np.floating]:
     """l^u(p, y) = sum_a l(p, a) u(a, y) for p over actions, y a class (Eq 6)."""
-    n_actions, n_classes = u.shape
-    diagonal = n_actions == n_classes and not np.any(u - np.diag(np.diagonal(u)))
-    if diagonal:  # Eq 15 (log) / class-weighted Brier: w_y l(p, y)
+    if is_diagonal_matrix(u):  # Eq 15 (log) / class-weighted Brier: w_y l(p, y)
         w = np.diagonal(u).astype(p.dtype)[y]
         return w * (_log_loss(p, y) if base == "log" else _brier_loss(p, y))
     cols = u.T.astype(p.dtype)[y]  # (n, n_actions): u(., y_i)

@@ -10,7 +10,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._validation import _error, as_float_array, check_prior, describe
 
-__all__ = ["Utility", "as_utility"]
+__all__ = ["Utility", "as_utility", "is_diagonal_matrix"]
+
+
+def is_diagonal_matrix(m: NDArray[Any]) -> bool:
+    """A square matrix with zeros off the diagonal (class weights, Eq 14)."""
+    return m.shape[0] == m.shape[1] and not np.any(m - np.diag(np.diagonal(m)))
 
 
 class Utility:
@@ -270,8 +275,7 @@ class Utility:
     @property
     def is_diagonal(self) -> bool:
         """True for a square matrix with zeros off the diagonal (class weights, Eq 14)."""
-        m = self._matrix
-        return m.shape[0] == m.shape[1] and not np.any(m - np.diag(np.diagonal(m)))
+        return is_diagonal_matrix(self._matrix)
 
     @property
     def class_weights(self) -> NDArray[np.float64]:

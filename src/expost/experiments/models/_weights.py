@@ -19,8 +19,10 @@ from torch import nn
 
 from ..._validation import _error, describe
 
-#: The command that installs the optional dependency of "densenet121" and "vit".
-TORCHVISION_INSTALL = "pip install torch==2.14.1 torchvision==0.29.1"
+#: The command that installs the optional dependency of "densenet121" and "vit": the pins
+#: live once, in scripts/setup (torchvision 0.29.1 needs torch 2.14.1, so this replaces the
+#: CPU build that a plain ``bash scripts/setup`` installs).
+TORCHVISION_INSTALL = "bash scripts/setup --vision (pip install torch==2.14.1 torchvision==0.29.1)"
 
 StateDict = dict[str, torch.Tensor]
 
