@@ -245,14 +245,14 @@ class ExPostClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         if routing_enabled():
             cal.set_fit_request(sample_weight=True)
         params = {**routed.estimator.fit, **routed.splitter.split}
-        self.calibrator_ = cal.fit(X, y, **params)
-        (pair,) = self.calibrator_.calibrated_classifiers_
+        self.calibrator_ = cal = cal.fit(X, y, **params)
+        (pair,) = cal.calibrated_classifiers_
         self.estimator_ = pair.estimator  # fitted on all data
         beta = _compat.calibrated_temperature(self.calibrator_)
         # scikit-learn scales the decision function when there is one, and makes
         # a binary one (n,) the logits (-d, d): softmax(beta * (-d, d)) is
         # softmax((0, d) / T) for T = 1 / (2 beta), with (0, d) ~ log p for log-odds d.
-        binary_decision = len(self.calibrator_.classes_) == 2 and hasattr(
+        binary_decision = len(cal.classes_) == 2 and hasattr(
             self.estimator_, "decision_function"
         )
         self.temperature_ = 1.0 / (2.0 * beta) if binary_decision else 1.0 / beta
@@ -283,7 +283,7 @@ class ExPostClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         self.estimator_ = estimator
 
     @staticmethod
-    def _proba_in_order(estimator: Any, X: Any, classes: NDArray[Any]) -> NDArray[np.float64]:
+    def _proba_in_order(estimator: Any, X: Any, classes: NDArray[Any]) -> NDArray[np.floating]:
         # A training fold may miss a class: put its columns where they belong.
         proba = np.asarray(estimator.predict_proba(X), dtype=np.float64)
         return align_proba_columns(proba, estimator.classes_, classes)

@@ -92,7 +92,7 @@ def _weighted_loss_score(
     y_pred: NDArray[np.floating],
     *,
     utility: Utility,
-    base: str,
+    base: Literal["log", "brier"],
     sample_weight: ArrayLike | None = None,
 ) -> float:
     """Mean utility-weighted loss (Eq 6) of predictions over the utility's actions, by label."""
@@ -118,7 +118,7 @@ def _predictions_over_actions(estimator: Any, X: Any) -> tuple[NDArray[np.floati
     return np.asarray(estimator.predict_proba(X)), np.asarray(estimator.classes_)
 
 
-class _WeightedLossScorer(Scorer):  # type: ignore[misc]
+class _WeightedLossScorer(Scorer):
     """``make_scorer(_weighted_loss_score, response_method="predict_proba", greater_is_better=False)``
     whose predictions are labelled.
 
@@ -199,5 +199,4 @@ def make_weighted_loss_scorer(
     -1.0397
     """
     u = as_utility(utility)
-    base = check_choice(base, "base", BASES)
-    return _WeightedLossScorer(u, base)
+    return _WeightedLossScorer(u, check_choice(base, "base", BASES))

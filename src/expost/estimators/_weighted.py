@@ -167,7 +167,8 @@ class UtilityWeightedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimat
         if sample_utility is None:
             utility, k = self._training_utility(classes, prior)
             weights = utility.matrix.T[y_idx]  # (n, n_actions): u(a, y_i)
-            self.utility_ = Utility(utility.matrix * k, actions=utility.actions, classes=utility.classes)
+            self.utility_: Utility | None = Utility(
+                utility.matrix * k, actions=utility.actions, classes=utility.classes)
         else:
             weights, k = self._sample_utility_weights(sample_utility, y_idx, sw, prior, classes)
             self.utility_ = None

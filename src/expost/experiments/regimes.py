@@ -187,11 +187,11 @@ def plan_trainings(regimes: list[str] | tuple[str, ...], seeds: list[int] | tupl
 
 def regime_view(
     regime: str,
-    q: NDArray[np.float64],
+    q: NDArray[np.floating],
     utility: Utility,
     *,
     training_utility: Utility | None = None,
-) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+) -> tuple[NDArray[np.floating], NDArray[np.intp]]:
     r"""The prediction and the decisions a regime is scored on.
 
     Parameters
