@@ -281,3 +281,65 @@ def test_harness_and_expost_evaluate_give_identical_metrics(small_run, tmp_path,
             ref = stored[(row["run_id"], int(row["interval"]))]
             for m in METRICS:
                 assert float(row[m]) == pytest.approx(ref[m], rel=1e-12, abs=1e-12), (m, row)
+
+
+def _tables(text):
+    """{utility label: the lines of its section} of `expost evaluate`'s output."""
+    out, cur = {}, None
+    for line in text.splitlines():
+        if line.startswith("## Utility: "):
+            cur = line
+            out[cur] = []
+        elif cur is not None:
+            out[cur].append(line)
+    return out
+
+
+def test_evaluate_labels_weighted_training_trained_for_another_objective(small_run, tmp_path,
+                                                                         capsys):
+    # the run's objective: class 3 at 0.5:1; --ratio 0.5 is it, 9 is a new objective
+    _evaluate(small_run, tmp_path / "e.csv", "--emphasize", "3", "--ratio", "0.5", "9")
+    sections = _tables(capsys.readouterr().out)
+    assert len(sections) == 2
+    (own_head, own), (new_head, new) = sections.items()
+    assert "0.5:1" in own_head and "not the run's objective" not in own_head
+    assert "| Weighted Loss: Weighted Training | Weighted Loss: Ex Post Weighting |" in own[0]
+    assert "9:1" in new_head and "not the run's objective" in new_head
+    text = "\n".join(new)
+    # every "Weighted Training" in the new objective's table is qualified
+    assert text.count("Weighted Training") == text.count(
+        "Weighted Training (trained for the run's objective: emphasized class '3', ratio 0.5:1)")
+    assert text.count("Weighted Training") >= 2 and "Ex Post Weighting" in text
+    assert "Ex Post Weighting (trained" not in text  # Ex Post needs no retraining
+
+
+def test_evaluate_streams_the_same_numbers_as_the_full_records(small_run, tmp_path, capsys):
+    from expost.experiments.reevaluate import (
+        BestIntervals,
+        evaluate_run_dir,
+        experiment_info,
+        iter_scores,
+        utilities_for_run,
+    )
+    from expost.report import table1
+
+    info = experiment_info(small_run)
+    us, labels, recall = utilities_for_run(info, emphasize="3", ratios=[0.5, 4.0, 30.0])
+    full = evaluate_run_dir(small_run, us, recall_of=recall)
+    best = BestIntervals(len(us), ("weighted_loss", "classification_utility"))
+    for run, metrics in iter_scores(small_run, us, recall_of=recall):
+        best.add(run, metrics)
+    for k in range(len(us)):
+        a, b = table1(full[k], n_boot=50), table1(best.records(k), n_boot=50)
+        assert a.rows == b.rows and a.n_runs == b.n_runs and a.bootstrap == b.bootstrap
+    # the CSV streamed by the command holds the same records
+    rows = _evaluate(small_run, tmp_path / "s.csv", "--emphasize", "3", "--ratio", "0.5", "4",
+                     "30")
+    capsys.readouterr()
+    by_key = {(r["utility"], r["run_id"], int(r["interval"])): r for r in rows}
+    assert len(by_key) == len(rows) == sum(len(f) for f in full)
+    for k, lab in enumerate(labels):
+        for rec in full[k]:
+            row = by_key[(lab, rec["run_id"], rec["interval"])]
+            for m in METRICS:
+                assert float(row[m]) == pytest.approx(rec[m], rel=1e-15, abs=0, nan_ok=True)

@@ -25,7 +25,6 @@ functions (:func:`expost.weighted_loss` of :func:`expost.weighted_prediction`,
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Final
@@ -208,6 +207,8 @@ def _ex_post_totals(qs: NDArray[np.float64], u: NDArray[np.float64], starts: NDA
         for ks in chunks:
             score(ks)
     else:  # numpy's loops and BLAS release the GIL: the threads run side by side
+        from concurrent.futures import ThreadPoolExecutor  # not at import (start-up time)
+
         with ThreadPoolExecutor(max_workers=min(n_jobs, len(chunks))) as pool:
             list(pool.map(score, chunks))
     return totals

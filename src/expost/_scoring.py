@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import xlogy
 
 from ._batched_metrics import batched_metrics, weighted_losses
+from ._log_ratios import _xlogy_sum
 from ._utility import Utility, as_utility, is_diagonal_matrix
 from ._validation import (
     _error,
@@ -64,7 +64,8 @@ def _weighted_loss(
         return w * (_log_loss(p, y) if base == "log" else _brier_loss(p, y))
     cols = u.T.astype(p.dtype)[y]  # (n, n_actions): u(., y_i)
     if base == "log":  # Eq 24, doubly-weighted cross-entropy; 0 * log 0 = 0
-        return -xlogy(cols, p).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return -_xlogy_sum(cols, np.log(p))
     # Brier (footnote 19): sum_a u(a,y) (||p||^2 + 1 - 2 p_a)
     sq = np.einsum("ij,ij->i", p, p)
     return cols.sum(axis=1) * (sq + 1.0) - 2.0 * np.einsum("ij,ij->i", cols, p)

@@ -75,42 +75,74 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- evaluate
+_TABLE_METRICS = ("weighted_loss", "classification_utility")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .experiments.metrics import METRICS
-    from .experiments.reevaluate import evaluate_run_dir, experiment_info, utilities_for_run
+    from .experiments.reevaluate import (
+        BestIntervals,
+        experiment_info,
+        is_own_objective,
+        iter_scores,
+        utilities_for_run,
+    )
 
+    cols = ["utility", "run_id", "regime", "seed", "interval", "step", "epoch", *METRICS]
+    fh = None
+    n_rows = 0
     try:
         info = experiment_info(args.run_dir)
         utilities, labels, recall = utilities_for_run(
             info, utility_files=args.utility or (), emphasize=args.emphasize, ratios=args.ratio,
             normalize=not args.no_normalize)
-        per_utility = evaluate_run_dir(args.run_dir, utilities, recall_of=recall)
-    except (FileNotFoundError, ValueError, TypeError, KeyError) as exc:
+        best = BestIntervals(len(utilities), _TABLE_METRICS)
+        if args.out:
+            fh = open(args.out, "w", newline="")
+            w = csv.writer(fh)
+            w.writerow(cols)
+        for run, metrics in iter_scores(args.run_dir, utilities, recall_of=recall):
+            best.add(run, metrics)
+            if fh is not None:  # rows stream out: one interval of one run, every utility
+                fixed = [run[c] for c in cols[1:7]]
+                values = np.column_stack([metrics[m] for m in METRICS]).tolist()
+                w.writerows([lab, *fixed, *vals] for lab, vals in zip(labels, values, strict=True))
+                n_rows += len(labels)
+    except (FileNotFoundError, ValueError, TypeError, KeyError, OSError) as exc:
         return _fail("evaluate", exc.args[0] if isinstance(exc, KeyError) else exc)
-    cols = ["utility", "run_id", "regime", "seed", "interval", "step", "epoch", *METRICS]
-    rows = [{"utility": lab, **rec} for lab, recs in zip(labels, per_utility, strict=True)
-            for rec in recs]
+    finally:
+        if fh is not None:
+            fh.close()
     if args.out:
-        with open(args.out, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=cols)
-            w.writeheader()
-            w.writerows(rows)
-        print(f"{len(rows)} records written to {args.out}")
+        print(f"{n_rows} records written to {args.out}")
+    own = [is_own_objective(info, u.matrix) for u in utilities]
+    for k, lab in enumerate(labels):
+        _print_evaluation(info, f"{lab}", best.records(k), own[k], args.bootstrap)
+    return EXIT_OK
+
+
+def _print_evaluation(info: dict[str, Any], label: str, records: list[dict[str, Any]],
+                      own: bool, n_boot: int) -> None:
+    """Table 1 under one utility; a regime trained for another objective is labelled so."""
+    from .experiments.reevaluate import trained_for_label
     from .report import best_intervals, table1
 
-    regimes = [r for r in dict.fromkeys(rec["regime"] for rec in per_utility[0])]
-    for lab, recs in zip(labels, per_utility, strict=True):
-        print(f"\n## Utility: {lab}")
-        if "weighted" in regimes and "expost" in regimes:
-            print(table1(recs, n_boot=args.bootstrap).to_markdown())
-        else:
-            for metric in ("weighted_loss", "classification_utility"):
-                best = best_intervals(recs, metric)
-                for reg in regimes:
-                    vals = [b[metric] for b in best if b["regime"] == reg]
-                    print(f"{metric:<24} {reg:<16} mean of best {np.mean(vals):.4f} "
-                          f"over {len(vals)} runs")
-    return EXIT_OK
+    regimes = list(dict.fromkeys(rec["regime"] for rec in records))
+    names = {reg: trained_for_label(info, reg, own) for reg in regimes}
+    print(f"\n## Utility: {label}" + ("" if own else " (not the run's objective: models "
+          "trained for the objective were trained for the run's, not for this one; "
+          "a new `expost run` with this objective trains for it)"))
+    if "weighted" in regimes and "expost" in regimes:
+        shown = [{**r, "regime": names[r["regime"]]} for r in records]
+        print(table1(shown, baseline=names["weighted"], treatment=names["expost"],
+                     metrics=_TABLE_METRICS, n_boot=n_boot).to_markdown())
+        return
+    for metric in _TABLE_METRICS:
+        top = best_intervals(records, metric)
+        for reg in regimes:
+            vals = [b[metric] for b in top if b["regime"] == reg]
+            print(f"{metric:<24} {names[reg]:<16} mean of best {np.mean(vals):.4f} "
+                  f"over {len(vals)} runs")
 
 
 # ---------------------------------------------------------------- decide

@@ -5,6 +5,13 @@ again under any utilities, through the same engine the harness used when it
 stored its metrics (:func:`~expost.experiments.evaluate.score_regime`), so the
 run's own objective reproduces the stored metrics, recall included.
 
+Under a utility other than the run's own objective, Ex Post Weighting (and the
+other regimes whose training ignores the objective) is legitimate: that is the
+point of it. A model *trained for* the objective (``weighted``, ``resampled``,
+``metacost``) was trained for the run's objective, not for the new one, and is
+labelled so (:func:`trained_for_label`); Weighted Training under a new objective
+needs a new training (a new ``expost run`` with that objective).
+
 Which class's recall is reported (``emphasized_recall``), per utility: the
 emphasised class of ``--emphasize``; the experiment's own recall class for its
 own objective; else :func:`~expost.experiments.evaluate.recall_class`.
@@ -12,19 +19,23 @@ own objective; else :func:`~expost.experiments.evaluate.recall_class`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .._csv_input import read_csv_matrix
 from .._utility import Utility
 from .evaluate import one_blas_thread, recall_class, score_regime, stack_utilities
+from .metrics import METRICS, higher_is_better
 from .objective import class_index
+from .regimes import REGIME_SPECS, TRAININGS, regime_label
 from .store import ResultStore
 
-__all__ = ["evaluate_run_dir", "experiment_info", "recall_classes", "utilities_for_run"]
+__all__ = ["BestIntervals", "evaluate_run_dir", "experiment_info", "is_own_objective",
+           "iter_scores", "recall_classes", "trained_for_label", "utilities_for_run"]
 
 #: With more utilities than this, ``evaluate_run_dir`` skips the calibration error (NaN).
 MAX_CALIBRATED_UTILITIES = 16
@@ -80,6 +91,39 @@ def utilities_for_run(
     return utilities, labels, recall_classes(info, utilities, emphasized)
 
 
+def is_own_objective(info: dict[str, Any], matrix: Any) -> bool:
+    """Whether ``matrix`` is the stored experiment's own (normalised) objective, to 1e-12.
+
+    >>> is_own_objective({"utility": [[1.0, 0.0], [0.0, 2.0]]}, [[1.0, 0.0], [0.0, 2.0]])
+    True
+    """
+    own = np.asarray(info.get("utility", []), dtype=np.float64)
+    mat = np.asarray(matrix, dtype=np.float64)
+    return own.shape == mat.shape and bool(np.allclose(mat, own, rtol=1e-12, atol=0.0))
+
+
+def trained_for_label(info: dict[str, Any], regime: str, own: bool) -> str:
+    """How ``regime`` is labelled in a table under a utility (``own``: the run's objective).
+
+    A regime whose training depends on the objective is, under another utility,
+    labelled with the objective it was trained for.
+
+    >>> info = {"objective_note": "emphasized class '8', ratio 99:1, normalised with Eq 21"}
+    >>> trained_for_label(info, "weighted", own=False)
+    "Weighted Training (trained for the run's objective: emphasized class '8', ratio 99:1)"
+    >>> trained_for_label(info, "expost", own=False), trained_for_label(info, "weighted", True)
+    ('Ex Post Weighting', 'Weighted Training')
+    """
+    spec = REGIME_SPECS.get(regime)
+    kind = TRAININGS[spec.training] if spec is not None else None
+    uses_objective = kind is not None and (kind.weighted == "objective" or kind.sampler
+                                           == "cost_proportionate" or kind.relabel_from is not None)
+    if own or not uses_objective:
+        return regime_label(regime)
+    note = str(info.get("objective_note") or "").split(", normalised")[0]
+    return f"{regime_label(regime)} (trained for the run's objective{': ' + note if note else ''})"
+
+
 def recall_classes(info: dict[str, Any], utilities: Sequence[Utility | Any],
                    emphasized: Sequence[int | None] | None = None) -> list[int]:
     """Per utility, the class whose recall is reported (see the module's docstring).
@@ -90,30 +134,31 @@ def recall_classes(info: dict[str, Any], utilities: Sequence[Utility | Any],
     >>> recall_classes(info, us), recall_classes(info, us, [None, 1])
     ([1, 0], [1, 1])
     """
-    own = np.asarray(info.get("utility", []), dtype=np.float64)
     stack = stack_utilities(list(utilities))
     out = []
     for k, mat in enumerate(stack):
         chosen = None if emphasized is None else emphasized[k]
-        if chosen is None and info.get("recall_class") is not None and own.shape == mat.shape \
-                and np.allclose(mat, own, rtol=1e-12, atol=0.0):
+        if chosen is None and info.get("recall_class") is not None and is_own_objective(info, mat):
             chosen = int(info["recall_class"])  # the objective's own: the stored metrics' class
         out.append(recall_class(mat, chosen))
     return out
 
 
-def evaluate_run_dir(run_dir: str | Path, utilities: Sequence[Utility | Any], *,
-                     recall_of: Sequence[int] | None = None) -> list[list[dict[str, Any]]]:
-    """Per utility, the per-interval test records of every run under that utility.
+def iter_scores(run_dir: str | Path, utilities: Sequence[Utility | Any] | NDArray[np.float64],
+                *, recall_of: Sequence[int] | None = None
+                ) -> Iterator[tuple[dict[str, Any], dict[str, NDArray[np.float64]]]]:
+    """``(run, metrics)`` for every run and stored interval, all utilities at once.
 
-    Computed from the stored probabilities with
-    :func:`~expost.experiments.evaluate.score_regime` (all utilities at once, the
-    harness's own route); each run is scored through its regime's view (``as_is``,
-    ``ex_post``, or ``recovered_ex_post`` for ``inverse_prior``). ``recall_of``
-    defaults to :func:`recall_classes`. With at most 16 utilities the calibration
-    error is computed too; otherwise it is NaN.
+    ``run`` holds ``run_id``, ``regime``, ``seed``, ``interval``, ``step`` and
+    ``epoch``; ``metrics`` maps each name of ``METRICS`` to an array of shape (K,).
+    The utilities are checked once, here; each interval is decoded once and
+    scored with :func:`~expost.experiments.evaluate.score_regime` through its
+    regime's view (``as_is``, ``ex_post``, or ``recovered_ex_post`` for
+    ``inverse_prior``). With at most 16 utilities the calibration error is
+    computed too; otherwise it is NaN. Nothing is held across intervals: memory
+    does not grow with the number of intervals or runs.
     """
-    stack = stack_utilities(list(utilities))
+    stack = stack_utilities(utilities if isinstance(utilities, np.ndarray) else list(utilities))
     with ResultStore(run_dir) as store, one_blas_thread():
         info = store.experiment_info()
         recall = np.asarray(recall_classes(info, list(stack)) if recall_of is None
@@ -125,15 +170,87 @@ def evaluate_run_dir(run_dir: str | Path, utilities: Sequence[Utility | Any], *,
             by_key.setdefault(run["train_key"], []).append(run)
         u_ip = Utility(info["inverse_prior_utility"]) if info.get(
             "inverse_prior_utility") else None
-        out: list[list[dict[str, Any]]] = [[] for _ in range(stack.shape[0])]
+        calibration = stack.shape[0] <= MAX_CALIBRATED_UTILITIES
         for key, interval, step, epoch, q in store.iter_probabilities():
             for run in by_key.get(key, []):
                 metrics = score_regime(q, y, stack, run["regime"], recall_of=recall,
-                                       training_utility=u_ip,
-                                       calibration=stack.shape[0] <= MAX_CALIBRATED_UTILITIES)
-                for k in range(stack.shape[0]):
-                    out[k].append({"run_id": run["run_id"], "regime": run["regime"],
-                                   "seed": run["seed"], "interval": interval, "step": step,
-                                   "epoch": epoch,
-                                   **{name: float(v[k]) for name, v in metrics.items()}})
+                                       training_utility=u_ip, calibration=calibration)
+                yield ({"run_id": run["run_id"], "regime": run["regime"], "seed": run["seed"],
+                        "interval": interval, "step": step, "epoch": epoch}, metrics)
+
+
+def evaluate_run_dir(run_dir: str | Path, utilities: Sequence[Utility | Any], *,
+                     recall_of: Sequence[int] | None = None) -> list[list[dict[str, Any]]]:
+    """Per utility, the per-interval test records of every run under that utility.
+
+    The records of :func:`iter_scores`, one dict per utility, run and interval
+    (for many utilities and intervals prefer :func:`iter_scores`, which holds
+    none of them). ``recall_of`` defaults to :func:`recall_classes`.
+    """
+    stack = stack_utilities(list(utilities))
+    out: list[list[dict[str, Any]]] = [[] for _ in range(stack.shape[0])]
+    for run, metrics in iter_scores(run_dir, stack, recall_of=recall_of):
+        for k in range(stack.shape[0]):
+            out[k].append({**run, **{name: float(v[k]) for name, v in metrics.items()}})
     return out
+
+
+_WHEN = ("interval", "step", "epoch")
+
+
+class BestIntervals:
+    """Per utility and run, the record of the best interval of each of ``metrics``, streamed.
+
+    The Table 1 protocol of :func:`expost.report.best_intervals` (minimum for
+    losses, maximum otherwise, ties to the earliest interval, NaN skipped, the
+    first record when no value is defined), kept as arrays over utilities while
+    the intervals stream past: memory grows with the runs and the utilities, not
+    with the intervals. :meth:`records` gives per utility the records Table 1 needs
+    (``best_intervals`` of them picks the same values).
+
+    >>> import numpy as np
+    >>> b = BestIntervals(2, ["weighted_loss"])
+    >>> for t, v in enumerate([[0.5, 0.4], [0.3, 0.6], [0.3, np.nan]]):
+    ...     b.add({"run_id": "r", "regime": "expost", "interval": t, "step": t, "epoch": t},
+    ...           {"weighted_loss": np.array(v)})
+    >>> [[(r["interval"], r["weighted_loss"]) for r in b.records(k)] for k in range(2)]
+    [[(1, 0.3)], [(0, 0.4)]]
+    """
+
+    def __init__(self, n_utilities: int, metrics: Sequence[str]) -> None:
+        self.n, self.metrics = n_utilities, tuple(metrics)
+        # run_id -> metric -> (interval of the best, value, {name: values at the best})
+        self.runs: dict[str, tuple[dict[str, Any], dict[str, dict[str, Any]]]] = {}
+
+    def add(self, run: dict[str, Any], metrics: dict[str, NDArray[np.float64]]) -> None:
+        """One interval of one run: ``metrics`` maps names to arrays of shape (K,)."""
+        best = self.runs.setdefault(run["run_id"], (dict(run), {}))[1]
+        for m in self.metrics:
+            v = metrics[m]
+            if m not in best:
+                best[m] = {**{t: np.full(self.n, run[t]) for t in _WHEN},
+                           **{name: np.array(a, dtype=np.float64) for name, a in metrics.items()}}
+                continue
+            cur = best[m][m]
+            better = (v > cur) if higher_is_better(m) else (v < cur)
+            better |= np.isnan(cur) & ~np.isnan(v)
+            if better.any():
+                for t in _WHEN:
+                    best[m][t][better] = run[t]
+                for name, a in metrics.items():
+                    best[m][name][better] = a[better]
+
+    def records(self, k: int) -> list[dict[str, Any]]:
+        """Utility ``k``: per run, the record of the best interval of each metric."""
+        out = []
+        for meta, best in self.runs.values():
+            seen = set()
+            for m in self.metrics:
+                t = int(best[m]["interval"][k])
+                if t not in seen:  # one record per interval
+                    seen.add(t)
+                    out.append({**meta, "interval": t, "step": int(best[m]["step"][k]),
+                                "epoch": float(best[m]["epoch"][k]),
+                                **{name: float(best[m][name][k]) for name in METRICS
+                                   if name in best[m]}})
+        return out

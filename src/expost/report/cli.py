@@ -116,7 +116,7 @@ def register(subparsers: Any) -> None:
     >>> args.command, args.format, args.bootstrap, callable(args.func)
     ('table', 'csv', 2000, True)
     """
-    from .figures import X_AXES
+    from .records import X_AXES
 
     metrics = tuple(METRICS)
 

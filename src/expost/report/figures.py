@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from .._validation import _error, describe
 from .records import (
     METRIC_LABELS,
+    X_AXES,
     as_records,
     best_intervals,
     check_metric,
@@ -32,7 +33,6 @@ from .records import (
 
 __all__ = ["figure_png", "plot_curves", "plot_theory", "save_figure"]
 
-X_AXES = ("auto", "step", "epoch", "interval")
 _X_LABELS = {"step": "Training step", "epoch": "Training epoch", "interval": "Training interval"}
 
 

@@ -40,6 +40,9 @@ METRIC_LABELS: dict[str, str] = {
     "calibration_error": "Calibration Error",
 }
 
+#: The x axes of the curve plots (here, not in figures.py: the parser needs no matplotlib).
+X_AXES = ("auto", "step", "epoch", "interval")
+
 _REQUIRED = ("run_id", "regime", "interval")
 
 RunKey = tuple[str, str]  # (regime, run_id)
