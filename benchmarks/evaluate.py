@@ -3,16 +3,21 @@
 A synthetic store is built here (10,000 test samples x 100 classes, float16
 log-probabilities as the harness stores them; two trainings, ``weighted`` and
 ``unweighted``, giving three runs: Weighted Training, Ex Post Weighting and
-Unweighted Raw), then ``expost evaluate`` runs in this process on it with K
-class-weight utilities (``--emphasize`` one class at K ratios), writing the CSV.
-Printed side by side in one run, for K = 10 and K = 1,000: wall time, seconds
-per stored interval and per (interval, utility), the peak resident memory the
-evaluation added, and the time extrapolated to 1,000 stored intervals (goal,
-issue 14: 1,000 class-weight utilities in under 5 minutes on 2 cores). A
-store of 1,000 such intervals is 2 GB, so ``--intervals`` (default 6) are
-built and the time scales linearly in them (each interval is scored on its own).
+Unweighted Raw), then ``expost evaluate`` runs on it with K class-weight
+utilities (``--emphasize`` one class at K ratios), writing the CSV, each K in a
+fresh process (its peak resident memory is its own). Every K runs on a store of
+2 intervals and one of ``--intervals`` (default 8): the difference gives the
+time per stored interval, the rest the fixed cost (reading the utilities, Table 1
+per utility at the end); the time for 1,000 stored intervals is extrapolated
+from them (a store of 1,000 such intervals is 2 GB; each interval is scored on
+its own). Goal (issue 14): 1,000 class-weight utilities over 1,000 intervals in
+under 5 minutes on 2 cores, memory independent of K.
 
-Run: ``python benchmarks/evaluate.py [--intervals 6] [--k 10 1000]``.
+Then the metric engine alone on one interval, K = 1,000 emphasis-style class
+weights, side by side: its fast path for them and its general exact path for
+class weights (chosen by the utilities' structure; forced here), per utility.
+
+Run: ``python benchmarks/evaluate.py [--intervals 8] [--k 10 1000]``.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,8 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+import expost._batched_metrics as _engine
 from expost.cli import main as expost_main
-from expost.experiments.evaluate import encode_log_probs
+from expost.experiments.evaluate import decode_probabilities, encode_log_probs, one_blas_thread
 from expost.experiments.metrics import METRICS
 from expost.experiments.store import ResultStore
 
@@ -72,33 +80,79 @@ def evaluate(run_dir: Path, k: int, out: Path) -> float:
                           "--out", str(out), "--bootstrap", "0"])
     if rc != 0:
         raise SystemExit(f"expost evaluate failed with status {rc}")
+    with open(out) as fh:
+        rows = sum(1 for _ in fh) - 1
+    n_intervals = len(list(ResultStore(run_dir).iter_probabilities()))
+    assert rows == k * (n_intervals + n_intervals // 2 + n_intervals % 2), rows
     return time.perf_counter() - t0
+
+
+def child(k: int, small: Path, big: Path, tmp: Path) -> None:
+    """One K in this (fresh) process: wall times on both stores and the peak RSS."""
+    walls = [evaluate(small, k, tmp / f"k{k}s.csv"), evaluate(big, k, tmp / f"k{k}b.csv")]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"walls": walls, "rss": rss}))
+
+
+def engine_side_by_side(k: int = 1000) -> None:
+    """The engine on one interval: the emphasis fast path vs the general exact path."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, M, N)
+    logits = rng.normal(0, 1.5, (N, M))
+    logits[np.arange(N), y] += 2.5
+    q = decode_probabilities(encode_log_probs(logits - logits.max(axis=1, keepdims=True)))
+    w = np.ones((k, M))
+    w[:, 7] = np.geomspace(1.01, 1000.0, k)
+    recall = np.full(k, 7, dtype=np.intp)
+    times = {}
+    for path in ("fast", "general"):
+        saved = _engine._emphasis_form
+        if path == "general":
+            _engine._emphasis_form = lambda w: None
+        try:
+            t0 = time.perf_counter()
+            with one_blas_thread():  # as expost evaluate runs it
+                got = _engine.batched_metrics(q, y, w, view="ex_post", recall_of=recall)
+            times[path] = time.perf_counter() - t0
+        finally:
+            _engine._emphasis_form = saved
+        times[path + "_utility"] = got["classification_utility"]
+    same = np.array_equal(times["fast_utility"], times["general_utility"])
+    print(f"engine, one interval ({N} x {M}), K = {k} class weights, 'ex_post' view: fast path "
+          f"{times['fast']:.3f} s ({1e3 * times['fast'] / k:.3f} ms/utility), general path "
+          f"{times['general']:.3f} s ({1e3 * times['general'] / k:.3f} ms/utility): "
+          f"{times['general'] / times['fast']:.1f}x; decisions identical: {same}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--intervals", type=int, default=6)
+    ap.add_argument("--intervals", type=int, default=8)
     ap.add_argument("--k", type=int, nargs="+", default=[10, 1000])
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}; store {N} x {M}, "
-          f"{args.intervals} stored intervals (3 runs: {args.intervals * 3 // 2} scorings)")
+    if args.child:
+        child(int(args.child[0]), *map(Path, args.child[1:]))
+        return
+    print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}; store {N} x {M}; "
+          f"stores of 2 and {args.intervals} intervals (3 runs)")
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = Path(tmp) / "store"
-        build_store(run_dir, args.intervals)
-        print(f"{'K':>6} {'wall s':>8} {'s/interval':>11} {'ms/(interval, utility)':>23} "
-              f"{'peak RSS MiB':>13} {'rows':>8} {'1,000 intervals':>16}")
+        small, big = Path(tmp) / "small", Path(tmp) / "big"
+        build_store(small, 2)
+        build_store(big, args.intervals)
+        print(f"{'K':>6} {'s/interval':>11} {'ms/(interval, utility)':>23} {'fixed s':>8} "
+              f"{'peak RSS MiB':>13} {'1,000 intervals':>16}")
         for k in args.k:
-            wall = evaluate(run_dir, k, Path(tmp) / f"k{k}.csv")
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            with open(Path(tmp) / f"k{k}.csv") as fh:
-                rows = sum(1 for _ in fh) - 1
-            assert rows == k * args.intervals * 3 // 2, rows
-            per = wall / args.intervals
-            print(f"{k:>6} {wall:8.2f} {per:11.3f} {1e3 * per / k:23.3f} "
-                  f"{rss / 1024:13.0f} {rows:>8} {1000 * per:14.0f} s")
-    print(f"(columns of the CSV: utility, run, interval, {len(METRICS)} metrics; peak RSS is the "
-          "process's maximum so far: it grows from one K to the next only if that K needs more; "
-          "goal for K = 1,000 over 1,000 intervals: 300 s)")
+            res = subprocess.run([sys.executable, __file__, "--child", str(k), str(small),
+                                  str(big), tmp], capture_output=True, text=True, check=True)
+            got = json.loads(res.stdout.strip().splitlines()[-1])
+            (w_small, w_big), rss = got["walls"], got["rss"]
+            per = (w_big - w_small) / (args.intervals - 2)
+            fixed = w_small - 2 * per
+            print(f"{k:>6} {per:11.3f} {1e3 * per / k:23.3f} {fixed:8.2f} {rss:13.0f} "
+                  f"{fixed + 1000 * per:14.0f} s")
+    print(f"(the CSV: utility, run, interval, {len(METRICS)} metrics per row; goal for K = 1,000 "
+          "over 1,000 intervals: 300 s)")
+    engine_side_by_side()
 
 
 if __name__ == "__main__":

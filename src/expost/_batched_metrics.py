@@ -69,8 +69,9 @@ def batched_metrics(q: NDArray[np.float64], labels: NDArray[np.intp], u: NDArray
         Checked probabilities (``"as_is"``: one column per action of ``u``).
     labels : ndarray of intp, shape (n_samples,)
         Checked true classes.
-    u : ndarray of shape (K, n_actions, n_classes)
-        Checked utilities.
+    u : ndarray of shape (K, n_actions, n_classes), or (K, n_classes)
+        Checked utilities; a 2-D ``u`` holds class weights (Eq 14: the utility
+        ``diag(u[k])``), scored without K square matrices.
     view : {"ex_post", "as_is"}
     recall_of : ndarray of intp, shape (K,)
         The class whose recall is ``emphasized_recall``, per utility.
@@ -86,15 +87,36 @@ def batched_metrics(q: NDArray[np.float64], labels: NDArray[np.intp], u: NDArray
     >>> m["classification_utility"], m["emphasized_recall"]
     (array([6.]), array([1.]))
     """
-    m = u.shape[2]
+    m = u.shape[-1]
     counts = np.bincount(labels, minlength=m)
     order = np.argsort(labels, kind="stable")
     starts = np.concatenate([[0], np.cumsum(counts)])
+    weights = _class_weights(u)
     if view == "as_is":
-        totals = _as_is_totals(q, labels, u, order, starts)
+        totals = _as_is_totals(q, labels, u, weights, order, starts)
     else:
-        totals = _ex_post_totals(q[order], u, starts, n_jobs)
+        totals = _ex_post_totals(q[order], u, weights, starts, n_jobs)
     return _means(totals, q.shape[0], counts, recall_of)
+
+
+def _class_weights(u: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    """The (K, m) class weights of a stack of diagonal utilities (Eq 14), else None (no copy of u)."""
+    if u.ndim == 2:
+        return u
+    if u.shape[1] != u.shape[2]:
+        return None
+    diag = np.einsum("kaa->ka", u)  # a view
+    return diag.copy() if np.count_nonzero(u) == np.count_nonzero(diag) else None
+
+
+def _as_matrices(u: NDArray[np.float64], ks: slice) -> NDArray[np.float64]:
+    """Utilities ``ks`` as (kb, A, m) matrices (class weights: one chunk's diagonals)."""
+    if u.ndim == 3:
+        return u[ks]
+    w = u[ks]
+    out = np.zeros((w.shape[0], w.shape[1], w.shape[1]))
+    np.einsum("kaa->ka", out)[...] = w
+    return out
 
 
 def _means(totals: Totals, n: int, counts: NDArray[np.intp], recall_of: NDArray[np.intp]
@@ -114,9 +136,11 @@ def _means(totals: Totals, n: int, counts: NDArray[np.intp], recall_of: NDArray[
 
 # ---------------------------------------------------------------- the "as_is" view
 def _as_is_totals(q: NDArray[np.float64], labels: NDArray[np.intp], u: NDArray[np.float64],
-                  order: NDArray[np.intp], starts: NDArray[np.intp]) -> Totals:
+                  weights: NDArray[np.float64] | None, order: NDArray[np.intp],
+                  starts: NDArray[np.intp]) -> Totals:
     r"""Sums over samples for predictions taken as they are (q over the actions of u)."""
-    n_k, n_a, m = u.shape
+    n_k, m = u.shape[0], u.shape[-1]
+    n_a = m if weights is not None else u.shape[1]
     n = q.shape[0]
     with np.errstate(divide="ignore"):
         logq = np.log(q)
@@ -127,14 +151,18 @@ def _as_is_totals(q: NDArray[np.float64], labels: NDArray[np.intp], u: NDArray[n
         rows = order[starts[c]:starts[c + 1]]
         if rows.size:
             logs[c] = logq[rows].sum(axis=0)
-    # -sum_c sum_a u(a, c) sum_{i in c} log q_ia
-    loss = _xlogy_sum(np.transpose(u, (0, 2, 1)).reshape(n_k, -1),
-                      np.broadcast_to(logs.reshape(-1), (n_k, m * n_a)))
     hits = np.zeros(m)
     hits[:min(n_a, m)] = np.diagonal(conf)
+    if weights is not None:  # class weights: only the diagonal counts
+        loss = _xlogy_sum(weights, np.broadcast_to(np.diagonal(logs), weights.shape))
+        utility = weights @ hits
+    else:  # -sum_c sum_a u(a, c) sum_{i in c} log q_ia
+        loss = _xlogy_sum(np.transpose(u, (0, 2, 1)).reshape(n_k, -1),
+                          np.broadcast_to(logs.reshape(-1), (n_k, m * n_a)))
+        utility = np.einsum("kac,ac->k", u, conf)
     # p over actions: the log loss of a class needs one column per class
     log_loss = -logq[np.arange(n), labels].sum() if n_a == m else np.nan
-    return {"weighted_loss": loss, "utility": np.einsum("kac,ac->k", u, conf),
+    return {"weighted_loss": loss, "utility": utility,
             "log_loss": np.full(n_k, log_loss), "hits_by_class": np.broadcast_to(hits, (n_k, m))}
 
 
@@ -184,14 +212,24 @@ class _ClassStats:
         return of_class
 
 
-def _ex_post_totals(qs: NDArray[np.float64], u: NDArray[np.float64], starts: NDArray[np.intp],
+def _ex_post_totals(qs: NDArray[np.float64], u: NDArray[np.float64],
+                    weights: NDArray[np.float64] | None, starts: NDArray[np.intp],
                     n_jobs: int) -> Totals:
-    """Sums over samples of all utilities, chunk by chunk of utilities (one per thread)."""
-    n_k, n_a, m = u.shape
+    """Sums over samples of all utilities, chunk by chunk of utilities (one per thread).
+
+    Emphasis-style class weights take the fast path (:class:`_EmphasisScores`), any
+    other utilities the general one (:class:`_UtilityChunk`).
+    """
+    n_k, m = u.shape[0], u.shape[-1]
+    n_a = m if weights is not None else u.shape[1]
     stats = _ClassStats.of(qs, starts)
-    diagonal = n_a == m and not np.any(u * (1.0 - np.eye(m))[None])
+    diagonal = weights is not None
     totals = {"weighted_loss": np.zeros(n_k), "utility": np.zeros(n_k),
               "log_loss": np.zeros(n_k), "hits_by_class": np.zeros((n_k, m))}
+    form = None if weights is None else _emphasis_form(weights)
+    if weights is not None and form is not None:
+        _EmphasisScores(weights, *form, stats).add_to(totals, n_jobs)
+        return totals
     # Chunks of utilities of at most _BLOCK_COLUMNS actions in all, an even number of
     # them (two threads share the work evenly); each chunk writes its own slices. The
     # chunks do not depend on n_jobs, so neither do the results, to the last bit.
@@ -201,17 +239,32 @@ def _ex_post_totals(qs: NDArray[np.float64], u: NDArray[np.float64], starts: NDA
     chunks = [slice(k0, min(n_k, k0 + kb_max)) for k0 in range(0, n_k, kb_max)]
 
     def score(ks: slice) -> None:
-        _UtilityChunk(u[ks], stats, rows_max, diagonal).add_to(totals, ks)
+        _UtilityChunk(_as_matrices(u, ks), stats, rows_max, diagonal).add_to(totals, ks)
 
-    if n_jobs == 1 or len(chunks) == 1:
-        for ks in chunks:
-            score(ks)
+    _run_jobs(score, chunks, n_jobs)
+    return totals
+
+
+def _run_jobs(score: Callable[[Any], None], jobs: list[Any], n_jobs: int) -> None:
+    """``score`` of every job, in up to ``n_jobs`` threads (each job writes its own slices)."""
+    if n_jobs == 1 or len(jobs) == 1:
+        for job in jobs:
+            score(job)
     else:  # numpy's loops and BLAS release the GIL: the threads run side by side
         from concurrent.futures import ThreadPoolExecutor  # not at import (start-up time)
 
-        with ThreadPoolExecutor(max_workers=min(n_jobs, len(chunks))) as pool:
-            list(pool.map(score, chunks))
-    return totals
+        with ThreadPoolExecutor(max_workers=min(n_jobs, len(jobs))) as pool:
+            list(pool.map(score, jobs))
+
+
+def _row_blocks(starts: NDArray[np.intp], c: int, rows_max: int) -> list[tuple[int, int]]:
+    """The samples of class c in blocks of at most ``rows_max`` rows, of even sizes."""
+    s0, s1 = int(starts[c]), int(starts[c + 1])
+    n_blocks = -(-(s1 - s0) // rows_max)
+    if n_blocks == 1:
+        return [(s0, s1)]
+    edges = np.linspace(s0, s1, n_blocks + 1).round().astype(np.intp)
+    return [(int(r0), int(r1)) for r0, r1 in pairwise(edges)]
 
 
 class _UtilityChunk:
@@ -266,14 +319,6 @@ class _UtilityChunk:
         totals["utility"][ks] = utility
         totals["log_loss"][ks] = log_loss
 
-    def _row_blocks(self, c: int) -> list[tuple[int, int]]:
-        s0, s1 = int(self.stats.starts[c]), int(self.stats.starts[c + 1])
-        n_blocks = -(-(s1 - s0) // self.rows_max)
-        if n_blocks == 1:
-            return [(s0, s1)]
-        edges = np.linspace(s0, s1, n_blocks + 1).round().astype(np.intp)
-        return [(int(r0), int(r1)) for r0, r1 in pairwise(edges)]
-
     def _products(self, r0: int, r1: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """z = (U_j q_i)_a, laid out (action, sample, utility), and d = 1'U_j q_i."""
         kb, n_a = self.uk.shape[:2]
@@ -294,7 +339,7 @@ class _UtilityChunk:
         acc = _LogRatios(_ratio_factors(wc * self.stats.qmin[c, c], wc * self.stats.qmax[c, c],
                                         dlo, dhi), (1, kb))
         right = np.zeros(kb, dtype=np.int64)
-        for r0, r1 in self._row_blocks(c):
+        for r0, r1 in _row_blocks(self.stats.starts, c, self.rows_max):
             nr = r1 - r0
             z, d = self._products(r0, r1)
             ok = self.eqbuf[:nr * kb].reshape(nr, kb)
@@ -327,7 +372,7 @@ class _UtilityChunk:
         slog_direct = np.zeros(direct[0].size)
         acc = _LogRatios(g, (n_a, kb))
         cnt = np.zeros((n_a, kb), dtype=np.int64)
-        for r0, r1 in self._row_blocks(c):
+        for r0, r1 in _row_blocks(self.stats.starts, c, self.rows_max):
             z, d = self._products(r0, r1)
             cnt += self._decision_counts(z, r1 - r0)
             if direct[0].size:
@@ -354,6 +399,124 @@ class _UtilityChunk:
             for j in np.flatnonzero(counts.sum(axis=0) > nr):
                 counts[:, j] = np.bincount(np.argmax(z[:, :, j], axis=0), minlength=n_a)
         return counts
+
+
+# ---------------------------------------------------------------- emphasis-style class weights
+_FAST_BLOCK = 1 << 16  # float64 values of one (samples x utilities) array of the fast path
+_FAST_UTILITIES = 512  # utilities per block of the fast path
+
+
+def _emphasis_form(w: NDArray[np.float64]
+                   ) -> tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]] | None:
+    """Class weights with one emphasised class each: (e, t, b), w_k[e_k] = t_k, else b_k.
+
+    None unless every row of ``w`` has all its weights but at most one equal. A row of
+    equal weights gets e = 0.
+
+    >>> _emphasis_form(np.array([[1.0, 5.0, 1.0], [2.0, 2.0, 2.0]]))
+    (array([1, 0]), array([5., 2.]), array([1., 2.]))
+    >>> _emphasis_form(np.array([[1.0, 5.0, 3.0]])) is None
+    True
+    """
+    m = w.shape[1]
+    b = w[:, -1] if m < 3 else np.where(w[:, 0] == w[:, 1], w[:, 0], w[:, 2])
+    odd = w != b[:, None]
+    if np.any(odd.sum(axis=1) > 1):
+        return None
+    e = np.argmax(odd, axis=1)
+    return e, w[np.arange(w.shape[0]), e], b
+
+
+def _top_two(qs: NDArray[np.float64], stats: _ClassStats, side: str
+             ) -> tuple[NDArray[np.float64], NDArray[np.intp], NDArray[np.float64]]:
+    """Per sample of class c, the largest q_ia over the actions a below c (or above c),
+    the lowest action that has it, and the second largest (-inf where none)."""
+    n, m = qs.shape
+    top, second, arg = np.full(n, -np.inf), np.full(n, -np.inf), np.full(n, -1, dtype=np.intp)
+    for c in stats.classes:
+        rows = slice(stats.starts[c], stats.starts[c + 1])
+        a0, a1 = (0, c) if side == "below" else (c + 1, m)
+        if a1 <= a0:
+            continue
+        block = qs[rows, a0:a1]
+        at = np.argmax(block, axis=1)
+        each = np.arange(block.shape[0])
+        top[rows], arg[rows] = block[each, at], at + a0
+        if a1 - a0 > 1:
+            rest = block.copy()
+            rest[each, at] = -np.inf
+            second[rows] = rest.max(axis=1)
+    return top, arg, second
+
+
+class _EmphasisScores:
+    r"""The ex post sums of class weights with one emphasised class each, O(n) per utility.
+
+    For :math:`w_{ka} = b_k` (:math:`a \ne e_k`) and :math:`w_{k e_k} = t_k` the
+    decision (Eq 5) is the true class c when :math:`w_c q_{ic}` beats the actions below
+    c strictly and those above weakly (ties to the lowest action); the largest of
+    :math:`\mathrm{fl}(b q_{ia})` over a set of actions is :math:`\mathrm{fl}(b \max_a
+    q_{ia})` (rounding is monotone), so per sample the largest and second largest
+    :math:`q_{ia}` below and above its class, computed once (:func:`_top_two`), give
+    the largest competitor without e, and :math:`t q_{ie}` the one at e: the same
+    products the general path compares, hence the same decisions, exactly. The loss
+    takes the general path's route: :math:`\log p_c` from running products.
+    """
+
+    def __init__(self, w: NDArray[np.float64], e: NDArray[np.intp], t: NDArray[np.float64],
+                 b: NDArray[np.float64], stats: _ClassStats) -> None:
+        self.w, self.e, self.t, self.b, self.stats = w, e, t, b, stats
+        self.below, self.above = _top_two(stats.qs, stats, "below"), _top_two(stats.qs, stats,
+                                                                                "above")
+
+    def add_to(self, totals: Totals, n_jobs: int) -> None:
+        """The sums of every utility, block by block of utilities sharing e."""
+        jobs = []
+        for e in np.unique(self.e):
+            idx = np.flatnonzero(self.e == e)
+            jobs += [(int(e), idx[j:j + _FAST_UTILITIES])
+                     for j in range(0, idx.size, _FAST_UTILITIES)]
+        _run_jobs(lambda job: self._score(job[0], job[1], totals), jobs, n_jobs)
+
+    def _competitors(self, e: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Per sample, the largest q_ia without e below its class and above it."""
+        (top_lo, arg_lo, sec_lo), (top_hi, arg_hi, sec_hi) = self.below, self.above
+        return (np.where(arg_lo == e, sec_lo, top_lo), np.where(arg_hi == e, sec_hi, top_hi))
+
+    def _score(self, e: int, idx: NDArray[np.intp], totals: Totals) -> None:
+        stats, kb = self.stats, idx.size
+        b, t = self.b[idx], self.t[idx]
+        cs = np.ascontiguousarray(self.w[idx].T)  # (m, kb)
+        den_bounds = stats.bounds(self.w[idx])
+        low_q, high_q = self._competitors(e)
+        loss, utility, log_loss = (np.zeros(kb) for _ in range(3))
+        rows_max = max(1, _FAST_BLOCK // kb)
+        for c in stats.classes:
+            wc = cs[c]
+            dlo, dhi = den_bounds(c)
+            acc = _LogRatios(_ratio_factors(wc * stats.qmin[c, c], wc * stats.qmax[c, c],
+                                            dlo, dhi), (1, kb))
+            right = np.zeros(kb, dtype=np.int64)
+            for r0, r1 in _row_blocks(stats.starts, c, rows_max):
+                qb = stats.qs[r0:r1]
+                v = np.multiply.outer(qb[:, c], wc)  # w_c q_ic, as the general path's z[c]
+                low = np.multiply.outer(low_q[r0:r1], b)
+                high = np.multiply.outer(high_q[r0:r1], b)
+                if c != e:
+                    np.maximum(low if e < c else high, np.multiply.outer(qb[:, e], t),
+                               out=low if e < c else high)
+                hit = v > low
+                hit &= v >= high
+                right += np.count_nonzero(hit, axis=0)
+                acc.add(v[None], qb @ cs)
+            slog = acc.result()[0]
+            utility += wc * right
+            loss += wc * slog
+            log_loss -= slog
+            totals["hits_by_class"][idx, c] = right
+        totals["weighted_loss"][idx] = loss
+        totals["utility"][idx] = utility
+        totals["log_loss"][idx] = log_loss
 
 
 def weighted_losses(q: NDArray[np.float64], labels: NDArray[np.intp], u: NDArray[np.float64],

@@ -134,16 +134,23 @@ def recall_class(utility: Utility | ArrayLike, emphasized: int | None = None) ->
     return int(np.argmax(u.matrix.sum(axis=0)))
 
 
-def stack_utilities(utilities: Utility | ArrayLike | Sequence[Utility | ArrayLike]
-                    ) -> NDArray[np.float64]:
+def stack_utilities(utilities: Utility | ArrayLike | Sequence[Utility | ArrayLike], *,
+                    class_weights: bool = False) -> NDArray[np.float64]:
     """Stack utilities into a (K, n_actions, n_classes) float64 array, checking each.
 
     Accepts one utility, a sequence of utilities or matrices, or a 3-D array.
-    Every matrix must be finite, nonnegative and nondegenerate (Eq 1).
+    Every matrix must be finite, nonnegative and nondegenerate (Eq 1). With
+    ``class_weights``, utilities that are all diagonal (class weights, Eq 14) come
+    back as their (K, n_classes) weights, the form the metric engine takes without
+    K square matrices.
 
     >>> import expost
     >>> stack_utilities([expost.Utility.from_class_weights([1, 2]), [[1, 0], [0, 3]]]).shape
     (2, 2, 2)
+    >>> stack_utilities([expost.Utility.from_class_weights([1, 2]), [[1, 0], [0, 3]]],
+    ...                 class_weights=True)
+    array([[1., 2.],
+           [1., 3.]])
     """
     if isinstance(utilities, Utility):
         return utilities.matrix[None].copy()
@@ -160,16 +167,31 @@ def stack_utilities(utilities: Utility | ArrayLike | Sequence[Utility | ArrayLik
                                describe(utilities)))
     if len(items) == 0:
         raise ValueError(_error("utilities", "at least one utility", "none"))
-    mats = []
-    for k, u in enumerate(items):
-        try:
-            mats.append(u.matrix if isinstance(u, Utility) else Utility(u).matrix)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"`utilities[{k}]`: {exc}") from None
+    mats = [checked_matrix(u, k) for k, u in enumerate(items)]
     shapes = {m.shape for m in mats}
     if len(shapes) != 1:
         raise ValueError(_error("utilities", "matrices of one shape", f"shapes {sorted(shapes)}"))
+    if class_weights and all(_is_diagonal(m) for m in mats):
+        return np.stack([np.diagonal(m) for m in mats]).astype(np.float64, copy=False)
     return np.stack(mats).astype(np.float64, copy=False)
+
+
+def checked_matrix(utility: Utility | ArrayLike, k: int) -> NDArray[np.float64]:
+    """The matrix of ``utilities[k]``, checked (Eq 1); an error names ``utilities[k]``."""
+    try:
+        return utility.matrix if isinstance(utility, Utility) else Utility(utility).matrix
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"`utilities[{k}]`: {exc}") from None
+
+
+def _is_diagonal(mat: NDArray[np.float64]) -> bool:
+    return mat.shape[0] == mat.shape[1] and np.count_nonzero(mat) == np.count_nonzero(
+        np.diagonal(mat))
+
+
+def as_matrix(utilities: NDArray[np.float64], k: int) -> NDArray[np.float64]:
+    """Utility k of a stack (K, A, m) or of class weights (K, m) as its matrix."""
+    return utilities[k] if utilities.ndim == 3 else np.diag(utilities[k])
 
 
 def _engine_input(regime: str, q: NDArray[np.float64], training_utility: Utility | None
@@ -209,7 +231,9 @@ def score_regime(
     :func:`expost._batched_metrics.batched_metrics` (Eq 5, 6, 8);
     ``calibration_error`` is the top-label l1 calibration error of the view's
     prediction with 15 bins (:func:`expost.calibration_error`), NaN without
-    ``calibration``. Inputs are the checked arrays of :func:`interval_metrics`.
+    ``calibration``. Inputs are the checked arrays of :func:`interval_metrics`;
+    ``utilities`` is a (K, n_actions, n_classes) stack or (K, n_classes) class
+    weights (:func:`stack_utilities` with ``class_weights=True``).
 
     Returns
     -------
@@ -229,7 +253,7 @@ def score_regime(
     out = batched_metrics(qv, labels, utilities, view=view, recall_of=recall_of)
     errors = np.full(utilities.shape[0], np.nan)
     for k in range(utilities.shape[0] if calibration else 0):
-        p = qv if view == "as_is" else _weighted_prediction(qv, utilities[k])
+        p = qv if view == "as_is" else _weighted_prediction(qv, as_matrix(utilities, k))
         errors[k] = calibration_error(p, labels, norm="l1", n_bins=15)
     out["calibration_error"] = errors
     return {name: out[name] for name in _REGIME_METRICS}

@@ -28,7 +28,15 @@ from numpy.typing import NDArray
 
 from .._csv_input import read_csv_matrix
 from .._utility import Utility
-from .evaluate import one_blas_thread, recall_class, score_regime, stack_utilities
+from .._validation import _error
+from .evaluate import (
+    as_matrix,
+    checked_matrix,
+    one_blas_thread,
+    recall_class,
+    score_regime,
+    stack_utilities,
+)
 from .metrics import METRICS, higher_is_better
 from .objective import class_index
 from .regimes import REGIME_SPECS, TRAININGS, regime_label
@@ -134,9 +142,8 @@ def recall_classes(info: dict[str, Any], utilities: Sequence[Utility | Any],
     >>> recall_classes(info, us), recall_classes(info, us, [None, 1])
     ([1, 0], [1, 1])
     """
-    stack = stack_utilities(list(utilities))
     out = []
-    for k, mat in enumerate(stack):
+    for k, mat in enumerate(checked_matrix(u, k) for k, u in enumerate(utilities)):
         chosen = None if emphasized is None else emphasized[k]
         if chosen is None and info.get("recall_class") is not None and is_own_objective(info, mat):
             chosen = int(info["recall_class"])  # the objective's own: the stored metrics' class
@@ -158,12 +165,16 @@ def iter_scores(run_dir: str | Path, utilities: Sequence[Utility | Any] | NDArra
     computed too; otherwise it is NaN. Nothing is held across intervals: memory
     does not grow with the number of intervals or runs.
     """
-    stack = stack_utilities(utilities if isinstance(utilities, np.ndarray) else list(utilities))
+    items = utilities if isinstance(utilities, np.ndarray) else list(utilities)
+    stack = stack_utilities(items, class_weights=True)  # class weights: (K, m), not K matrices
     with ResultStore(run_dir) as store, one_blas_thread():
         info = store.experiment_info()
-        recall = np.asarray(recall_classes(info, list(stack)) if recall_of is None
-                            else [recall_class(u, r) for u, r in zip(stack, recall_of, strict=True)],
-                            dtype=np.intp)
+        if recall_of is not None and len(recall_of) != stack.shape[0]:
+            raise ValueError(_error("recall_of", f"{stack.shape[0]} classes, one per utility",
+                                    f"{len(recall_of)}"))
+        recall = np.asarray(recall_classes(info, items) if recall_of is None else
+                            [recall_class(as_matrix(stack, k), r) for k, r in
+                             enumerate(recall_of)], dtype=np.intp)
         y = store.array("test_labels").astype(np.intp)
         by_key: dict[str, list[dict[str, Any]]] = {}
         for run in store.runs():
