@@ -224,6 +224,7 @@ def score_regime(
     recall_of: NDArray[np.intp],
     training_utility: Utility | None = None,
     calibration: bool = True,
+    n_jobs: int = 1,
 ) -> dict[str, NDArray[np.float64]]:
     r"""Every metric of one regime's predictions under K utilities: the harness's one route.
 
@@ -233,7 +234,8 @@ def score_regime(
     prediction with 15 bins (:func:`expost.calibration_error`), NaN without
     ``calibration``. Inputs are the checked arrays of :func:`interval_metrics`;
     ``utilities`` is a (K, n_actions, n_classes) stack or (K, n_classes) class
-    weights (:func:`stack_utilities` with ``class_weights=True``).
+    weights (:func:`stack_utilities` with ``class_weights=True``); ``n_jobs``
+    threads share the utilities of the ex post view (the results do not depend on it).
 
     Returns
     -------
@@ -250,7 +252,7 @@ def score_regime(
     array([0.5, 1. ])
     """
     view, qv = _engine_input(regime, q, training_utility)
-    out = batched_metrics(qv, labels, utilities, view=view, recall_of=recall_of)
+    out = batched_metrics(qv, labels, utilities, view=view, recall_of=recall_of, n_jobs=n_jobs)
     errors = np.full(utilities.shape[0], np.nan)
     for k in range(utilities.shape[0] if calibration else 0):
         p = qv if view == "as_is" else _weighted_prediction(qv, as_matrix(utilities, k))

@@ -19,6 +19,7 @@ own objective; else :func:`~expost.experiments.evaluate.recall_class`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,28 +75,30 @@ def utilities_for_run(
     m = len(class_names)
     prior = np.asarray(info["train_prior"], dtype=np.float64)
     utilities, labels, emphasized = [], [], []
+
+    def finish(u: Utility) -> Utility:  # normalised as it comes: one matrix per utility held
+        return u.normalized(prior) if normalize else u
+
     for path in utility_files:
         mat, header = read_csv_matrix(path, "--utility", class_names=class_names)
         if header is not None and header != class_names:
             raise ValueError(f"`--utility`: the header of {path!r} names the classes {header}, "
                              f"the experiment's classes are {class_names} (in this order).")
-        utilities.append(Utility(mat))
+        u = Utility(mat)
+        if u.matrix.shape != (m, m):
+            raise ValueError(f"`--utility`: expected a {m} x {m} matrix (one row per action, one "
+                             f"column per class), got {u.matrix.shape[0]} x {u.matrix.shape[1]}.")
+        utilities.append(finish(u))
         labels.append(Path(path).stem)
         emphasized.append(None)
     if emphasize is not None:
         idx = class_index(emphasize, class_names, "`--emphasize`")
         for r in ratios or [99.0]:
-            utilities.append(Utility.emphasize(m, idx, r))
+            utilities.append(finish(Utility.emphasize(m, idx, r)))
             labels.append(f"emphasize {class_names[idx]} {r:g}:1")
             emphasized.append(idx)
     if not utilities:
         raise ValueError("give --utility U.csv or --emphasize CLASS [--ratio R ...].")
-    for u in utilities:
-        if u.matrix.shape != (m, m):
-            raise ValueError(f"`--utility`: expected a {m} x {m} matrix (one row per action, one "
-                             f"column per class), got {u.matrix.shape[0]} x {u.matrix.shape[1]}.")
-    if normalize:
-        utilities = [u.normalized(prior) for u in utilities]
     return utilities, labels, recall_classes(info, utilities, emphasized)
 
 
@@ -152,7 +155,7 @@ def recall_classes(info: dict[str, Any], utilities: Sequence[Utility | Any],
 
 
 def iter_scores(run_dir: str | Path, utilities: Sequence[Utility | Any] | NDArray[np.float64],
-                *, recall_of: Sequence[int] | None = None
+                *, recall_of: Sequence[int] | None = None, n_jobs: int | None = None
                 ) -> Iterator[tuple[dict[str, Any], dict[str, NDArray[np.float64]]]]:
     """``(run, metrics)`` for every run and stored interval, all utilities at once.
 
@@ -163,8 +166,11 @@ def iter_scores(run_dir: str | Path, utilities: Sequence[Utility | Any] | NDArra
     regime's view (``as_is``, ``ex_post``, or ``recovered_ex_post`` for
     ``inverse_prior``). With at most 16 utilities the calibration error is
     computed too; otherwise it is NaN. Nothing is held across intervals: memory
-    does not grow with the number of intervals or runs.
+    does not grow with the number of intervals or runs. ``n_jobs`` threads (default:
+    two, or one on a one-CPU machine) share the utilities; the results do not depend
+    on it.
     """
+    jobs = min(2, os.cpu_count() or 1) if n_jobs is None else n_jobs
     items = utilities if isinstance(utilities, np.ndarray) else list(utilities)
     stack = stack_utilities(items, class_weights=True)  # class weights: (K, m), not K matrices
     with ResultStore(run_dir) as store, one_blas_thread():
@@ -185,7 +191,8 @@ def iter_scores(run_dir: str | Path, utilities: Sequence[Utility | Any] | NDArra
         for key, interval, step, epoch, q in store.iter_probabilities():
             for run in by_key.get(key, []):
                 metrics = score_regime(q, y, stack, run["regime"], recall_of=recall,
-                                       training_utility=u_ip, calibration=calibration)
+                                       training_utility=u_ip, calibration=calibration,
+                                       n_jobs=jobs)
                 yield ({"run_id": run["run_id"], "regime": run["regime"], "seed": run["seed"],
                         "interval": interval, "step": step, "epoch": epoch}, metrics)
 
