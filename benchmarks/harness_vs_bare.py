@@ -1,0 +1,65 @@
+"""The harness's default run beside the bare PyTorch loop doing the same trainings.
+
+Both run as fresh processes, alternately (``--repeat`` rounds, so that a busy spell
+on a shared machine hits both alike): ``python -m expost run`` with the embedded
+default config (ten trainings, per-epoch test evaluation and metrics, the store,
+checkpoints, Table 1, figures and the HTML report) and ``benchmarks/bare_loop.py``
+(the same ten trainings and per-epoch test log-probabilities, nothing else).
+Printed side by side: wall and CPU seconds (the children's user + system time,
+imports included) of each, and the ratio harness / bare, per round and the median.
+Goal (issue 14): at most 1.15x.
+
+Run: ``python benchmarks/harness_vs_bare.py [--repeat 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BARE = Path(__file__).with_name("bare_loop.py")
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    print(f"{'round':>5} {'harness wall':>13} {'bare wall':>10} {'ratio':>6} "
+          f"{'harness CPU':>12} {'bare CPU':>9} {'ratio':>6}")
+    ratios: dict[str, list[float]] = {"wall": [], "cpu": []}
+    for r in range(args.repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            h = timed([sys.executable, "-m", "expost", "run", "--out", str(Path(tmp) / "run"),
+                       "--quiet"])
+        b = timed([sys.executable, str(BARE)])
+        ratios["wall"].append(h[0] / b[0])
+        ratios["cpu"].append(h[1] / b[1])
+        print(f"{r:>5} {h[0]:12.2f}s {b[0]:9.2f}s {h[0] / b[0]:6.2f} {h[1]:11.2f}s "
+              f"{b[1]:8.2f}s {h[1] / b[1]:6.2f}")
+    print(f"median ratio harness / bare loop: wall {statistics.median(ratios['wall']):.2f}x, "
+          f"CPU {statistics.median(ratios['cpu']):.2f}x (goal: at most 1.15x)")
+
+
+if __name__ == "__main__":
+    main()
