@@ -32,7 +32,7 @@ MAX_CALIBRATED_UTILITIES = 16
 
 def experiment_info(run_dir: str | Path) -> dict[str, Any]:
     """The stored description of the experiment in ``run_dir`` (class names, prior, ...)."""
-    with ResultStore(run_dir) as store:
+    with ResultStore(run_dir, readonly=True) as store:
         return store.experiment_info()
 
 
@@ -114,7 +114,7 @@ def evaluate_run_dir(run_dir: str | Path, utilities: Sequence[Utility | Any], *,
     error is computed too; otherwise it is NaN.
     """
     stack = stack_utilities(list(utilities))
-    with ResultStore(run_dir) as store, one_blas_thread():
+    with ResultStore(run_dir, readonly=True) as store, one_blas_thread():
         info = store.experiment_info()
         recall = np.asarray(recall_classes(info, list(stack)) if recall_of is None
                             else [recall_class(u, r) for u, r in zip(stack, recall_of, strict=True)],
