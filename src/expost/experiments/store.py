@@ -424,6 +424,14 @@ class ResultStore:
                  float(timings.get("eval", 0.0)), float(timings.get("io", 0.0)), train_key),
             )
 
+    def reopen_training(self, train_key: str) -> None:
+        """Mark a training ``pending`` from the start (its final checkpoint is lost: it is
+        trained again; its committed intervals are overwritten as it goes)."""
+        with _transaction(self._conn):
+            self._conn.execute(
+                "UPDATE trainings SET status='pending', checkpoint=NULL, done_intervals=0,"
+                " step=0, finished_at=NULL WHERE train_key=?", (train_key,))
+
     def finish_training(self, train_key: str, *, extra_wall: float = 0.0) -> None:
         """Mark a training (and so its runs) finished."""
         with _transaction(self._conn):
