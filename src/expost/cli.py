@@ -11,12 +11,22 @@
 offline, about a minute on 2 CPU cores), then writes Table 1, the figures and
 the HTML report with :func:`expost.report.build_outputs` and prints Table 1.
 Re-running the same command resumes an interrupted experiment.
+
+Errors. :func:`main` is the one error boundary: every expected failure (a
+missing or unreadable file, permissions, a full disk, a locked or damaged
+experiment directory, bad data or options, a missing device) prints one line
+``expost <command>: error: ...`` naming the file or option, and the exit status
+is 1 (2 for an invalid experiment config, which lists every invalid key; 130
+when interrupted). ``--debug`` (anywhere on the line) shows the traceback too.
+Arguments are checked before any work is done.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import difflib
+import errno
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ._argtypes import nonnegative_int, positive_float
+from ._atomic import atomic_open
 from ._csv_input import read_csv_matrix
 from .report.table import DEFAULT_N_BOOT
 
@@ -41,36 +52,105 @@ def _fail(command: str, message: Any, code: int = EXIT_ERROR) -> int:
     return code
 
 
+_OS_ERRORS = {
+    errno.ENOSPC: "the disk is full; free some space and run the command again",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOENT: "no such file or folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "is a folder, expected a file",
+    errno.EEXIST: "already exists",
+    errno.EDQUOT: "the disk quota is exceeded; free some space and run the command again",
+}
+
+#: Failures a user can cause and fix; anything else is reported as unexpected.
+_EXPECTED = (OSError, ValueError, TypeError, KeyError, RuntimeError, ImportError, MemoryError,
+             EOFError)
+
+
+def failure_message(exc: BaseException, limit: int = 600) -> str:
+    """One line describing an exception for the command line (the error boundary's text).
+
+    >>> failure_message(PermissionError(13, "Permission denied", "runs/x/report.html"))
+    "'runs/x/report.html': permission denied"
+    >>> failure_message(KeyError("No interval 3 of training 'w-s0' is stored."))
+    "No interval 3 of training 'w-s0' is stored."
+    """
+    import sqlite3
+
+    if isinstance(exc, OSError) and (exc.filename is not None or exc.errno in _OS_ERRORS):
+        what = _OS_ERRORS.get(exc.errno or 0, exc.strerror or str(exc))
+        where = f"{str(exc.filename)!r}: " if exc.filename is not None else ""
+        text = f"{where}{what}"
+    elif isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    elif isinstance(exc, MemoryError):
+        text = "out of memory; use a smaller config (fewer seeds, smaller batches)"
+    elif isinstance(exc, sqlite3.Error):
+        text = f"the results database cannot be read ({exc})"
+    else:
+        text = str(exc) or type(exc).__name__
+    if not isinstance(exc, (*_EXPECTED, sqlite3.Error)):
+        text = (f"unexpected {type(exc).__name__}: {text} (rerun with --debug for the "
+                "traceback)")
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _check_output(path: str | None, option: str, *, folder: bool) -> None:
+    """Refuse an output that cannot be written, before any work is done."""
+    if path is None:
+        return
+    from pathlib import Path
+
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise ValueError(f"`{option}` {path!r} is a file; expected a folder (an experiment "
+                         "directory to create or resume).")
+    if not folder and p.is_dir():
+        raise ValueError(f"`{option}` {path!r} is a folder; expected a file name.")
+    parent = p if folder else p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"`{option}` {path!r}: {str(parent)!r} is a file, not a folder.")
+
+
 # ---------------------------------------------------------------- run
 def _cmd_run(args: argparse.Namespace) -> int:
     from .experiments.config import ConfigError
-    from .experiments.runners import ExperimentMismatchError, RayRunner, run_experiment
+    from .experiments.runners import RayRunner, diverged_trainings, run_experiment
 
+    _check_output(args.out, "--out", folder=True)
     try:
         runner = RayRunner() if args.runner == "ray" else None
         run_dir = run_experiment(args.config, output_dir=args.out, overrides=args.set or (),
                                  force_new=args.force_new, quiet=args.quiet, runner=runner)
     except ConfigError as exc:
         return _fail("run", exc, EXIT_USAGE)
-    except (FileNotFoundError, ExperimentMismatchError, ImportError) as exc:
-        return _fail("run", exc)
     except KeyboardInterrupt:
         return _fail("run", "interrupted; run the same command again to resume.",
                      EXIT_INTERRUPTED)
-    if args.no_report:
-        print(f"Results: {run_dir}")
-        return EXIT_OK
-    from .report import build_outputs
+    diverged = diverged_trainings(run_dir)
+    if not args.no_report:
+        from .report import build_outputs
 
-    try:
-        outputs = build_outputs(run_dir, quiet=args.quiet)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, ImportError) as exc:
-        return _fail("run", f"the runs are done and stored in {str(run_dir)!r}, but the report "
-                            f"could not be written: {exc}")
-    print(outputs.get("table1_markdown", ""))
-    for key, path in outputs.items():
-        if key != "table1_markdown":
-            print(f"{key}: {path}")
+        try:
+            outputs = build_outputs(run_dir, quiet=args.quiet)
+        except (*_EXPECTED, KeyboardInterrupt) as exc:
+            return _fail("run", f"the runs are done and stored in {str(run_dir)!r}, but the "
+                                f"report could not be written: {failure_message(exc)}")
+        print(outputs.get("table1_markdown", ""))
+        for key, path in outputs.items():
+            if key != "table1_markdown":
+                print(f"{key}: {path}")
+    else:
+        print(f"Results: {run_dir}")
+    if diverged:
+        return _fail("run", f"{len(diverged)} training(s) diverged and were not tabled: "
+                            f"{', '.join(diverged)} (their error is in the report); lower "
+                            "optimizer.lr or set training.grad_clip, then rerun.")
     return EXIT_OK
 
 
@@ -79,6 +159,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .experiments.metrics import METRICS
     from .experiments.reevaluate import evaluate_run_dir, experiment_info, utilities_for_run
 
+    _check_output(args.out, "--out", folder=False)
     try:
         info = experiment_info(args.run_dir)
         utilities, labels, recall = utilities_for_run(
@@ -91,7 +172,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     rows = [{"utility": lab, **rec} for lab, recs in zip(labels, per_utility, strict=True)
             for rec in recs]
     if args.out:
-        with open(args.out, "w", newline="") as fh:
+        with atomic_open(args.out, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=cols)
             w.writeheader()
             w.writerows(rows)
@@ -172,12 +253,14 @@ def build_parser(*, report_commands: bool = True) -> argparse.ArgumentParser:
     """
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="expost",
         description="Align classifiers with a human objective: train the regimes of "
                     "'Misaligned by Design' side by side, evaluate, decide, report.",
     )
     parser.add_argument("--version", action="version", version=f"expost {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (anywhere on the line)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -235,13 +318,46 @@ def build_parser(*, report_commands: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit status 1 (the usage is in ``--help``)."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``expost`` command; returns the exit code."""
+    """Entry point of the ``expost`` command; returns the exit code.
+
+    The one error boundary of the command line (see the module's docstring).
+    """
     words = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in words
+    words = [w for w in words if w != "--debug"]
     command = next((w for w in words if not w.startswith("-")), None)
     parser = build_parser(report_commands=command not in CORE_COMMANDS)
+    if not words:
+        parser.print_help()
+        return EXIT_OK
+    choices = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    if command is not None and command not in choices:
+        close = difflib.get_close_matches(command, list(choices), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        print(f"expost: error: unknown command {command!r}{hint} (commands: "
+              f"{', '.join(choices)}; see `expost --help`)", file=sys.stderr)
+        return EXIT_ERROR
     args = parser.parse_args(words)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        return _fail(args.command, "interrupted.", EXIT_INTERRUPTED)
+    except Exception as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        return _fail(args.command, failure_message(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -49,7 +49,7 @@ def check_divergence(train_key: str, interval: int, n_classes: int, losses: dict
     >>> try:
     ...     check_divergence("weighted-s0", 3, 10, {"train_loss": 7e27, "val_loss": float("inf")})
     ... except TrainingDiverged as exc:
-    ...     print(str(exc)[:72])
+    ...     print(str(exc)[:77])
     training 'weighted-s0' diverged at interval 4: train_loss 7e+27, val_loss inf
     """
     bound = DIVERGENCE_FACTOR * max(float(np.log(n_classes)), 1.0)
