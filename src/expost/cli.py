@@ -200,9 +200,10 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     from ._utility import Utility
     from ._validation import _error, check_probabilities
 
+    _check_output(args.out, "--out", folder=False)
     try:
-        umat, uhead = read_csv_matrix(args.utility, "--utility")
-        probs, phead = read_csv_matrix(args.probs, "--probs")
+        umat, uhead = read_csv_matrix(args.utility, "--utility", header=args.header)
+        probs, phead = read_csv_matrix(args.probs, "--probs", header=args.header)
         if uhead is not None and phead is not None and uhead != phead:
             raise ValueError(f"`--probs` names the classes {phead} and `--utility` {uhead}; "
                              "they must be the same classes in the same order.")
@@ -213,6 +214,8 @@ def _cmd_decide(args: argparse.Namespace) -> int:
         if probs.shape[1] != u.n_classes:
             raise ValueError(_error("--probs", f"{u.n_classes} columns (one per class of "
                                     "--utility)", f"{probs.shape[1]} columns"))
+        if args.renormalize:
+            probs = _renormalized(probs)
         probs, _ = check_probabilities(probs, "--probs")
         d = decide(probs, u)
         eu = expected_utility(probs, u)[np.arange(d.size), d]
@@ -224,24 +227,34 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     header = ["decision"] + (["label"] if names else []) + ["expected_utility"]
     if pu is not None:
         header += [f"p_{names[a] if names else a}" for a in range(u.n_actions)]
-    fh = open(args.out, "w", newline="") if args.out else sys.stdout
-    try:
-        w = csv.writer(fh)
-        w.writerow(header)
-        for i in range(d.size):
-            row: list[Any] = [int(d[i])]
-            if names:
-                row.append(names[int(d[i])])
-            row.append(repr(float(eu[i])))
-            if pu is not None:
-                row += [repr(float(v)) for v in pu[i]]
-            w.writerow(row)
-    finally:
-        if args.out:
-            fh.close()
+    rows: list[list[Any]] = [header]
+    for i in range(d.size):
+        row: list[Any] = [int(d[i])]
+        if names:
+            row.append(names[int(d[i])])
+        row.append(repr(float(eu[i])))
+        if pu is not None:
+            row += [repr(float(v)) for v in pu[i]]
+        rows.append(row)
+    if not args.out:
+        csv.writer(sys.stdout).writerows(rows)
+        return EXIT_OK
+    with atomic_open(args.out, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
     if args.out:
         print(f"{d.size} decisions written to {args.out}", file=sys.stderr)
     return EXIT_OK
+
+
+def _renormalized(probs: np.ndarray) -> np.ndarray:
+    """``--renormalize``: each row divided by its sum (finite, nonnegative, positive sum)."""
+    sums = probs.sum(axis=1)
+    bad = np.flatnonzero(~(np.isfinite(sums) & (sums > 0)) | (probs < 0).any(axis=1))
+    if bad.size:
+        raise ValueError(f"`--probs` row {int(bad[0]) + 1} of the data cannot be renormalised: "
+                         "it needs finite nonnegative values with a positive sum, got "
+                         f"{probs[bad[0]].tolist()[:10]}.")
+    return probs / sums[:, None]
 
 
 # ---------------------------------------------------------------- parser
@@ -305,10 +318,17 @@ def build_parser(*, report_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--utility", required=True, metavar="U.csv",
                    help="utility matrix u[action, class] (optional header of class names)")
     p.add_argument("--probs", required=True, metavar="P.csv",
-                   help="rows of class probabilities (optional header of class names)")
+                   help="rows of class probabilities (optional header of class names), or a "
+                        ".npy array")
     p.add_argument("--out", metavar="D.csv", help="output CSV (default: stdout)")
     p.add_argument("--with-probs", action="store_true",
                    help="also write the optimal weighted prediction p^u (Theorem 1)")
+    p.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                   help="the CSV files' first row is (--header) or is not (--no-header) a "
+                        "header of class names (default: told apart when unambiguous)")
+    p.add_argument("--renormalize", action="store_true",
+                   help="divide each row of --probs by its sum (rows off the simplex by more "
+                        "than the tolerance are an error otherwise)")
     p.set_defaults(func=_cmd_decide)
 
     if report_commands:
