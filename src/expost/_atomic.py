@@ -33,20 +33,18 @@ __all__ = ["atomic_open", "atomic_write", "confined"]
 
 
 def confined(path: str | Path, root: str | Path, *, what: str = "path") -> Path:
-    """``path`` (relative paths taken from ``root``), refused when it resolves outside ``root``.
+    """``path``, refused when it resolves outside the folder ``root``.
 
+    Both are taken as given (relative ones from the working directory).
     Symbolic links are resolved on the way, so a link inside ``root`` that
-    points elsewhere is refused too. Returns the path as given (joined to
-    ``root`` when relative), not the resolved one.
+    points elsewhere is refused too. Returns ``path`` as given, not resolved.
 
     Raises
     ------
     ValueError
         Naming ``what``, the path and the directory it must stay in.
     """
-    root = Path(root)
-    p = Path(path)
-    full = p if p.is_absolute() else root / p
+    root, full = Path(root), Path(path)
     base = root.resolve()
     target = full.resolve()
     if target != base and base not in target.parents:

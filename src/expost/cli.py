@@ -133,25 +133,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _fail("run", "interrupted; run the same command again to resume.",
                      EXIT_INTERRUPTED)
     diverged = diverged_trainings(run_dir)
-    if not args.no_report:
-        from .report import build_outputs
-
-        try:
-            outputs = build_outputs(run_dir, quiet=args.quiet)
-        except (*_EXPECTED, KeyboardInterrupt) as exc:
-            return _fail("run", f"the runs are done and stored in {str(run_dir)!r}, but the "
-                                f"report could not be written: {failure_message(exc)}")
-        print(outputs.get("table1_markdown", ""))
-        for key, path in outputs.items():
-            if key != "table1_markdown":
-                print(f"{key}: {path}")
-    else:
+    note = (f"{len(diverged)} training(s) diverged and were not tabled: {', '.join(diverged)} "
+            "(a non-finite or exploding loss; lower optimizer.lr or set training.grad_clip, "
+            "then rerun)") if diverged else ""
+    if args.no_report:
         print(f"Results: {run_dir}")
-    if diverged:
-        return _fail("run", f"{len(diverged)} training(s) diverged and were not tabled: "
-                            f"{', '.join(diverged)} (their error is in the report); lower "
-                            "optimizer.lr or set training.grad_clip, then rerun.")
-    return EXIT_OK
+        return _fail("run", note) if note else EXIT_OK
+    from .report import build_outputs
+
+    try:
+        outputs = build_outputs(run_dir, quiet=args.quiet)
+    except (*_EXPECTED, KeyboardInterrupt) as exc:
+        return _fail("run", f"{note + '; ' if note else ''}the runs are stored in "
+                            f"{str(run_dir)!r}, but the report could not be written: "
+                            f"{failure_message(exc)}")
+    print(outputs.get("table1_markdown", ""))
+    for key, path in outputs.items():
+        if key != "table1_markdown":
+            print(f"{key}: {path}")
+    return _fail("run", note) if note else EXIT_OK
 
 
 # ---------------------------------------------------------------- evaluate

@@ -2,7 +2,7 @@
 
 Layout of an experiment directory ``RUN_DIR``::
 
-    RUN_DIR/results.sqlite          the database (WAL journal)
+    RUN_DIR/results.sqlite          the database (WAL journal while a writer has it open)
     RUN_DIR/checkpoints/<train_key>/ckpt-<interval>.pt
     RUN_DIR/report/                 written by expost.report.build_outputs
 
@@ -281,7 +281,17 @@ class ResultStore:
         return cls(run_dir)
 
     def close(self) -> None:
-        """Close the connection (further calls fail)."""
+        """Close the connection (further calls fail).
+
+        A writer leaves the database in rollback-journal mode when it is the last
+        connection (the WAL folded in, no ``-wal``/``-shm`` files), so that readers
+        open it read-only without creating files, in a read-only folder too.
+        """
+        if not self.readonly:
+            try:
+                self._conn.execute("PRAGMA journal_mode=DELETE")  # a no-op while others read
+            except sqlite3.Error:
+                pass
         self._conn.close()
 
     def __enter__(self) -> ResultStore:

@@ -332,6 +332,8 @@ def _train(setup: TrainingSetup, job: TrainingJob, row: dict[str, Any],
     while state.interval < len(training.steps):
         started = time.perf_counter()
         train_loss = _run_interval(training, state)
+        check_divergence(job.train_key, state.interval, setup.n_classes,
+                         {"train_loss": train_loss})
         trained = time.perf_counter()
         evaluation = _evaluate(training)
         evaluated = time.perf_counter()
@@ -406,6 +408,9 @@ def _evaluate(training: _Training) -> _Evaluation:
     batch_size, precision = setup.config.training.eval_batch_size, setup.config.precision
     test_lp = predict_log_probs(model, training.test, batch_size=batch_size, precision=precision)
     val_lp = predict_log_probs(model, training.val, batch_size=batch_size, precision=precision)
+    if not (np.isfinite(test_lp).all() and np.isfinite(val_lp).all()):
+        raise TrainingDiverged(f"training {training.job.train_key!r} diverged: its predictions "
+                               "are not finite; lower optimizer.lr or set training.grad_clip.")
     test_stored = encode_log_probs(test_lp)
     q_test = decode_probabilities(test_stored)
     q_val = decode_probabilities(encode_log_probs(val_lp))
