@@ -160,14 +160,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .experiments.reevaluate import evaluate_run_dir, experiment_info, utilities_for_run
 
     _check_output(args.out, "--out", folder=False)
-    try:
-        info = experiment_info(args.run_dir)
-        utilities, labels, recall = utilities_for_run(
-            info, utility_files=args.utility or (), emphasize=args.emphasize, ratios=args.ratio,
-            normalize=not args.no_normalize)
-        per_utility = evaluate_run_dir(args.run_dir, utilities, recall_of=recall)
-    except (FileNotFoundError, ValueError, TypeError, KeyError) as exc:
-        return _fail("evaluate", exc.args[0] if isinstance(exc, KeyError) else exc)
+    info = experiment_info(args.run_dir)  # errors: main's boundary
+    utilities, labels, recall = utilities_for_run(
+        info, utility_files=args.utility or (), emphasize=args.emphasize, ratios=args.ratio,
+        normalize=not args.no_normalize)
+    per_utility = evaluate_run_dir(args.run_dir, utilities, recall_of=recall)
     cols = ["utility", "run_id", "regime", "seed", "interval", "step", "epoch", *METRICS]
     rows = [{"utility": lab, **rec} for lab, recs in zip(labels, per_utility, strict=True)
             for rec in recs]
@@ -201,27 +198,24 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     from ._validation import _error, check_probabilities
 
     _check_output(args.out, "--out", folder=False)
+    umat, uhead = read_csv_matrix(args.utility, "--utility", header=args.header)  # errors: main
+    probs, phead = read_csv_matrix(args.probs, "--probs", header=args.header)
+    if uhead is not None and phead is not None and uhead != phead:
+        raise ValueError(f"`--probs` names the classes {phead} and `--utility` {uhead}; "
+                         "they must be the same classes in the same order.")
     try:
-        umat, uhead = read_csv_matrix(args.utility, "--utility", header=args.header)
-        probs, phead = read_csv_matrix(args.probs, "--probs", header=args.header)
-        if uhead is not None and phead is not None and uhead != phead:
-            raise ValueError(f"`--probs` names the classes {phead} and `--utility` {uhead}; "
-                             "they must be the same classes in the same order.")
-        try:
-            u = Utility(umat)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"`--utility` ({args.utility}): {exc}") from None
-        if probs.shape[1] != u.n_classes:
-            raise ValueError(_error("--probs", f"{u.n_classes} columns (one per class of "
-                                    "--utility)", f"{probs.shape[1]} columns"))
-        if args.renormalize:
-            probs = _renormalized(probs)
-        probs, _ = check_probabilities(probs, "--probs")
-        d = decide(probs, u)
-        eu = expected_utility(probs, u)[np.arange(d.size), d]
-        pu = weighted_prediction(probs, u) if args.with_probs else None
-    except (FileNotFoundError, ValueError, TypeError) as exc:
-        return _fail("decide", exc)
+        u = Utility(umat)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"`--utility` ({args.utility}): {exc}") from None
+    if probs.shape[1] != u.n_classes:
+        raise ValueError(_error("--probs", f"{u.n_classes} columns (one per class of "
+                                "--utility)", f"{probs.shape[1]} columns"))
+    if args.renormalize:
+        probs = _renormalized(probs)
+    probs, _ = check_probabilities(probs, "--probs")
+    d = decide(probs, u)
+    eu = expected_utility(probs, u)[np.arange(d.size), d]
+    pu = weighted_prediction(probs, u) if args.with_probs else None
     names = uhead if (uhead is not None and u.n_actions == u.n_classes) else None
     names = names or (phead if (phead is not None and u.n_actions == u.n_classes) else None)
     header = ["decision"] + (["label"] if names else []) + ["expected_utility"]
