@@ -18,7 +18,6 @@ torch's (and CUDA's) states are byte tensors already.
 from __future__ import annotations
 
 import math
-import os
 import pickle
 import random
 from dataclasses import dataclass
@@ -166,13 +165,10 @@ def set_global_rng_states(states: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- files
 def save_atomic(checkpoint: dict[str, Any], path: Path) -> None:
     """Write ``checkpoint`` to ``path`` whole or not at all (temporary file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    from .._atomic import atomic_open
+
+    with atomic_open(path, "wb") as fh:
         torch.save(checkpoint, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
