@@ -296,3 +296,52 @@ def test_duplicate_keys_and_long_inputs(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config({**SMALL, "device": "x" * 100_000})
     assert len(str(info.value)) < 1000
+
+
+# ---------------------------------------------------------------- interruption and data
+class _Interrupting:
+    """A runner whose reporter presses Ctrl-C after the first interval."""
+
+    def run(self, setup, jobs, reporter=None):
+        from types import SimpleNamespace
+
+        from expost.experiments.train import run_training
+
+        def stop(job, row):
+            raise KeyboardInterrupt
+
+        run_training(setup, jobs[0], SimpleNamespace(start=lambda *a: None, interval=stop,
+                                                     finish=lambda job: None))
+
+
+def test_an_interrupted_training_is_recorded_as_interrupted(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(SMALL, output_dir=tmp_path / "r", progress=False, runner=_Interrupting())
+    statuses = _statuses(tmp_path / "r")
+    assert statuses["weighted-s0"] == "interrupted"
+    run_experiment(SMALL, output_dir=tmp_path / "r", progress=False)  # resumes
+    assert set(_statuses(tmp_path / "r").values()) == {"finished"}
+
+
+def test_data_errors_name_the_file_and_key(tmp_path):
+    from expost.experiments.datasets import load_dataset
+
+    arrays = {}
+    for split, n in (("train", 20), ("val", 10), ("test", 10)):
+        arrays[f"{split}_images"] = np.zeros((n, 28, 28), np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 2).reshape(-1, 1).astype(np.float64)
+    arrays["val_labels"][3] = 0.5
+    np.savez(tmp_path / "pneumoniamnist.npz", **arrays)
+    with pytest.raises(ValueError, match=r"pneumoniamnist\.npz, key 'val_labels'.*whole.*0\.5"):
+        load_dataset("medmnist", root=tmp_path)
+    (tmp_path / "pneumoniamnist.npz").write_bytes(b"PK\x03\x04truncated")
+    with pytest.raises(ValueError, match=r"pneumoniamnist\.npz.*cannot be read"):
+        load_dataset("medmnist", root=tmp_path)
+    cifar = tmp_path / "cifar"
+    cifar.mkdir()
+    np.savez(cifar / "train_0.npz", images=np.zeros((20, 32, 32, 3), np.uint8),
+             labels=np.arange(20) % 10)
+    np.savez(cifar / "test.npz", images=np.zeros((10, 32, 32), np.uint8),  # grayscale
+             labels=np.arange(10) % 10)
+    with pytest.raises(ValueError, match=r"\(n, 32, 32, 3\).*test\.npz"):
+        load_dataset("cifar10", root=cifar)
