@@ -1,4 +1,5 @@
-r"""Numeric matrices from CSV files with an optional header row (the command line's input).
+r"""Numeric matrices from CSV (or ``.npy``) files with an optional header row (the command
+line's input).
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "u.csv"
@@ -6,6 +7,9 @@ r"""Numeric matrices from CSV files with an optional header row (the command lin
 >>> read_csv_matrix(path, "--utility")
 (array([[1., 0.],
        [0., 3.]]), ['cat', 'dog'])
+>>> _ = path.write_text("0,1\n0.2,0.8\n")       # class names or a row of data?
+>>> read_csv_matrix(path, "--probs", header=True)
+(array([[0.2, 0.8]]), ['0', '1'])
 """
 
 from __future__ import annotations
@@ -20,48 +24,88 @@ import numpy as np
 __all__ = ["read_csv_matrix"]
 
 
-def read_csv_matrix(path: str | Path, name: str, *, class_names: Sequence[str] | None = None
-                    ) -> tuple[np.ndarray, list[str] | None]:
-    """A numeric matrix from a CSV file with an optional header row.
+def _number(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
 
-    The first row is a header when any of its cells is not a number, or when it
-    equals ``class_names`` (so numeric class names such as ``0,1,...,9`` work).
-    Returns the float64 matrix and the header (None without one). Errors name
-    the argument, the file, the row and the cell.
+
+def _is_header(first: list[str], class_names: Sequence[str] | None, name: str, where: str,
+               line: int) -> bool:
+    """Whether the first row is a header, when the caller did not say (see read_csv_matrix)."""
+    if any(c == "" for c in first):
+        return False  # class names are never empty: a data row with a missing value
+    if any(_number(c) is None for c in first):
+        return True
+    if class_names is not None and first == [str(c) for c in class_names]:
+        return True
+    if len(first) >= 2 and first == [str(k) for k in range(len(first))]:
+        raise ValueError(
+            f"`{name}`: row {line} of {where} ({','.join(first)}) may be a header of class "
+            "names or a row of numbers; say which with --header or --no-header."
+        )
+    return False
+
+
+def _read_npy(p: Path, name: str) -> np.ndarray:
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"`{name}`: {str(p)!r} is not a readable .npy array of numbers "
+                         f"({exc}).") from None
+    if arr.ndim != 2 or arr.dtype.kind not in "biuf" or arr.size == 0:
+        raise ValueError(f"`{name}`: {str(p)!r} must hold a non-empty 2-D array of numbers, "
+                         f"got shape {arr.shape} of dtype {arr.dtype}.")
+    return np.array(arr, dtype=np.float64)
+
+
+def read_csv_matrix(path: str | Path, name: str, *, class_names: Sequence[str] | None = None,
+                    header: bool | None = None) -> tuple[np.ndarray, list[str] | None]:
+    """A numeric matrix from a CSV file with an optional header row, or from a ``.npy`` file.
+
+    ``header`` True or False says whether the first row is a header. With None
+    (the default) it is one when all its cells are non-empty and one of them is
+    not a number, or when it equals ``class_names``; a first row of numbers
+    that reads ``0,1,...`` could be either and is refused (say which). An empty
+    cell is a missing value, an error. Blank lines are skipped; row numbers in
+    messages are those of the file. Returns the float64 matrix and the header
+    (None without one). Errors name the argument, the file, the row and the cell.
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"`{name}`: the file {str(p)!r} does not exist.")
-    text = p.read_text(encoding="utf-8-sig")
-    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    if p.suffix.lower() == ".npy":
+        return _read_npy(p, name), None
+    where = repr(str(p))
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"`{name}`: {where} is not UTF-8 text (byte {exc.start}); save it "
+                         "as UTF-8 CSV.") from None
+    reader = csv.reader(io.StringIO(text))
+    rows = [(reader.line_num, [c.strip() for c in r]) for r in reader
+            if r and any(c.strip() for c in r)]
     if not rows:
-        raise ValueError(f"`{name}`: {str(p)!r} is empty.")
-
-    def number(cell: str) -> float | None:
-        try:
-            return float(cell)
-        except ValueError:
-            return None
-
-    header = None
-    first = [c.strip() for c in rows[0]]
-    if any(number(c) is None for c in first) or (
-            class_names is not None and first == [str(c) for c in class_names]):
-        header = [c.strip() for c in rows[0]]
+        raise ValueError(f"`{name}`: {where} is empty.")
+    names = None
+    if header or (header is None and _is_header(rows[0][1], class_names, name, where,
+                                                rows[0][0])):
+        names = rows[0][1]
         rows = rows[1:]
     if not rows:
-        raise ValueError(f"`{name}`: {str(p)!r} has a header but no rows of numbers.")
-    width = len(header) if header is not None else len(rows[0])
+        raise ValueError(f"`{name}`: {where} has a header but no rows of numbers.")
+    width = len(names) if names is not None else len(rows[0][1])
     out = np.empty((len(rows), width))
-    for i, row in enumerate(rows):
-        line = i + 1 + (header is not None)
+    for i, (line, row) in enumerate(rows):
         if len(row) != width:
-            raise ValueError(f"`{name}`: row {line} of {str(p)!r} has {len(row)} cells, "
+            raise ValueError(f"`{name}`: row {line} of {where} has {len(row)} cells, "
                              f"expected {width}.")
         for j, cell in enumerate(row):
-            v = number(cell)
+            v = _number(cell)
             if v is None:
-                raise ValueError(f"`{name}`: row {line}, column {j + 1} of {str(p)!r} is not "
-                                 f"a number: {cell!r}.")
+                what = "is empty (a missing value)" if cell == "" else \
+                    f"is not a number: {cell[:50]!r}"
+                raise ValueError(f"`{name}`: row {line}, column {j + 1} of {where} {what}.")
             out[i, j] = v
-    return out, header
+    return out, names

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._validation import _error, as_float_array, check_prior, describe
+from ._validation import _error, as_float_array, check_int, check_prior, describe
 
 __all__ = ["Utility", "as_utility", "is_diagonal_matrix"]
 
@@ -133,12 +133,13 @@ class Utility:
         >>> Utility.emphasize(3, 1, ratio=99).class_weights
         array([ 1., 99.,  1.])
         """
-        if not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
-            raise ValueError(_error("n_classes", "an integer >= 2", describe(n_classes)))
-        if not isinstance(emphasized, (int, np.integer)) or not 0 <= emphasized < n_classes:
-            raise ValueError(
-                _error("emphasized", f"a class index in [0, {n_classes})", describe(emphasized))
-            )
+        n_classes = check_int(n_classes, "n_classes", minimum=2)
+        index = f"a class index in [0, {n_classes})"
+        emphasized = check_int(emphasized, "emphasized", expected=index, wrong_type=TypeError)
+        if not 0 <= emphasized < n_classes:
+            raise ValueError(_error("emphasized", index, describe(emphasized)))
+        if isinstance(ratio, (bool, np.bool_)) or not isinstance(ratio, (int, float, np.number)):
+            raise TypeError(_error("ratio", "a positive finite number", describe(ratio)))
         if not np.isfinite(ratio) or ratio <= 0:
             raise ValueError(_error("ratio", "a positive finite number", describe(ratio)))
         w = np.ones(int(n_classes))

@@ -11,12 +11,23 @@
 offline, about a minute on 2 CPU cores), then writes Table 1, the figures and
 the HTML report with :func:`expost.report.build_outputs` and prints Table 1.
 Re-running the same command resumes an interrupted experiment.
+
+Errors. :func:`main` is the one error boundary: every expected failure (a
+missing or unreadable file, permissions, a full disk, a locked or damaged
+experiment directory, bad data or options, a missing device) prints one line
+``expost <command>: error: ...`` naming the file or option, and the exit status
+is 1 (2 for an invalid experiment config, which lists every invalid key; 130
+when interrupted). ``--debug`` (anywhere on the line) shows the traceback too.
+Arguments are checked before any work is done.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import difflib
+import errno
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ._argtypes import nonnegative_int, positive_float
+from ._atomic import atomic_open
 from ._csv_input import read_csv_matrix
 from .report.table import DEFAULT_N_BOOT
 
@@ -41,37 +53,106 @@ def _fail(command: str, message: Any, code: int = EXIT_ERROR) -> int:
     return code
 
 
+_OS_ERRORS = {
+    errno.ENOSPC: "the disk is full; free some space and run the command again",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOENT: "no such file or folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "is a folder, expected a file",
+    errno.EEXIST: "already exists",
+    errno.EDQUOT: "the disk quota is exceeded; free some space and run the command again",
+}
+
+#: Failures a user can cause and fix; anything else is reported as unexpected.
+_EXPECTED = (OSError, ValueError, TypeError, KeyError, RuntimeError, ImportError, MemoryError,
+             EOFError)
+
+
+def failure_message(exc: BaseException, limit: int = 600) -> str:
+    """One line describing an exception for the command line (the error boundary's text).
+
+    >>> failure_message(PermissionError(13, "Permission denied", "runs/x/report.html"))
+    "'runs/x/report.html': permission denied"
+    >>> failure_message(KeyError("No interval 3 of training 'w-s0' is stored."))
+    "No interval 3 of training 'w-s0' is stored."
+    """
+    import sqlite3
+
+    if isinstance(exc, OSError) and (exc.filename is not None or exc.errno in _OS_ERRORS):
+        what = _OS_ERRORS.get(exc.errno or 0, exc.strerror or str(exc))
+        where = f"{str(exc.filename)!r}: " if exc.filename is not None else ""
+        text = f"{where}{what}"
+    elif isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    elif isinstance(exc, MemoryError):
+        text = "out of memory; use a smaller config (fewer seeds, smaller batches)"
+    elif isinstance(exc, sqlite3.Error):
+        text = f"the results database cannot be read ({exc})"
+    else:
+        text = str(exc) or type(exc).__name__
+    if not isinstance(exc, (*_EXPECTED, sqlite3.Error)):
+        text = (f"unexpected {type(exc).__name__}: {text} (rerun with --debug for the "
+                "traceback)")
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _check_output(path: str | None, option: str, *, folder: bool) -> None:
+    """Refuse an output that cannot be written, before any work is done."""
+    if path is None:
+        return
+    from pathlib import Path
+
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise ValueError(f"`{option}` {path!r} is a file; expected a folder (an experiment "
+                         "directory to create or resume).")
+    if not folder and p.is_dir():
+        raise ValueError(f"`{option}` {path!r} is a folder; expected a file name.")
+    parent = p if folder else p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"`{option}` {path!r}: {str(parent)!r} is a file, not a folder.")
+
+
 # ---------------------------------------------------------------- run
 def _cmd_run(args: argparse.Namespace) -> int:
     from .experiments.config import ConfigError
-    from .experiments.runners import ExperimentMismatchError, RayRunner, run_experiment
+    from .experiments.runners import RayRunner, diverged_trainings, run_experiment
 
+    _check_output(args.out, "--out", folder=True)
     try:
         runner = RayRunner() if args.runner == "ray" else None
         run_dir = run_experiment(args.config, output_dir=args.out, overrides=args.set or (),
                                  force_new=args.force_new, quiet=args.quiet, runner=runner)
     except ConfigError as exc:
         return _fail("run", exc, EXIT_USAGE)
-    except (FileNotFoundError, ExperimentMismatchError, ImportError) as exc:
-        return _fail("run", exc)
     except KeyboardInterrupt:
         return _fail("run", "interrupted; run the same command again to resume.",
                      EXIT_INTERRUPTED)
+    diverged = diverged_trainings(run_dir)
+    note = (f"{len(diverged)} training(s) diverged and were not tabled: {', '.join(diverged)} "
+            "(a non-finite or exploding loss; lower optimizer.lr or set training.grad_clip, "
+            "then rerun)") if diverged else ""
     if args.no_report:
         print(f"Results: {run_dir}")
-        return EXIT_OK
+        return _fail("run", note) if note else EXIT_OK
     from .report import build_outputs
 
     try:
         outputs = build_outputs(run_dir, quiet=args.quiet)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, ImportError) as exc:
-        return _fail("run", f"the runs are done and stored in {str(run_dir)!r}, but the report "
-                            f"could not be written: {exc}")
+    except (*_EXPECTED, KeyboardInterrupt) as exc:
+        return _fail("run", f"{note + '; ' if note else ''}the runs are stored in "
+                            f"{str(run_dir)!r}, but the report could not be written: "
+                            f"{failure_message(exc)}")
     print(outputs.get("table1_markdown", ""))
     for key, path in outputs.items():
         if key != "table1_markdown":
             print(f"{key}: {path}")
-    return EXIT_OK
+    return _fail("run", note) if note else EXIT_OK
 
 
 # ---------------------------------------------------------------- evaluate
@@ -88,31 +169,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         utilities_for_run,
     )
 
+    _check_output(args.out, "--out", folder=False)
     cols = ["utility", "run_id", "regime", "seed", "interval", "step", "epoch", *METRICS]
-    fh = None
+    info = experiment_info(args.run_dir)  # errors: main's boundary
+    utilities, labels, recall = utilities_for_run(
+        info, utility_files=args.utility or (), emphasize=args.emphasize, ratios=args.ratio,
+        normalize=not args.no_normalize)
+    best = BestIntervals(len(utilities), _TABLE_METRICS)
     n_rows = 0
-    try:
-        info = experiment_info(args.run_dir)
-        utilities, labels, recall = utilities_for_run(
-            info, utility_files=args.utility or (), emphasize=args.emphasize, ratios=args.ratio,
-            normalize=not args.no_normalize)
-        best = BestIntervals(len(utilities), _TABLE_METRICS)
-        if args.out:
-            fh = open(args.out, "w", newline="")
-            w = csv.writer(fh)
+    with contextlib.ExitStack() as outputs:
+        w = None
+        if args.out:  # the CSV replaces --out only when every row was written
+            w = csv.writer(outputs.enter_context(atomic_open(args.out, "w", newline="")))
             w.writerow(cols)
         for run, metrics in iter_scores(args.run_dir, utilities, recall_of=recall):
             best.add(run, metrics)
-            if fh is not None:  # rows stream out: one interval of one run, every utility
+            if w is not None:  # rows stream out: one interval of one run, every utility
                 fixed = [run[c] for c in cols[1:7]]
                 values = np.column_stack([metrics[m] for m in METRICS]).tolist()
                 w.writerows([lab, *fixed, *vals] for lab, vals in zip(labels, values, strict=True))
                 n_rows += len(labels)
-    except (FileNotFoundError, ValueError, TypeError, KeyError, OSError) as exc:
-        return _fail("evaluate", exc.args[0] if isinstance(exc, KeyError) else exc)
-    finally:
-        if fh is not None:
-            fh.close()
     if args.out:
         print(f"{n_rows} records written to {args.out}")
     own = [is_own_objective(info, u.matrix) for u in utilities]
@@ -151,48 +227,58 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     from ._utility import Utility
     from ._validation import _error, check_probabilities
 
+    _check_output(args.out, "--out", folder=False)
+    umat, uhead = read_csv_matrix(args.utility, "--utility", header=args.header)  # errors: main
+    probs, phead = read_csv_matrix(args.probs, "--probs", header=args.header)
+    if uhead is not None and phead is not None and uhead != phead:
+        raise ValueError(f"`--probs` names the classes {phead} and `--utility` {uhead}; "
+                         "they must be the same classes in the same order.")
     try:
-        umat, uhead = read_csv_matrix(args.utility, "--utility")
-        probs, phead = read_csv_matrix(args.probs, "--probs")
-        if uhead is not None and phead is not None and uhead != phead:
-            raise ValueError(f"`--probs` names the classes {phead} and `--utility` {uhead}; "
-                             "they must be the same classes in the same order.")
-        try:
-            u = Utility(umat)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"`--utility` ({args.utility}): {exc}") from None
-        if probs.shape[1] != u.n_classes:
-            raise ValueError(_error("--probs", f"{u.n_classes} columns (one per class of "
-                                    "--utility)", f"{probs.shape[1]} columns"))
-        probs, _ = check_probabilities(probs, "--probs")
-        d = decide(probs, u)
-        eu = expected_utility(probs, u)[np.arange(d.size), d]
-        pu = weighted_prediction(probs, u) if args.with_probs else None
-    except (FileNotFoundError, ValueError, TypeError) as exc:
-        return _fail("decide", exc)
+        u = Utility(umat)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"`--utility` ({args.utility}): {exc}") from None
+    if probs.shape[1] != u.n_classes:
+        raise ValueError(_error("--probs", f"{u.n_classes} columns (one per class of "
+                                "--utility)", f"{probs.shape[1]} columns"))
+    if args.renormalize:
+        probs = _renormalized(probs)
+    probs, _ = check_probabilities(probs, "--probs")
+    d = decide(probs, u)
+    eu = expected_utility(probs, u)[np.arange(d.size), d]
+    pu = weighted_prediction(probs, u) if args.with_probs else None
     names = uhead if (uhead is not None and u.n_actions == u.n_classes) else None
     names = names or (phead if (phead is not None and u.n_actions == u.n_classes) else None)
     header = ["decision"] + (["label"] if names else []) + ["expected_utility"]
     if pu is not None:
         header += [f"p_{names[a] if names else a}" for a in range(u.n_actions)]
-    fh = open(args.out, "w", newline="") if args.out else sys.stdout
-    try:
-        w = csv.writer(fh)
-        w.writerow(header)
-        for i in range(d.size):
-            row: list[Any] = [int(d[i])]
-            if names:
-                row.append(names[int(d[i])])
-            row.append(repr(float(eu[i])))
-            if pu is not None:
-                row += [repr(float(v)) for v in pu[i]]
-            w.writerow(row)
-    finally:
-        if args.out:
-            fh.close()
+    rows: list[list[Any]] = [header]
+    for i in range(d.size):
+        row: list[Any] = [int(d[i])]
+        if names:
+            row.append(names[int(d[i])])
+        row.append(repr(float(eu[i])))
+        if pu is not None:
+            row += [repr(float(v)) for v in pu[i]]
+        rows.append(row)
+    if not args.out:
+        csv.writer(sys.stdout).writerows(rows)
+        return EXIT_OK
+    with atomic_open(args.out, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
     if args.out:
         print(f"{d.size} decisions written to {args.out}", file=sys.stderr)
     return EXIT_OK
+
+
+def _renormalized(probs: np.ndarray) -> np.ndarray:
+    """``--renormalize``: each row divided by its sum (finite, nonnegative, positive sum)."""
+    sums = probs.sum(axis=1)
+    bad = np.flatnonzero(~(np.isfinite(sums) & (sums > 0)) | (probs < 0).any(axis=1))
+    if bad.size:
+        raise ValueError(f"`--probs` row {int(bad[0]) + 1} of the data cannot be renormalised: "
+                         "it needs finite nonnegative values with a positive sum, got "
+                         f"{probs[bad[0]].tolist()[:10]}.")
+    return probs / sums[:, None]
 
 
 # ---------------------------------------------------------------- parser
@@ -204,12 +290,14 @@ def build_parser(*, report_commands: bool = True) -> argparse.ArgumentParser:
     """
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="expost",
         description="Align classifiers with a human objective: train the regimes of "
                     "'Misaligned by Design' side by side, evaluate, decide, report.",
     )
     parser.add_argument("--version", action="version", version=f"expost {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (anywhere on the line)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -254,10 +342,17 @@ def build_parser(*, report_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--utility", required=True, metavar="U.csv",
                    help="utility matrix u[action, class] (optional header of class names)")
     p.add_argument("--probs", required=True, metavar="P.csv",
-                   help="rows of class probabilities (optional header of class names)")
+                   help="rows of class probabilities (optional header of class names), or a "
+                        ".npy array")
     p.add_argument("--out", metavar="D.csv", help="output CSV (default: stdout)")
     p.add_argument("--with-probs", action="store_true",
                    help="also write the optimal weighted prediction p^u (Theorem 1)")
+    p.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                   help="the CSV files' first row is (--header) or is not (--no-header) a "
+                        "header of class names (default: told apart when unambiguous)")
+    p.add_argument("--renormalize", action="store_true",
+                   help="divide each row of --probs by its sum (rows off the simplex by more "
+                        "than the tolerance are an error otherwise)")
     p.set_defaults(func=_cmd_decide)
 
     if report_commands:
@@ -267,13 +362,46 @@ def build_parser(*, report_commands: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit status 1 (the usage is in ``--help``)."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``expost`` command; returns the exit code."""
+    """Entry point of the ``expost`` command; returns the exit code.
+
+    The one error boundary of the command line (see the module's docstring).
+    """
     words = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in words
+    words = [w for w in words if w != "--debug"]
     command = next((w for w in words if not w.startswith("-")), None)
     parser = build_parser(report_commands=command not in CORE_COMMANDS)
+    if not words:
+        parser.print_help()
+        return EXIT_OK
+    choices = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    if command is not None and command not in choices:
+        close = difflib.get_close_matches(command, list(choices), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        print(f"expost: error: unknown command {command!r}{hint} (commands: "
+              f"{', '.join(choices)}; see `expost --help`)", file=sys.stderr)
+        return EXIT_ERROR
     args = parser.parse_args(words)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        return _fail(args.command, "interrupted.", EXIT_INTERRUPTED)
+    except Exception as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        return _fail(args.command, failure_message(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover

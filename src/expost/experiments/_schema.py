@@ -184,6 +184,10 @@ Schedule = Annotated[
 ]
 
 
+#: Bounds on a training's length (a typo such as ``epochs: 1e12`` is refused at load).
+MAX_EPOCHS, MAX_STEPS, MAX_INTERVALS = 100_000, 100_000_000, 1_000_000
+
+
 class TrainingConfig(_Section):
     """Length (``epochs`` or ``steps``, exactly one), batch sizes and the evaluation interval.
 
@@ -193,8 +197,8 @@ class TrainingConfig(_Section):
     in distribution, not bit for bit).
     """
 
-    epochs: int | None = Field(None, gt=0)
-    steps: int | None = Field(None, gt=0)
+    epochs: int | None = Field(None, gt=0, le=MAX_EPOCHS)
+    steps: int | None = Field(None, gt=0, le=MAX_STEPS)
     batch_size: int = Field(64, gt=0)
     eval_every: Literal["epoch"] | Annotated[int, Field(gt=0)] = "epoch"
     eval_batch_size: int = Field(1024, gt=0)
@@ -212,4 +216,8 @@ class TrainingConfig(_Section):
     def _length(self) -> TrainingConfig:
         if (self.epochs is None) == (self.steps is None):
             raise ValueError("give exactly one of 'epochs' and 'steps'")
+        if (self.steps is not None and isinstance(self.eval_every, int)
+                and self.steps // self.eval_every > MAX_INTERVALS):
+            raise ValueError(f"steps / eval_every must be at most {MAX_INTERVALS} evaluation "
+                             f"intervals, got {self.steps} / {self.eval_every}")
         return self

@@ -18,7 +18,6 @@ torch's (and CUDA's) states are byte tensors already.
 from __future__ import annotations
 
 import math
-import os
 import pickle
 import random
 from dataclasses import dataclass
@@ -30,13 +29,21 @@ import torch
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "CheckpointError",
     "TrainingParts",
     "TrainingState",
+    "checkpoint_file",
     "load_checkpoint",
+    "remove_orphans",
+    "resume_candidates",
     "save_atomic",
 ]
 
 CHECKPOINT_FORMAT = 2  # 2: generator states as tensors (weights_only=True); 1 pickled them
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, truncated, unsafe or of another format or training."""
 
 
 @dataclass
@@ -158,31 +165,70 @@ def set_global_rng_states(states: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- files
 def save_atomic(checkpoint: dict[str, Any], path: Path) -> None:
     """Write ``checkpoint`` to ``path`` whole or not at all (temporary file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    from .._atomic import atomic_open
+
+    with atomic_open(path, "wb") as fh:
         torch.save(checkpoint, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint onto the CPU with ``weights_only=True`` (no code runs on load).
 
-    Raises RuntimeError for a file that is not a checkpoint of this format
-    (e.g. one written by an older expost, which pickled generator states).
+    Raises :class:`CheckpointError` (a RuntimeError) for a missing or unreadable
+    file, and for one that is not a checkpoint of this format (e.g. one written
+    by an older expost, which pickled generator states).
     """
+    if not Path(path).is_file():
+        raise CheckpointError(f"the checkpoint {str(path)!r} is missing.")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's message (chained) names what it refused
-        raise RuntimeError(
+        raise CheckpointError(
             f"{str(path)!r} is not a checkpoint of tensors and plain values only (torch.load "
             "with weights_only=True refused it); it was probably written by an older expost: "
             "start the experiment afresh (--force-new)."
         ) from exc
+    except Exception as exc:  # torch raises anything on a truncated file
+        raise CheckpointError(f"the checkpoint {str(path)!r} cannot be read ({exc}).") from None
     found = checkpoint.get("format") if isinstance(checkpoint, dict) else None
     if found != CHECKPOINT_FORMAT:
-        raise RuntimeError(f"{str(path)!r} is a checkpoint of format {found!r}, expected "
+        raise CheckpointError(f"{str(path)!r} is a checkpoint of format {found!r}, expected "
                            f"{CHECKPOINT_FORMAT}: start the experiment afresh (--force-new).")
     return checkpoint
+
+
+# ---------------------------------------------------------------- where checkpoints live
+def checkpoint_file(run_dir: Path, relative: str, train_key: str) -> Path:
+    """The file of a checkpoint path read from the store, confined to ``RUN_DIR/checkpoints``.
+
+    Raises ValueError for a path that leads elsewhere (``..``, an absolute
+    path, a symbolic link out): such a path is never loaded nor deleted.
+
+    >>> checkpoint_file(Path("r"), "checkpoints/k/ckpt-00001.pt", "k").name
+    'ckpt-00001.pt'
+    """
+    from .._atomic import confined
+
+    return confined(Path(run_dir) / relative, Path(run_dir) / "checkpoints",
+                    what=f"the checkpoint path stored for training {train_key!r}")
+
+
+def resume_candidates(directory: Path, recorded: Path | None) -> list[Path]:
+    """The checkpoints to try when resuming: the one the store records first, then every
+    other ``ckpt-*.pt`` of the training's folder, latest interval first."""
+    others = sorted(directory.glob("ckpt-*.pt"), reverse=True) if directory.is_dir() else []
+    first = [] if recorded is None else [recorded]
+    return first + [p for p in others if p != recorded]
+
+
+def remove_orphans(directory: Path, keep: Path | None) -> list[Path]:
+    """Delete the checkpoints and temporary files in ``directory`` other than ``keep``
+    (left by a process killed between a commit and the deletion); return those removed."""
+    if not directory.is_dir():
+        return []
+    removed = []
+    for path in [*directory.glob("ckpt-*.pt"), *directory.glob(".*.tmp")]:
+        if keep is None or path.name != keep.name:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -56,6 +56,12 @@ __all__ = [
 #: The shipped default config, package data beside this module.
 DEFAULT_CONFIG_FILE = "default.yaml"
 
+#: At most this many seeds (runs per regime) in one experiment.
+MAX_SEEDS = 1000
+
+#: At most this many characters of an input value are echoed in an error message.
+MAX_ECHO = 200
+
 
 RegimeName = Literal[REGIME_NAMES]  # type: ignore[valid-type]
 
@@ -63,13 +69,14 @@ RegimeName = Literal[REGIME_NAMES]  # type: ignore[valid-type]
 class ExperimentConfig(_Section):
     """A whole experiment. See the shipped default (``configs/default.yaml``) for an example."""
 
-    name: str = Field("experiment", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = "experiment"
     dataset: DatasetConfig
     model: ModelConfig
     objective: Objective = Field(default_factory=lambda: EmphasizeObjective(kind="emphasize"))
     regimes: list[RegimeName] = Field(
         default_factory=lambda: ["weighted", "expost", "unweighted_raw"], min_length=1)
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: list(range(5)))
+    seeds: list[Annotated[int, Field(ge=0, lt=2**32)]] = Field(
+        default_factory=lambda: list(range(5)), max_length=MAX_SEEDS)
     optimizer: Optimizer = Field(default_factory=lambda: AdamConfig(name="adam"))
     schedule: Schedule = Field(default_factory=lambda: NoSchedule(name="none"))
     training: TrainingConfig
@@ -94,14 +101,26 @@ class ExperimentConfig(_Section):
         if isinstance(v, bool):
             raise ValueError(f"must be a number of seeds or a list of seeds, got {describe(v)}")
         if isinstance(v, int):
-            if v < 1:
-                raise ValueError(f"must be a positive number of seeds, got {v}")
+            if not 1 <= v <= MAX_SEEDS:
+                raise ValueError(f"must be a positive number of seeds (at most {MAX_SEEDS}), "
+                                 f"got {v}")
             return list(range(v))
         if isinstance(v, (list, tuple)):
             if not v:
                 raise ValueError("must list at least one seed")
             if len(set(map(repr, v))) != len(v):
                 raise ValueError(f"must not repeat a seed, got {list(v)}")
+        return v
+
+    @field_validator("name", mode="after")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,99}", v):
+            raise ValueError("must be a plain name matching the pattern "
+                             "[A-Za-z0-9_-][A-Za-z0-9_.-]* (at most 100 characters; no '/', "
+                             f"no leading '.': it names runs/<name>), got {_echo(v)}")
         return v
 
     @field_validator("regimes", mode="after")
@@ -134,6 +153,51 @@ _UNION_TAGS = {
 }
 
 
+def _echo(value: Any) -> str:
+    """``repr(value)``, cut to :data:`MAX_ECHO` characters."""
+    text = repr(value)
+    return text if len(text) <= MAX_ECHO else text[:MAX_ECHO] + "..."
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (``*name``: an alias bomb expands exponentially)
+    and without duplicate keys (YAML would keep the last silently)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            line = event.start_mark.line + 1
+            raise ConfigError(f"YAML aliases are not allowed in an experiment config "
+                              f"(*{event.anchor} on line {line}); write the value out.")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str) and key in seen:
+                raise ConfigError(f"duplicate key {_echo(key)} on line "
+                                  f"{key_node.start_mark.line + 1}; give each key once.")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Parse config YAML safely (no aliases, no duplicate keys); errors name ``where``.
+
+    >>> parse_yaml("{a: 1, b: [2, 3]}", "x.yaml")
+    {'a': 1, 'b': [2, 3]}
+    """
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"Invalid experiment config ({where}): {exc}") from None
+    except yaml.YAMLError as exc:
+        detail = " ".join(str(exc).split())
+        raise ConfigError(f"Invalid experiment config ({where}): not valid YAML: "
+                          f"{detail[:2 * MAX_ECHO]}") from None
+
+
 def _format_errors(exc: ValidationError) -> list[tuple[str, str]]:
     out = []
     for err in exc.errors(include_url=False):
@@ -155,9 +219,10 @@ def _format_errors(exc: ValidationError) -> list[tuple[str, str]]:
         elif kind == "union_tag_not_found" and parts and parts[-1] in _UNION_TAGS:
             key = "kind" if parts[-1] == "objective" else "name"
             tags = ", ".join(repr(t) for t in sorted(_UNION_TAGS[parts[-1]]))
-            msg = f"needs a {key!r} key, one of {tags} (got {err.get('input')!r})"
+            msg = f"needs a {key!r} key, one of {tags} (got {_echo(err.get('input'))})"
         elif kind not in ("value_error", "assertion_error") and "input" in err:
-            msg = f"{msg} (got {err['input']!r})"
+            msg = f"{msg} (got {_echo(err['input'])})"
+        msg = msg if len(msg) <= 2 * MAX_ECHO else msg[:2 * MAX_ECHO] + "..."
         out.append((path, msg))
     # one message per path is enough (unions repeat themselves)
     seen: set[tuple[str, str]] = set()
@@ -174,10 +239,7 @@ def _parse_overrides(overrides: Sequence[str]) -> list[tuple[list[str], Any]]:
         path = [p for p in key.strip().split(".") if p]
         if not path:
             raise ConfigError(_error("overrides", "a non-empty key path", describe(item)))
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"Override {item!r}: the value is not valid YAML ({exc}).") from None
+        value = parse_yaml(raw, f"override {item[:MAX_ECHO]!r}") if raw.strip() else None
         out.append((path, value))
     return out
 
@@ -205,10 +267,15 @@ def _read_yaml(source: str | Path) -> tuple[Any, str]:
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"Config file {str(path)!r} does not exist.")
+    if path.stat().st_size > 1_000_000:
+        raise ConfigError(f"Invalid experiment config ({path}): larger than 1 MB; is it a "
+                          "config?")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")), str(path)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"Invalid experiment config ({path}): not valid YAML: {exc}") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Invalid experiment config ({path}): not UTF-8 text (byte "
+                          f"{exc.start}).") from None
+    return parse_yaml(text, str(path)), str(path)
 
 
 def load_config(

@@ -52,7 +52,7 @@ MAX_CALIBRATED_UTILITIES = 16
 
 def experiment_info(run_dir: str | Path) -> dict[str, Any]:
     """The stored description of the experiment in ``run_dir`` (class names, prior, ...)."""
-    with ResultStore(run_dir) as store:
+    with ResultStore(run_dir, readonly=True) as store:
         return store.experiment_info()
 
 
@@ -173,7 +173,7 @@ def iter_scores(run_dir: str | Path, utilities: Sequence[Utility | Any] | NDArra
     jobs = min(2, os.cpu_count() or 1) if n_jobs is None else n_jobs
     items = utilities if isinstance(utilities, np.ndarray) else list(utilities)
     stack = stack_utilities(items, class_weights=True)  # class weights: (K, m), not K matrices
-    with ResultStore(run_dir) as store, one_blas_thread():
+    with ResultStore(run_dir, readonly=True) as store, one_blas_thread():
         info = store.experiment_info()
         if recall_of is not None and len(recall_of) != stack.shape[0]:
             raise ValueError(_error("recall_of", f"{stack.shape[0]} classes, one per utility",

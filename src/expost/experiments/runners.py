@@ -40,6 +40,7 @@ __all__ = [
     "LogReporter",
     "RayRunner",
     "RichReporter",
+    "diverged_trainings",
     "prepare_experiment",
     "run_experiment",
 ]
@@ -198,12 +199,31 @@ def _check_directory(run_dir: Path, digest: str, force_new: bool) -> tuple[bool,
             f"{digest[:12]}). Use another directory (--out DIR), or pass --force-new to move "
             "the old one aside and start afresh."
         )
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    aside = run_dir.with_name(f"{run_dir.name}.replaced-{stamp}")
-    shutil.move(str(run_dir), str(aside))
+    aside = _move_aside(run_dir)
     print(f"Moved the previous experiment in {str(run_dir)!r} to {str(aside)!r}.",
           file=sys.stderr)
     return False, True
+
+
+#: What an experiment directory holds of its own (``--force-new`` moves these only).
+_OWN_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", "checkpoints", "report")
+
+
+def _move_aside(run_dir: Path) -> Path:
+    """Move the experiment's own files (and nothing else of the folder, which may hold
+    other things) into a new sibling folder ``<dir>.replaced-<time>``; return it."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    resolved = run_dir.resolve()
+    aside = resolved.with_name(f"{resolved.name}.replaced-{stamp}")
+    n = 1
+    while aside.exists():
+        aside = resolved.with_name(f"{resolved.name}.replaced-{stamp}-{n}")
+        n += 1
+    aside.mkdir()
+    for name in _OWN_FILES:
+        if (run_dir / name).exists() or (run_dir / name).is_symlink():
+            shutil.move(str(run_dir / name), str(aside / name))
+    return aside
 
 
 @contextmanager
@@ -350,6 +370,12 @@ def _ray_task(config: dict[str, Any], run_dir: str, keys: list[str]) -> None:  #
         setup.store.close()
 
 
+def diverged_trainings(run_dir: str | Path) -> list[str]:
+    """The keys of the trainings of ``run_dir`` whose status is ``diverged``."""
+    with ResultStore(run_dir, readonly=True, check=False) as store:
+        return [t["train_key"] for t in store.trainings() if t["status"] == "diverged"]
+
+
 # ---------------------------------------------------------------- entry point
 def run_experiment(
     config: str | Path | Mapping[str, Any] | ExperimentConfig | None = None,
@@ -373,8 +399,9 @@ def run_experiment(
     overrides : sequence of str
         ``key.path=value`` edits of the config (see :func:`load_config`).
     force_new : bool
-        When the directory holds a different experiment, move it aside
-        (``<dir>.replaced-<time>``) and start afresh instead of refusing.
+        When the directory holds a different experiment, move its own files
+        (database, checkpoints, report) aside into ``<dir>.replaced-<time>`` and
+        start afresh instead of refusing; nothing else in the folder is moved.
     quiet : bool
         Plain fixed-column log lines instead of progress bars.
     progress : bool
@@ -404,9 +431,7 @@ def run_experiment(
     try:
         with ExitStack() as stack:
             stack.enter_context(_directory_lock(run_dir))  # before anything is moved aside
-            exists, moved = _check_directory(run_dir, digest, force_new)
-            if moved:
-                stack.enter_context(_directory_lock(run_dir))  # the fresh directory
+            exists, _ = _check_directory(run_dir, digest, force_new)
             stack.enter_context(_blas_threads(cfg.num_threads))
             setup, jobs = prepare_experiment(cfg, run_dir, exists=exists)
             try:

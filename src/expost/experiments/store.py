@@ -2,7 +2,7 @@
 
 Layout of an experiment directory ``RUN_DIR``::
 
-    RUN_DIR/results.sqlite          the database (WAL journal)
+    RUN_DIR/results.sqlite          the database (WAL journal while a writer has it open)
     RUN_DIR/checkpoints/<train_key>/ckpt-<interval>.pt
     RUN_DIR/report/                 written by expost.report.build_outputs
 
@@ -39,11 +39,14 @@ from .._validation import _error, describe
 from .evaluate import decode_probabilities
 from .metrics import METRICS
 
-__all__ = ["DB_NAME", "SCHEMA_VERSION", "ResultStore", "utc_now"]
+__all__ = ["DB_NAME", "SCHEMA_VERSION", "ResultStore", "StoreCorruptError", "blob_digest",
+           "utc_now"]
 
 DB_NAME = "results.sqlite"
-SCHEMA_VERSION = 1
-STATUSES = ("pending", "running", "finished", "failed")
+SCHEMA_VERSION = 2  # 2: a checksum per prediction blob (version 1 stores are migrated)
+#: A training's status; ``diverged`` (a non-finite or exploding loss) and ``interrupted``
+#: (stopped by the user) are kept apart from ``failed`` (an error). A rerun retries all three.
+STATUSES = ("pending", "running", "finished", "failed", "diverged", "interrupted")
 SPLITS = ("test", "val")
 
 _METRIC_COLUMNS = ", ".join(f"{m} REAL" for m in METRICS)
@@ -87,6 +90,7 @@ CREATE TABLE IF NOT EXISTS intervals (
     n_test INTEGER NOT NULL,
     n_classes INTEGER NOT NULL,
     test_log_probs BLOB NOT NULL,
+    checksum TEXT,
     PRIMARY KEY (train_key, interval));
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
@@ -95,6 +99,50 @@ CREATE TABLE IF NOT EXISTS metrics (
     {_METRIC_COLUMNS},
     PRIMARY KEY (run_id, split, interval));
 """
+
+
+class StoreCorruptError(ValueError):
+    """The results database is damaged (a failed ``quick_check`` or a changed prediction)."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(
+            f"the results database {str(path)!r} is damaged ({detail[:300]}); its numbers "
+            "cannot be trusted. Restore it from a copy, or start the experiment afresh "
+            "(`expost run ... --force-new`)."
+        )
+        self.path = path
+
+
+def blob_digest(blob: bytes) -> str:
+    """The checksum stored beside each prediction blob (BLAKE2b, 16 bytes, hex).
+
+    >>> blob_digest(b"")
+    'cae66941d9efbd404e4d88758ea67670'
+    """
+    import hashlib
+
+    return hashlib.blake2b(bytes(blob), digest_size=16).hexdigest()
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection: no WAL pragma, nothing written (a read-only folder works)."""
+    from urllib.parse import quote
+
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=60.0)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:  # a WAL database in a folder we cannot write to
+        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?immutable=1", uri=True,
+                               isolation_level=None)
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a version 1 store up to date (the checksum column; old rows stay unchecked)."""
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(intervals)")]
+    if cols and "checksum" not in cols:
+        conn.execute("ALTER TABLE intervals ADD COLUMN checksum TEXT")
 
 
 def utc_now() -> str:
@@ -131,22 +179,55 @@ class ResultStore:
     >>> store.close()
     """
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, *, readonly: bool = False, check: bool = True
+                 ) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / DB_NAME
+        self.readonly = readonly
         if not self.path.is_file():
             raise FileNotFoundError(
                 f"No experiment in {str(self.run_dir)!r}: {str(self.path)!r} does not exist "
                 "(start one with `expost run CONFIG.yaml --out RUN_DIR`)."
             )
-        self._conn = self._connect(self.path)
-        if self._meta_get("config_hash") is None:
+        try:
+            self._conn = _connect_readonly(self.path) if readonly else self._connect(self.path)
+            if not readonly:
+                _migrate(self._conn)
+            has_hash = self._meta_get("config_hash") is not None
+        except sqlite3.DatabaseError as exc:
+            raise StoreCorruptError(self.path, str(exc)) from None
+        if not has_hash:
             raise FileNotFoundError(
                 f"{str(self.path)!r} is not a complete expost results database "
                 "(no config_hash); it was probably interrupted while being created."
             )
+        if check:
+            self.verify()
 
     # ------------------------------------------------------------------ opening
+    def verify(self) -> None:
+        """Check the database (``PRAGMA quick_check``) and every prediction blob's checksum.
+
+        Raises
+        ------
+        StoreCorruptError
+            Naming the file and what is damaged.
+        """
+        try:
+            rows = self._conn.execute("PRAGMA quick_check").fetchall()
+            if [r[0] for r in rows] != ["ok"]:
+                raise StoreCorruptError(self.path, "; ".join(str(r[0]) for r in rows[:3]))
+            self._conn.create_function("expost_digest", 1, blob_digest, deterministic=True)
+            bad = self._conn.execute(
+                "SELECT train_key, interval FROM intervals WHERE checksum IS NOT NULL"
+                " AND checksum != expost_digest(test_log_probs) LIMIT 3").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreCorruptError(self.path, str(exc)) from None
+        if bad:
+            where = ", ".join(f"{k} interval {i}" for k, i in bad)
+            raise StoreCorruptError(self.path, f"the stored predictions of {where} do not match "
+                                               "their checksum")
+
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=60.0)
@@ -200,7 +281,17 @@ class ResultStore:
         return cls(run_dir)
 
     def close(self) -> None:
-        """Close the connection (further calls fail)."""
+        """Close the connection (further calls fail).
+
+        A writer leaves the database in rollback-journal mode when it is the last
+        connection (the WAL folded in, no ``-wal``/``-shm`` files), so that readers
+        open it read-only without creating files, in a read-only folder too.
+        """
+        if not self.readonly:
+            try:
+                self._conn.execute("PRAGMA journal_mode=DELETE")  # a no-op while others read
+            except sqlite3.Error:
+                pass
         self._conn.close()
 
     def __enter__(self) -> ResultStore:
@@ -315,16 +406,17 @@ class ResultStore:
         """
         lp = np.ascontiguousarray(test_log_probs, dtype=np.float16)
         row = dict(interval)
+        blob = lp.tobytes()
         row.update(train_key=train_key, n_test=lp.shape[0], n_classes=lp.shape[1],
-                   test_log_probs=lp.tobytes())
+                   test_log_probs=blob, checksum=blob_digest(blob))
         cols = ", ".join(METRICS)
         marks = ", ".join("?" for _ in METRICS)
         with _transaction(self._conn):
             self._conn.execute(
                 "INSERT OR REPLACE INTO intervals (train_key, interval, step, epoch, lr, train_loss,"
-                " val_loss, train_seconds, eval_seconds, n_test, n_classes, test_log_probs) VALUES"
-                " (:train_key, :interval, :step, :epoch, :lr, :train_loss, :val_loss,"
-                " :train_seconds, :eval_seconds, :n_test, :n_classes, :test_log_probs)",
+                " val_loss, train_seconds, eval_seconds, n_test, n_classes, test_log_probs, checksum)"
+                " VALUES (:train_key, :interval, :step, :epoch, :lr, :train_loss, :val_loss,"
+                " :train_seconds, :eval_seconds, :n_test, :n_classes, :test_log_probs, :checksum)",
                 row,
             )
             self._conn.executemany(
@@ -342,6 +434,14 @@ class ResultStore:
                  float(timings.get("eval", 0.0)), float(timings.get("io", 0.0)), train_key),
             )
 
+    def reopen_training(self, train_key: str) -> None:
+        """Mark a training ``pending`` from the start (its final checkpoint is lost: it is
+        trained again; its committed intervals are overwritten as it goes)."""
+        with _transaction(self._conn):
+            self._conn.execute(
+                "UPDATE trainings SET status='pending', checkpoint=NULL, done_intervals=0,"
+                " step=0, finished_at=NULL WHERE train_key=?", (train_key,))
+
     def finish_training(self, train_key: str, *, extra_wall: float = 0.0) -> None:
         """Mark a training (and so its runs) finished."""
         with _transaction(self._conn):
@@ -351,12 +451,16 @@ class ResultStore:
                 (utc_now(), float(extra_wall), train_key),
             )
 
-    def fail_training(self, train_key: str, error: str) -> None:
-        """Mark a training failed with its error message (a rerun retries it)."""
+    def fail_training(self, train_key: str, error: str, *, status: str = "failed") -> None:
+        """Mark a training ``failed``, ``diverged`` or ``interrupted`` with its message (a
+        rerun retries it)."""
+        if status not in ("failed", "diverged", "interrupted"):
+            raise ValueError(_error("status", "'failed', 'diverged' or 'interrupted'",
+                                    describe(status)))
         with _transaction(self._conn):
             self._conn.execute(
-                "UPDATE trainings SET status='failed', error=? WHERE train_key=?",
-                (error[-4000:], train_key),
+                "UPDATE trainings SET status=?, error=? WHERE train_key=?",
+                (status, error[-4000:], train_key),
             )
 
     # ------------------------------------------------------------------ readers
@@ -419,14 +523,22 @@ class ResultStore:
     def stored_log_probs(self, train_key: str, interval: int) -> NDArray[np.float16]:
         """The stored float16 test log-probabilities of one training at one interval."""
         row = self._conn.execute(
-            "SELECT n_test, n_classes, test_log_probs FROM intervals"
+            "SELECT n_test, n_classes, test_log_probs, checksum FROM intervals"
             " WHERE train_key=? AND interval=?",
             (train_key, int(interval)),
         ).fetchone()
         if row is None:
             raise KeyError(f"No interval {interval} of training {train_key!r} is stored.")
-        n, m, blob = row
-        return np.frombuffer(blob, dtype=np.float16).reshape(n, m).copy()
+        n, m, blob, digest = row
+        return self._decode_blob(train_key, interval, n, m, blob, digest).copy()
+
+    def _decode_blob(self, key: str, interval: int, n: int, m: int, blob: bytes,
+                     digest: str | None) -> NDArray[np.float16]:
+        """A prediction blob as an (n, m) float16 array, its checksum verified."""
+        if (digest is not None and digest != blob_digest(blob)) or len(blob) != 2 * n * m:
+            raise StoreCorruptError(self.path, f"the stored predictions of {key} interval "
+                                               f"{interval} do not match their checksum")
+        return np.frombuffer(blob, dtype=np.float16).reshape(n, m)
 
     def probabilities(self, train_key: str, interval: int) -> NDArray[np.float64]:
         """The test-set probabilities of one training at one interval, decoded to float64
@@ -436,11 +548,11 @@ class ResultStore:
     def iter_probabilities(self) -> Iterator[tuple[str, int, int, float, NDArray[np.float64]]]:
         """``(train_key, interval, step, epoch, q)`` for every stored interval."""
         cur = self._conn.execute(
-            "SELECT train_key, interval, step, epoch, n_test, n_classes, test_log_probs"
+            "SELECT train_key, interval, step, epoch, n_test, n_classes, test_log_probs, checksum"
             " FROM intervals ORDER BY train_key, interval"
         )
-        for key, interval, step, epoch, n, m, blob in cur:
-            s = np.frombuffer(blob, dtype=np.float16).reshape(n, m)
+        for key, interval, step, epoch, n, m, blob, digest in cur:
+            s = self._decode_blob(key, interval, n, m, blob, digest)
             yield key, int(interval), int(step), float(epoch), decode_probabilities(s)
 
 

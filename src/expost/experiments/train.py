@@ -47,10 +47,18 @@ from .._decisions import decide
 from .._scoring import weighted_loss
 from .._utility import Utility
 from .batches import BatchSource, EpochSampler, autocast, predict_log_probs
-from .checkpoint import TrainingParts, TrainingState, load_checkpoint, save_atomic
+from .checkpoint import (
+    CheckpointError,
+    TrainingParts,
+    TrainingState,
+    checkpoint_file,
+    load_checkpoint,
+    save_atomic,
+)
 from .config import ExperimentConfig
 from .evaluate import decode_probabilities, encode_log_probs, interval_metrics
 from .objective import ResolvedObjective
+from .recovery import DIVERGENCE_FACTOR, TrainingDiverged, check_divergence, restore, warn
 from .regimes import TRAININGS, train_key
 from .schedule import build_optimizer, build_scheduler, eval_steps
 from .store import ResultStore
@@ -59,7 +67,9 @@ if TYPE_CHECKING:
     from .datasets import DataSplits
 
 __all__ = [
+    "DIVERGENCE_FACTOR",
     "BatchSource",
+    "TrainingDiverged",
     "TrainingJob",
     "TrainingSetup",
     "build_optimizer",
@@ -164,10 +174,7 @@ def _relabel(setup: TrainingSetup, base_key: str) -> tuple[NDArray[np.int64], ND
     the same seed; training and validation sets are relabelled (the validation
     labels feed the schedule's validation loss).
     """
-    row = setup.store.training(base_key)
-    if row["status"] != "finished" or not row["checkpoint"]:
-        raise RuntimeError(f"MetaCost needs the finished training {base_key!r} first.")
-    checkpoint = load_checkpoint(setup.run_dir / row["checkpoint"])
+    checkpoint = _base_checkpoint(setup, base_key)
     model = _build_model(setup)
     best = checkpoint["best"]["model"]
     model.load_state_dict(checkpoint["model"] if best is None else best)
@@ -180,6 +187,27 @@ def _relabel(setup: TrainingSetup, base_key: str) -> tuple[NDArray[np.int64], ND
                                precision=setup.config.precision)
         labels.append(decide(decode_probabilities(lp), setup.objective.utility).astype(np.int64))
     return labels[0], labels[1]
+
+
+def _base_checkpoint(setup: TrainingSetup, base_key: str) -> dict[str, Any]:
+    """The final checkpoint of the finished training MetaCost relabels with; retrained (with a
+    message) when it is missing or unreadable."""
+    row = setup.store.training(base_key)
+    if row["status"] == "diverged":
+        raise TrainingDiverged(f"MetaCost's base training {base_key!r} diverged.")
+    if row["status"] != "finished" or not row["checkpoint"]:
+        raise RuntimeError(f"MetaCost needs the finished training {base_key!r} first.")
+    path = checkpoint_file(setup.run_dir, row["checkpoint"], base_key)
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as exc:
+        warn(f"{exc} MetaCost needs that final model of {base_key!r}: retraining it.")
+    setup.store.reopen_training(base_key)
+    runs = tuple((r["run_id"], r["regime"]) for r in setup.store.runs()
+                 if r["train_key"] == base_key)
+    run_training(setup, TrainingJob(base_key, row["kind"], row["seed"], runs, keep_best=True))
+    row = setup.store.training(base_key)
+    return load_checkpoint(checkpoint_file(setup.run_dir, row["checkpoint"], base_key))
 
 
 # ---------------------------------------------------------------- one training's pieces
@@ -269,8 +297,11 @@ def run_training(setup: TrainingSetup, job: TrainingJob, reporter: Reporter | No
     """Train one job to the end, resuming from its last committed checkpoint if any.
 
     A finished training returns at once. Every interval is committed to the
-    store with its checkpoint; an exception marks the training failed (a rerun
-    resumes it from the last committed interval).
+    store with its checkpoint. A non-finite or exploding loss marks the training
+    ``diverged`` (:func:`check_divergence`; nothing of that interval is
+    committed) and returns; Ctrl-C marks it ``interrupted`` and any other
+    exception ``failed``, and is raised again. A rerun resumes all three from
+    the last committed interval.
     """
     store = setup.store
     row = store.training(job.train_key)
@@ -279,8 +310,13 @@ def run_training(setup: TrainingSetup, job: TrainingJob, reporter: Reporter | No
     store.start_training(job.train_key)
     try:
         _train(setup, job, row, reporter)
+    except TrainingDiverged as exc:
+        store.fail_training(job.train_key, str(exc), status="diverged")
+        warn(str(exc))
+        return
     except BaseException as exc:
-        store.fail_training(job.train_key, f"{type(exc).__name__}: {exc}")
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        store.fail_training(job.train_key, f"{type(exc).__name__}: {exc}", status=status)
         raise
     if reporter is not None:
         reporter.finish(job)
@@ -288,17 +324,21 @@ def run_training(setup: TrainingSetup, job: TrainingJob, reporter: Reporter | No
 
 def _train(setup: TrainingSetup, job: TrainingJob, row: dict[str, Any],
            reporter: Reporter | None) -> None:
-    training = _build_training(setup, job)
-    state = _restore(training, row)
+    training, state = restore(lambda: _build_training(setup, job), job.train_key,
+                              setup.run_dir, row)
     if reporter is not None:
         reporter.start(job, len(training.steps), state.interval)
     training.parts.model.train()
     while state.interval < len(training.steps):
         started = time.perf_counter()
         train_loss = _run_interval(training, state)
+        check_divergence(job.train_key, state.interval, setup.n_classes,
+                         {"train_loss": train_loss})
         trained = time.perf_counter()
         evaluation = _evaluate(training)
         evaluated = time.perf_counter()
+        check_divergence(job.train_key, state.interval, setup.n_classes,
+                         {"train_loss": train_loss, "val_loss": evaluation.val_loss})
         lr = _end_interval(training, state, evaluation.val_loss)
         rec = {"interval": state.interval - 1, "step": state.step,
                "epoch": state.step / training.steps_per_epoch, "lr": lr,
@@ -317,24 +357,6 @@ def _progress_row(training: _Training, rec: dict[str, Any], evaluation: _Evaluat
     test_first = next((m for _, split, m in evaluation.metrics if split == "test"), {})
     return {**rec, "n_intervals": len(training.steps), "io_seconds": io_seconds,
             "regime": runs[0][1] if runs else None, **test_first}
-
-
-def _restore(training: _Training, row: dict[str, Any]) -> TrainingState:
-    """The state of the last committed checkpoint (parts and generators restored), or a
-    fresh one; stale temporary files of an interrupted write are removed."""
-    key, relative = training.job.train_key, row["checkpoint"]
-    state = TrainingState()
-    if relative:
-        checkpoint = load_checkpoint(training.setup.run_dir / relative)
-        state = TrainingState.from_checkpoint(checkpoint, key, training.parts)
-        if state.interval != row["done_intervals"]:
-            raise RuntimeError(f"Checkpoint {relative!r} is at interval {state.interval}, the "
-                               f"database at {row['done_intervals']}.")
-    if training.checkpoint_dir.is_dir():
-        for stale in training.checkpoint_dir.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
-    training.sampler.resume(state)
-    return state
 
 
 def _run_interval(training: _Training, state: TrainingState) -> float:
@@ -386,6 +408,9 @@ def _evaluate(training: _Training) -> _Evaluation:
     batch_size, precision = setup.config.training.eval_batch_size, setup.config.precision
     test_lp = predict_log_probs(model, training.test, batch_size=batch_size, precision=precision)
     val_lp = predict_log_probs(model, training.val, batch_size=batch_size, precision=precision)
+    if not (np.isfinite(test_lp).all() and np.isfinite(val_lp).all()):
+        raise TrainingDiverged(f"training {training.job.train_key!r} diverged: its predictions "
+                               "are not finite; lower optimizer.lr or set training.grad_clip.")
     test_stored = encode_log_probs(test_lp)
     q_test = decode_probabilities(test_stored)
     q_val = decode_probabilities(encode_log_probs(val_lp))
@@ -438,5 +463,5 @@ def _commit(training: _Training, state: TrainingState, rec: dict[str, Any],
                  "eval": rec["eval_seconds"], "io": time.perf_counter() - evaluated},
     )
     if previous and previous != relative:
-        (setup.run_dir / previous).unlink(missing_ok=True)
+        checkpoint_file(setup.run_dir, previous, key).unlink(missing_ok=True)
     return io_seconds

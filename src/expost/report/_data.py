@@ -51,7 +51,7 @@ def open_store(run_dir: Any) -> Iterator[tuple[Any, Path | None]]:
                                 "first (`expost run CONFIG --out RUN_DIR`).")
     from ..experiments.store import ResultStore  # the harness owns the store
 
-    store = ResultStore(path)
+    store = ResultStore(path, readonly=True)
     try:
         yield store, path
     finally:

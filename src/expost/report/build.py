@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .._atomic import atomic_write, confined
 from ._data import gather, make_figures, open_store
 from .figures import save_figure
 from .html import render_html
@@ -67,6 +68,9 @@ def build_outputs(
             raise ValueError("`out_dir` must be given when `run_dir` is a store object without "
                              "a run_dir attribute, got None.")
         data = gather(store, where, n_boot=n_boot, seed=seed)
+    root = where if out_dir is None else None  # RUN_DIR/report: never through a link out
+    if root is not None:
+        confined(out, root, what="the report folder")
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {}
     if data.table is not None:
@@ -74,7 +78,7 @@ def build_outputs(
         for key, name, text in (("table1_md", "table1.md", markdown),
                                 ("table1_csv", "table1.csv", data.table.to_csv()),
                                 ("table1_tex", "table1.tex", data.table.to_latex())):
-            (out / name).write_text(text, encoding="utf-8")
+            atomic_write(out / name, text, root=root)
             result[key] = out / name
         result["table1_markdown"] = markdown
     else:
@@ -85,7 +89,7 @@ def build_outputs(
         result[f"figure_{name}"] = paths[0]
         pngs.append((name, caption, paths[0].read_bytes()))
     report = out / "report.html"
-    report.write_text(render_html(data, pngs), encoding="utf-8")
+    atomic_write(report, render_html(data, pngs), root=root)
     result["report_html"] = report
     if not quiet:
         print(f"expost: report written to {report}", file=sys.stderr)

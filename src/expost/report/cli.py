@@ -64,10 +64,12 @@ def _cmd_table(args: argparse.Namespace) -> int:
     chosen = list(FORMATS) if args.format == "all" else [args.format]
     sys.stdout.write("\n".join(texts[f] for f in chosen))
     if args.out is not None:
+        from .._atomic import atomic_write
+
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         for f in chosen:
-            (out / FORMATS[f]).write_text(texts[f], encoding="utf-8")
+            atomic_write(out / FORMATS[f], texts[f])
             print(f"wrote {out / FORMATS[f]}", file=sys.stderr)
     return 0
 

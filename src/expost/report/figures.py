@@ -48,12 +48,15 @@ def save_figure(fig: Figure, path: str | Path, *, pdf: bool = False, dpi: int = 
 
     Returns the paths written.
     """
+    from .._atomic import atomic_open
+
     png = Path(path).with_suffix(".png")
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=dpi, format="png")
+    with atomic_open(png, "wb") as fh:  # whole or not at all
+        fig.savefig(fh, dpi=dpi, format="png")
     out = [png]
     if pdf:
-        fig.savefig(png.with_suffix(".pdf"), format="pdf")
+        with atomic_open(png.with_suffix(".pdf"), "wb") as fh:
+            fig.savefig(fh, format="pdf")
         out.append(png.with_suffix(".pdf"))
     return out
 

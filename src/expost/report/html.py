@@ -231,8 +231,9 @@ def write_report(run_dir: Any, out: str | Path | None = None, *, n_boot: int = D
         path = _default_out(where, out, "report.html")
         data = gather(store, where, n_boot=n_boot, seed=seed)
     figs = [(name, cap, figure_png(fig)) for name, cap, fig in make_figures(data)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(data, figs), encoding="utf-8")
+    from .._atomic import atomic_write
+
+    atomic_write(path, render_html(data, figs), root=where if out is None else None)
     return path
 
 

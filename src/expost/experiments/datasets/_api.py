@@ -15,13 +15,14 @@ _DATASETS: Registry[DatasetFactory] = Registry("dataset", reserved=("seed",))
 
 
 def register_dataset(
-    name: str | None = None, *, overwrite: bool = False
+    name: str | None = None, *, overwrite: bool = False, check: Callable[..., Any] | None = None
 ) -> Callable[[DatasetFactory], DatasetFactory]:
     """Register a data-set factory under ``name`` (default: the function's name).
 
     The factory is a function ``f(*, seed, **options) -> DataSplits`` whose
     options are keyword-only arguments with type hints and defaults; they
-    become the options :func:`load_dataset` accepts and checks.
+    become the options :func:`load_dataset` accepts and checks. ``check(**options)``,
+    optional, checks their values when the config loads (before any data is read).
 
     Examples
     --------
@@ -36,7 +37,7 @@ def register_dataset(
     >>> load_dataset("two_points", n=6)
     DataSplits('two_points', train=6, val=6, test=6, n_classes=2, input_shape=(2,))
     """
-    return _DATASETS.register(name, overwrite=overwrite)
+    return _DATASETS.register(name, overwrite=overwrite, check=check)
 
 
 def list_datasets() -> list[str]:

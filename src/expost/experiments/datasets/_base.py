@@ -451,6 +451,29 @@ class ImageArrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return x[0], y[0]
 
 
+def whole_labels(labels: Any, where: str) -> NDArray[np.int64]:
+    """Class labels as int64, refusing what a cast would silently truncate.
+
+    Float labels must be finite whole numbers >= 0 (0.5 is an error, not 0); ``where``
+    names the file and key in the ValueError.
+
+    >>> whole_labels(np.array([0.0, 2.0]), "x.npz, key 'labels'")
+    array([0, 2])
+    """
+    arr = np.asarray(labels).reshape(-1)
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{where}: class labels must be whole numbers, got {arr[i]!r} at "
+                             f"position {i}.")
+    elif arr.dtype.kind not in "iub":
+        raise ValueError(f"{where}: class labels must be numbers, got dtype {arr.dtype}.")
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"{where}: class labels must be >= 0, got {arr.min()!r}.")
+    return arr.astype(np.int64)
+
+
 def channels_last(images: NDArray[Any]) -> NDArray[Any]:
     """(n, H, W) or (n, H, W, C) image array -> (n, H, W, C) (a view when possible)."""
     arr = np.asarray(images)

@@ -111,9 +111,16 @@ class Registry(Generic[F]):
         self.kind = kind
         self.reserved = reserved
         self._factories: dict[str, F] = {}
+        self._checks: dict[str, Callable[..., Any]] = {}
 
-    def register(self, name: str | None = None, *, overwrite: bool = False) -> Callable[[F], F]:
-        """Decorator registering a factory under ``name`` (default: its ``__name__``)."""
+    def register(self, name: str | None = None, *, overwrite: bool = False,
+                 check: Callable[..., Any] | None = None) -> Callable[[F], F]:
+        """Decorator registering a factory under ``name`` (default: its ``__name__``).
+
+        ``check``, optional, checks the options' values before anything is built:
+        :meth:`check_options` calls it with every option (defaults filled in) and
+        it raises ValueError naming the option.
+        """
 
         def decorator(fn: F) -> F:
             key = fn.__name__ if name is None else name
@@ -126,6 +133,10 @@ class Registry(Generic[F]):
                 )
             self._check_signature(key, fn)
             self._factories[key] = fn
+            if check is not None:
+                self._checks[key] = check
+            else:
+                self._checks.pop(key, None)
             return fn
 
         return decorator
@@ -205,3 +216,6 @@ class Registry(Generic[F]):
         absent = [k for k, (_, d) in allowed.items() if d is REQUIRED and k not in options]
         if absent:
             raise TypeError(f"The {self.kind} {name!r} needs the option(s) {absent}.")
+        if name in self._checks:
+            full = {k: d for k, (_, d) in allowed.items() if d is not REQUIRED}
+            self._checks[name](**{**full, **options})

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,7 @@ from ._base import (
     find_root,
     stratified_split,
     subsample,
+    whole_labels,
 )
 
 #: Published per-channel training-set statistics.
@@ -59,10 +61,46 @@ def _norm(normalize: str, dataset_mean: tuple[float, ...], dataset_std: tuple[fl
     }[normalize]
 
 
-def _unpickle(path: Path) -> dict[str, Any]:
-    # The official files are Python 2 pickles: keys (and names) arrive as bytes.
-    with open(path, "rb") as f:
-        raw = pickle.load(f, encoding="bytes")
+#: The only globals a CIFAR pickle may name: numpy's array reconstruction.
+_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: any other global (a function a
+    crafted file would call) is refused, so loading runs no code from the file."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR batch never "
+                                     "does (only numpy arrays are allowed)")
+
+
+def _unpickle(path: Path, named: bool) -> dict[str, Any]:
+    """One official CIFAR batch file (a Python 2 pickle: keys and names arrive as bytes).
+
+    Pickles are read only from a folder the user named (``root``), never from
+    one found by searching, and only with :class:`_ArrayUnpickler`.
+    """
+    if not named:
+        raise ValueError(
+            f"CIFAR in the Python pickle format was found in {str(path.parent)!r}, a folder "
+            "found by searching; expost reads pickle files only from a folder you name: "
+            "pass the option root=<that folder> (for files you trust), or use .npz shards."
+        )
+    try:
+        with open(path, "rb") as f:
+            raw = _ArrayUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{str(path)!r} is not a CIFAR batch file ({exc}).") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{str(path)!r} is not a CIFAR batch file (it holds "
+                         f"{type(raw).__name__}, expected a dict).")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
 
 
@@ -82,13 +120,25 @@ def _shard_index(p: Path) -> int:
 
 
 def _read_shard(path: Path) -> tuple[NDArray[np.uint8], NDArray[np.int64], list[str]]:
-    with np.load(path, allow_pickle=False) as z:
-        names = _names(z["label_names"]) if "label_names" in z.files else []
-        return (channels_last(z["images"]), np.asarray(z["labels"]).reshape(-1).astype(np.int64),
-                names)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("images", "labels") if k not in z.files]
+            if missing:
+                raise ValueError(f"the CIFAR shard {str(path)!r} lacks the key(s) {missing}.")
+            names = _names(z["label_names"]) if "label_names" in z.files else []
+            images, labels = z["images"], z["labels"]
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"the CIFAR shard {str(path)!r} cannot be read (truncated or not an "
+                         f".npz: {exc}).") from None
+    images = channels_last(images)
+    labels = whole_labels(labels, f"{path}, key 'labels'")
+    if images.shape[0] != labels.size:
+        raise ValueError(f"the CIFAR shard {str(path)!r} has {images.shape[0]} images and "
+                         f"{labels.size} labels.")
+    return images, labels, names
 
 
-def _read_cifar10(folder: Path) -> tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.uint8],
+def _read_cifar10(folder: Path, named: bool) -> tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.uint8],
                                          NDArray[np.int64], list[str], str]:
     """(train images (n, 32, 32, 3), train labels, test images, test labels, names, format)."""
     if (folder / "test.npz").is_file():
@@ -98,12 +148,18 @@ def _read_cifar10(folder: Path) -> tuple[NDArray[np.uint8], NDArray[np.int64], N
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             parts = list(pool.map(_read_shard, [*shards, folder / "test.npz"]))
         xs, ys, names = zip(*parts, strict=True)
+        shapes = {tuple(x.shape[1:]) for x in xs}
+        if len(shapes) > 1 or next(iter(shapes))[-1] != 3:
+            files = [p.name for p in [*shards, folder / "test.npz"]]
+            raise ValueError(f"the CIFAR shards in {str(folder)!r} must all hold (n, 32, 32, 3) "
+                             "RGB images; their image shapes are "
+                             f"{dict(zip(files, (x.shape[1:] for x in xs), strict=True))}.")
         return (np.concatenate(xs[:-1]), np.concatenate(ys[:-1]), xs[-1], ys[-1],
                 next((n for n in names if n), [str(k) for k in range(10)]), "npz")
     d = folder / "cifar-10-batches-py" if (folder / "cifar-10-batches-py").is_dir() else folder
-    batches = [_unpickle(d / f"data_batch_{k}") for k in range(1, 6)]
-    test = _unpickle(d / "test_batch")
-    meta = _unpickle(d / "batches.meta")
+    batches = [_unpickle(d / f"data_batch_{k}", named) for k in range(1, 6)]
+    test = _unpickle(d / "test_batch", named)
+    meta = _unpickle(d / "batches.meta", named)
     return (
         np.concatenate([_pickle_images(b) for b in batches]),
         np.concatenate([np.asarray(b["labels"], dtype=np.int64) for b in batches]),
@@ -193,7 +249,10 @@ def cifar10(
     stratified ``val_fraction`` of the official training set (fixed by
     ``seed``). Read from ``root``, else ``$EXPOST_DATA/cifar10``, else
     ``../shared/data/cifar10``, in either the ``.npz``-shard or the official
-    pickle format (see the module docstring).
+    pickle format (see the module docstring). Pickle files are read only from
+    ``root`` (a folder you name), and only plain values and numpy arrays are
+    unpickled: a crafted file cannot run code, but read pickles only from
+    sources you trust.
 
     Parameters
     ----------
@@ -236,7 +295,7 @@ def cifar10(
         what="CIFAR-10 (train_0.npz ... test.npz, or cifar-10-batches-py/)",
         how_to_get=f"Download cifar-10-python.tar.gz from {_TORONTO}cifar.html and extract it.",
     )
-    train_x, train_y, test_x, test_y, names, fmt = _read_cifar10(folder)
+    train_x, train_y, test_x, test_y, names, fmt = _read_cifar10(folder, named=root is not None)
     return _splits(
         "cifar10", train_x, train_y, test_x, test_y, names, seed=seed,
         val_fraction=val_fraction, augment=augment, image_size=image_size,
@@ -262,8 +321,9 @@ def cifar100(
     Same options as ``cifar10`` (with the published CIFAR-100 statistics for
     ``normalize="dataset"``), plus ``label_kind``: the 100 fine labels
     (default; "maple_tree" is the paper's emphasised class) or the 20 coarse
-    superclasses. Read from ``root``, else ``$EXPOST_DATA/cifar100``, else
-    ``../shared/data/cifar100``.
+    superclasses. Read from ``root`` only (the official format is a pickle:
+    see ``cifar10``); a folder found in ``$EXPOST_DATA/cifar100`` or
+    ``../shared/data/cifar100`` is named in the error.
 
     Examples
     --------
@@ -291,7 +351,8 @@ def cifar100(
         how_to_get=f"Download cifar-100-python.tar.gz from {_TORONTO}cifar.html and extract it.",
     )
     d = folder / "cifar-100-python" if (folder / "cifar-100-python").is_dir() else folder
-    train, test, meta = _unpickle(d / "train"), _unpickle(d / "test"), _unpickle(d / "meta")
+    train, test, meta = (_unpickle(d / f, named=root is not None) for f in ("train", "test",
+                                                                             "meta"))
     key = f"{label_kind}_labels"
     return _splits(
         "cifar100", _pickle_images(train), np.asarray(train[key], dtype=np.int64),

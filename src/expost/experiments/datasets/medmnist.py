@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 from typing import Literal
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from ..._validation import _error, describe
 from ._api import register_dataset
-from ._base import DataSplits, channels_last, find_root, tensor_dataset
+from ._base import DataSplits, channels_last, find_root, tensor_dataset, whole_labels
 
 #: Class names of the single-label 2-D MedMNIST sets (the ``label`` fields of
 #: the medmnist package's ``INFO``).
@@ -111,12 +112,16 @@ def medmnist(
         ),
     )
     path = folder / fname
-    with np.load(path, allow_pickle=False) as npz:
-        missing = [k for k in _KEYS if k not in npz.files]
-        if missing:
-            raise ValueError(_error(f"the file {path}", f"an .npz with the keys {_KEYS}",
-                                    f"one lacking {missing}"))
-        arrays = {k: np.asarray(npz[k]) for k in _KEYS}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in _KEYS if k not in npz.files]
+            if missing:
+                raise ValueError(_error(f"the file {path}", f"an .npz with the keys {_KEYS}",
+                                        f"one lacking {missing}"))
+            arrays = {k: np.asarray(npz[k]) for k in _KEYS}
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"the MedMNIST file {str(path)!r} cannot be read (truncated or not an "
+                         f".npz: {exc}); download it again.") from None
     labels = {}
     for split in ("train", "val", "test"):
         lab = arrays[f"{split}_labels"]
@@ -124,7 +129,7 @@ def medmnist(
             raise ValueError(_error(f"{split}_labels of {fname}",
                                     "one label per image (single-label MedMNIST)",
                                     f"{lab.shape[1]} labels per image (a multi-label set)"))
-        labels[split] = lab.reshape(-1).astype(np.int64)
+        labels[split] = whole_labels(lab, f"{path}, key '{split}_labels'")
     names = MEDMNIST_LABELS.get(flag)
     if names is None:
         top = max(int(v.max()) for v in labels.values() if v.size)

@@ -7,6 +7,8 @@ truth, and the Bayes-optimal decisions and losses are available.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import log_softmax
@@ -74,7 +76,31 @@ def _geometric_prior(m: int) -> NDArray[np.float64]:
     return w / w.sum()
 
 
-@register_dataset("synthetic")
+def _checked(*, n_samples: int, n_classes: int, n_features: int, separation: float,
+             prior: Any, class_std: Any, **_: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The options' checks (at config load and when built); the prior and class deviations."""
+    if n_samples < 10:
+        raise ValueError(_error("n_samples", "an integer >= 10", describe(n_samples)))
+    if n_classes < 2:
+        raise ValueError(_error("n_classes", "an integer >= 2", describe(n_classes)))
+    if n_features < 1:
+        raise ValueError(_error("n_features", "an integer >= 1", describe(n_features)))
+    if not np.isfinite(separation) or separation < 0:
+        raise ValueError(_error("separation", "a finite number >= 0", describe(separation)))
+    pi = _geometric_prior(n_classes) if prior is None else check_prior(
+        prior, "prior", n_classes=n_classes)
+    if class_std is None:
+        sd = np.ones(n_classes)
+    else:
+        sd = np.asarray(class_std, dtype=np.float64)
+        if sd.shape != (n_classes,) or not np.isfinite(sd).all() or (sd <= 0).any():
+            raise ValueError(
+                _error("class_std", f"{n_classes} positive finite numbers", describe(class_std))
+            )
+    return pi, sd
+
+
+@register_dataset("synthetic", check=_checked)
 def synthetic(
     *,
     seed: int,
@@ -117,24 +143,8 @@ def synthetic(
     >>> data.meta["test_posteriors"].shape, data.meta["prior"].round(3)
     ((200, 3), array([0.571, 0.286, 0.143]))
     """
-    if n_samples < 10:
-        raise ValueError(_error("n_samples", "an integer >= 10", describe(n_samples)))
-    if n_classes < 2:
-        raise ValueError(_error("n_classes", "an integer >= 2", describe(n_classes)))
-    if n_features < 1:
-        raise ValueError(_error("n_features", "an integer >= 1", describe(n_features)))
-    if not np.isfinite(separation) or separation < 0:
-        raise ValueError(_error("separation", "a finite number >= 0", describe(separation)))
-    pi = _geometric_prior(n_classes) if prior is None else check_prior(
-        prior, "prior", n_classes=n_classes)
-    if class_std is None:
-        sd = np.ones(n_classes)
-    else:
-        sd = np.asarray(class_std, dtype=np.float64)
-        if sd.shape != (n_classes,) or not np.isfinite(sd).all() or (sd <= 0).any():
-            raise ValueError(
-                _error("class_std", f"{n_classes} positive finite numbers", describe(class_std))
-            )
+    pi, sd = _checked(n_samples=n_samples, n_classes=n_classes, n_features=n_features,
+                      separation=separation, prior=prior, class_std=class_std)
     means = class_means(n_classes, n_features, float(separation))
     rng = np.random.default_rng(seed)
     y = rng.choice(n_classes, size=n_samples, p=pi).astype(np.int64)

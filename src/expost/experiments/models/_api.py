@@ -17,14 +17,15 @@ _MODELS: Registry[ModelFactory] = Registry("model", reserved=("n_classes", "inpu
 
 
 def register_model(
-    name: str | None = None, *, overwrite: bool = False
+    name: str | None = None, *, overwrite: bool = False, check: Callable[..., Any] | None = None
 ) -> Callable[[ModelFactory], ModelFactory]:
     """Register a model factory under ``name`` (default: the function's name).
 
     The factory is ``f(*, n_classes, input_shape, **options) -> nn.Module``
     returning logits of shape ``(N, n_classes)``; its keyword-only options
     (with type hints and defaults) become the options :func:`build_model`
-    accepts and checks.
+    accepts and checks. ``check(**options)``, optional, checks their values when
+    the config loads (before any data is read).
 
     Examples
     --------
@@ -40,7 +41,7 @@ def register_model(
       (1): Linear(in_features=4, out_features=3, bias=False)
     )
     """
-    return _MODELS.register(name, overwrite=overwrite)
+    return _MODELS.register(name, overwrite=overwrite, check=check)
 
 
 def list_models() -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from torch import Tensor, nn
 
@@ -73,7 +73,19 @@ def _check_widths(widths: tuple[int, ...], name: str) -> tuple[int, ...]:
     return tuple(int(w) for w in widths)
 
 
-@register_model("mlp")
+def _check_mlp(*, hidden: tuple[int, ...], dropout: float, **_: Any) -> None:
+    _check_dropout(dropout)
+    _check_widths(tuple(hidden), "hidden")
+
+
+def _check_cnn(*, channels: tuple[int, ...], dropout: float, **_: Any) -> None:
+    if not channels:
+        raise ValueError(_error("channels", "at least one stage width", describe(channels)))
+    _check_dropout(dropout)
+    _check_widths(tuple(channels), "channels")
+
+
+@register_model("mlp", check=_check_mlp)
 def mlp(
     *,
     n_classes: int,
@@ -102,12 +114,12 @@ def mlp(
     >>> model(torch.zeros(4, 2)).shape
     torch.Size([4, 3])
     """
-    _check_dropout(dropout)
+    _check_mlp(hidden=hidden, dropout=dropout)
     return MLP(math.prod(input_shape), n_classes, _check_widths(tuple(hidden), "hidden"),
                float(dropout), activation)
 
 
-@register_model("cnn")
+@register_model("cnn", check=_check_cnn)
 def cnn(
     *,
     n_classes: int,
@@ -137,8 +149,6 @@ def cnn(
     if len(input_shape) != 3:
         raise ValueError(_error("input_shape", "(channels, height, width) for the model 'cnn' "
                                 "(use 'mlp' for flat features)", describe(input_shape)))
-    if not channels:
-        raise ValueError(_error("channels", "at least one stage width", describe(channels)))
-    _check_dropout(dropout)
+    _check_cnn(channels=channels, dropout=dropout)
     return CNN(input_shape, n_classes, _check_widths(tuple(channels), "channels"),
                float(dropout), batch_norm)

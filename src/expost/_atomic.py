@@ -1,0 +1,100 @@
+"""Files written whole or not at all, and paths kept inside a directory.
+
+Every file the ``expost`` commands write goes through :func:`atomic_open` (or
+:func:`atomic_write`): the content is written to a temporary file in the same
+folder, flushed and ``fsync``-ed, then renamed over the target with
+:func:`os.replace`. A process killed or a disk that fills while writing leaves
+the previous file as it was (and no temporary file behind when the error is
+an exception). A rename replaces a symbolic link, never its target; with
+``root`` given, a path that leads outside ``root`` (through ``..`` or a
+symbolic link anywhere on the way) is refused before anything is written.
+
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> atomic_write(d / "a" / "x.txt", "hello", root=d).read_text()
+'hello'
+>>> try:
+...     atomic_write(d / ".." / "x.txt", "no", root=d)
+... except ValueError as exc:
+...     print("leads outside" in str(exc))
+True
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["atomic_open", "atomic_write", "confined"]
+
+
+def confined(path: str | Path, root: str | Path, *, what: str = "path") -> Path:
+    """``path``, refused when it resolves outside the folder ``root``.
+
+    Both are taken as given (relative ones from the working directory).
+    Symbolic links are resolved on the way, so a link inside ``root`` that
+    points elsewhere is refused too. Returns ``path`` as given, not resolved.
+
+    Raises
+    ------
+    ValueError
+        Naming ``what``, the path and the directory it must stay in.
+    """
+    root, full = Path(root), Path(path)
+    base = root.resolve()
+    target = full.resolve()
+    if target != base and base not in target.parents:
+        raise ValueError(f"{what} {str(path)!r} leads outside {str(root)!r} (to "
+                         f"{str(target)!r}); refusing to use it.")
+    return full
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w", *, root: str | Path | None = None,
+                encoding: str | None = "utf-8", newline: str | None = None) -> Iterator[IO[Any]]:
+    """A file handle whose content replaces ``path`` only when the block ends without error.
+
+    ``mode`` is ``"w"`` (text) or ``"wb"``. The parent folder is created. With
+    ``root``, ``path`` must stay inside it (see :func:`confined`).
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"`mode` must be 'w' or 'wb', got {mode!r}.")
+    target = Path(path) if root is None else confined(path, root, what="output file")
+    if target.is_dir():
+        raise IsADirectoryError(21, "is a folder, expected a file path", str(target))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        if mode == "wb":
+            fh: IO[Any] = os.fdopen(fd, "wb")
+        else:
+            fh = os.fdopen(fd, "w", encoding=encoding, newline=newline)
+        with fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | Path, data: str | bytes, *, root: str | Path | None = None,
+                 encoding: str = "utf-8") -> Path:
+    """Write ``data`` (text or bytes) to ``path`` atomically; return the path."""
+    mode = "wb" if isinstance(data, bytes) else "w"
+    with atomic_open(path, mode, root=root, encoding=encoding) as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def _umask() -> int:
+    """The process's umask (mkstemp creates files 0600; outputs get the usual mode)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,274 @@
+"""The command line misused on purpose: every case ends in one line
+``expost <command>: error: ...`` naming the file or option, exit status 1, no traceback."""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from expost.cli import main
+from expost.experiments.runners import run_experiment
+
+SMALL = {
+    "name": "misuse",
+    "dataset": {"name": "digits", "options": {"flatten": True}},
+    "model": {"name": "mlp", "options": {"hidden": [8]}},
+    "objective": {"kind": "emphasize", "emphasized": 3, "ratio": 9},
+    "regimes": ["weighted", "expost"],
+    "seeds": [0],
+    "training": {"epochs": 1, "batch_size": 256},
+    "num_threads": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def place(tmp_path_factory):
+    """A folder with a finished experiment (run/), its config and input files of every kind."""
+    d = tmp_path_factory.mktemp("misuse")
+    run_experiment(SMALL, output_dir=d / "run", progress=False)
+    (d / "c.yaml").write_text(yaml.safe_dump(SMALL))
+    (d / "other.yaml").write_text(yaml.safe_dump({**SMALL, "seeds": [1]}))
+    (d / "latin1.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
+    (d / "file.txt").write_text("not a folder")
+    (d / "u.csv").write_text("1,0\n0,5\n")
+    (d / "u_neg.csv").write_text("1,-1\n0,5\n")
+    (d / "u3.csv").write_text("1,0,0\n0,5,0\n0,0,1\n")
+    (d / "p.csv").write_text("a,b\n0.9,0.1\n0.2,0.8\n")
+    (d / "p_numeric_header.csv").write_text("0,1\n0.9,0.1\n0.2,0.8\n")
+    (d / "p_missing.csv").write_text("a,b\n0.9,0.1\n0.5,\n")
+    (d / "p_missing_first.csv").write_text("0.5,\n0.9,0.1\n0.2,0.8\n")
+    (d / "p_text.csv").write_text("a,b\n0.9,0.1\n0.5,half\n")
+    (d / "p_off.csv").write_text("0.5,0.6\n0.2,0.8\n")
+    (d / "p_neg.csv").write_text("-0.5,1.5\n")
+    (d / "p_cols.csv").write_text("0.2,0.3,0.5\n")
+    (d / "p_empty.csv").write_text("")
+    (d / "p_latin1.csv").write_bytes("caf\xe9,b\n0.5,0.5\n".encode("latin-1"))
+    (d / "p_bad.npy").write_text("not an array")
+    np.save(d / "p_3d.npy", np.zeros((2, 2, 2)))
+    (d / "u_ragged.csv").write_text("1,0\n0\n")
+    (d / "empty_dir").mkdir()
+    shutil.copytree(d / "run", d / "garbage_run")
+    (d / "garbage_run" / "results.sqlite").write_bytes(b"\x00garbage" * 1000)
+    return d
+
+
+def _cli(argv):
+    try:
+        return main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse errors
+        return exc.code
+
+
+#: (command line with {d} for the folder, the command named, a word the message must hold)
+CASES = [
+    # unknown commands: did you mean
+    ("rn", "", "did you mean 'run'"),
+    ("evalute {d}/run", "", "did you mean 'evaluate'"),
+    ("tabel {d}/run", "", "did you mean 'table'"),
+    ("reprot {d}/run", "", "did you mean 'report'"),
+    ("decied", "", "did you mean 'decide'"),
+    # run
+    ("run {d}/c.yaml --out {d}/file.txt", "run", "--out"),
+    ("run {d}/c.yaml --out {d}/file.txt/sub", "run", "file.txt"),
+    ("run {d}/missing.yaml", "run", "missing.yaml"),
+    ("run {d}/c.yaml --runner bogus", "run", "--runner"),
+    ("run {d}/c.yaml --no-such-flag", "", "--no-such-flag"),
+    ("run {d}/other.yaml --out {d}/run", "run", "--force-new"),
+    ("run {d}/c.yaml --out {d}/garbage_run", "run", "results.sqlite"),
+    # evaluate
+    ("evaluate", "evaluate", "RUN_DIR"),
+    ("evaluate {d}/missing", "evaluate", "missing"),
+    ("evaluate {d}/empty_dir --emphasize 3", "evaluate", "results.sqlite"),
+    ("evaluate {d}/garbage_run --emphasize 3", "evaluate", "results.sqlite"),
+    ("evaluate {d}/run --emphasize nope", "evaluate", "nope"),
+    ("evaluate {d}/run --emphasize 99", "evaluate", "99"),
+    ("evaluate {d}/run --emphasize 3 --bootstrap -1", "evaluate", "--bootstrap"),
+    ("evaluate {d}/run --emphasize 3 --ratio 0", "evaluate", "--ratio"),
+    ("evaluate {d}/run --emphasize 3 --ratio abc", "evaluate", "--ratio"),
+    ("evaluate {d}/run --utility {d}/missing.csv", "evaluate", "missing.csv"),
+    ("evaluate {d}/run --utility {d}/u.csv", "evaluate", "--utility"),
+    ("evaluate {d}/run --emphasize 3 --out {d}/empty_dir", "evaluate", "--out"),
+    ("evaluate {d}/run --emphasize 3 --out {d}/file.txt/x.csv", "evaluate", "file.txt"),
+    # decide
+    ("decide --utility {d}/u.csv", "decide", "--probs"),
+    ("decide --utility {d}/missing.csv --probs {d}/p.csv", "decide", "missing.csv"),
+    ("decide --utility {d}/u.csv --probs {d}/p_numeric_header.csv", "decide", "--header"),
+    ("decide --utility {d}/u.csv --probs {d}/p_missing.csv", "decide", "row 3, column 2"),
+    ("decide --utility {d}/u.csv --probs {d}/p_missing_first.csv", "decide", "row 1, column 2"),
+    ("decide --utility {d}/u.csv --probs {d}/p_text.csv", "decide", "'half'"),
+    ("decide --utility {d}/u.csv --probs {d}/p_off.csv", "decide", "--probs"),
+    ("decide --utility {d}/u.csv --probs {d}/p_neg.csv --renormalize", "decide", "--probs"),
+    ("decide --utility {d}/u.csv --probs {d}/p_cols.csv", "decide", "--probs"),
+    ("decide --utility {d}/u3.csv --probs {d}/p.csv", "decide", "--probs"),
+    ("decide --utility {d}/u.csv --probs {d}/p_empty.csv", "decide", "p_empty.csv"),
+    ("decide --utility {d}/u.csv --probs {d}/p_latin1.csv", "decide", "UTF-8"),
+    ("decide --utility {d}/u.csv --probs {d}/p_bad.npy", "decide", "p_bad.npy"),
+    ("decide --utility {d}/u.csv --probs {d}/p_3d.npy", "decide", "p_3d.npy"),
+    ("decide --utility {d}/u_neg.csv --probs {d}/p.csv", "decide", "--utility"),
+    ("decide --utility {d}/u_ragged.csv --probs {d}/p.csv", "decide", "u_ragged.csv"),
+    ("decide --utility {d}/u.csv --probs {d}/p.csv --out {d}/empty_dir", "decide", "--out"),
+    ("decide --utility {d}/u.csv --probs {d}/p.csv --out {d}/file.txt/d.csv", "decide",
+     "file.txt"),
+    # the report's commands
+    ("table {d}/missing", "table", "missing"),
+    ("table {d}/empty_dir", "table", "results.sqlite"),
+    ("table {d}/garbage_run", "table", "results.sqlite"),
+    ("table {d}/run --format xlsx", "table", "--format"),
+    ("table {d}/run --bootstrap -3", "table", "--bootstrap"),
+    ("table {d}/run --treatment metacost", "table", "treatment"),
+    ("table {d}/run --bootstrap 0 --out {d}/file.txt", "table", "file.txt"),
+    ("plot {d}/run --metric nope", "plot", "--metric"),
+    ("report {d}/run --bootstrap 0 --out {d}/file.txt/r.html", "report", "file.txt"),
+    ("theory --ratio -1", "theory", "--ratio"),
+]
+
+
+@pytest.mark.parametrize("line, command, needle", CASES, ids=[c[0][:40] for c in CASES])
+def test_misuse_is_one_clear_line(place, capsys, line, command, needle):
+    code = _cli(line.format(d=place).split())
+    out, err = capsys.readouterr()
+    assert code == 1, err
+    assert "Traceback" not in out + err
+    assert err.count("\n") == 1, err  # one line
+    assert err.startswith(f"expost {command}: error: " if command else "expost: error: "), err
+    assert needle in err, err
+
+
+def test_the_catalogue_is_large():
+    assert len(CASES) >= 40
+
+
+def test_a_locked_directory_and_a_missing_device(place, tmp_path, capsys):
+    d = tmp_path / "locked"
+    d.mkdir()
+    with open(d / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as if another run were going on
+        assert _cli(["run", place / "c.yaml", "--out", d]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("expost run: error: Another expost process is running")
+    assert err.count("\n") == 1
+    if not torch.cuda.is_available():
+        assert _cli(["run", place / "c.yaml", "--out", tmp_path / "cuda",
+                     "--set", "device=cuda"]) == 1
+        err = capsys.readouterr().err
+        assert "CUDA is not available" in err and err.count("\n") == 1
+        assert not (tmp_path / "cuda" / "results.sqlite").exists()
+
+
+@pytest.mark.parametrize("setting, needle", [
+    ("name=..", "name"), ("name=a/b", "name"), ("seeds=100000000", "seeds"),
+    ("training.epochs=100000000", "training.epochs"), ("model.options.hidden=[-5]", "hidden"),
+    ("dataset.options.flatten=3", "flatten"),
+])
+def test_invalid_configs_are_refused_before_anything_is_created(place, tmp_path, capsys,
+                                                                setting, needle):
+    code = _cli(["run", place / "c.yaml", "--out", tmp_path / "x", "--set", setting])
+    err = capsys.readouterr().err
+    assert code == 2 and "Invalid experiment config" in err and needle in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_plain_expost_prints_help_and_debug_shows_the_traceback(place, capsys):
+    assert main([]) == 0
+    assert "usage: expost" in capsys.readouterr().out
+    for argv in (["evaluate", place / "garbage_run", "--emphasize", "3"],
+                 ["decide", "--utility", place / "u.csv", "--probs", place / "p_off.csv"]):
+        assert main([*map(str, argv), "--debug"]) == 1
+        err = capsys.readouterr().err
+        assert "Traceback" in err
+        assert err.strip().splitlines()[-1].startswith(f"expost {argv[0]}: error")
+
+
+def test_run_out_an_existing_file_in_a_real_process(place):
+    done = subprocess.run([sys.executable, "-m", "expost", "run", "--out",
+                           str(place / "file.txt")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.startswith("expost run: error: `--out'") or "--out" in done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_decide_numeric_header_and_missing_values(place, capsys):
+    d = place
+    assert _cli(["decide", "--utility", d / "u.csv", "--probs", d / "p_numeric_header.csv",
+                 "--header"]) == 1  # u.csv has no header: its first row is not "0,1"
+    capsys.readouterr()
+    (d / "u_named.csv").write_text("0,1\n1,0\n0,5\n")
+    assert _cli(["decide", "--utility", d / "u_named.csv", "--probs",
+                 d / "p_numeric_header.csv", "--header"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows == ["decision,label,expected_utility", "0,0,0.9", "1,1,4.0"]  # 2 rows, not 3
+    assert _cli(["decide", "--utility", d / "u.csv", "--probs", d / "p_numeric_header.csv",
+                 "--no-header"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[1:] == ["1,5.0", "0,0.9", "1,4.0"]  # the first row read as data
+    np.save(d / "p.npy", np.array([[0.9, 0.1], [0.2, 0.8]]))
+    assert _cli(["decide", "--utility", d / "u.csv", "--probs", d / "p.npy"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[1:] == ["0,0.9", "1,4.0"]
+    assert _cli(["decide", "--utility", d / "u.csv", "--probs", d / "p_off.csv",
+                 "--renormalize"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[1] == f"1,{5 * 0.6 / 1.1!r}"  # (0.5, 0.6) / 1.1
+
+
+def test_outputs_are_written_atomically(place, tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    target = tmp_path / "new" / "d.csv"  # a missing parent folder is created
+    argv = ["decide", "--utility", place / "u.csv", "--probs", place / "p.csv", "--out", target]
+    assert _cli(argv) == 0
+    first = target.read_text()
+    assert first.splitlines()[1:] == ["0,a,0.9", "1,b,4.0"]
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    capsys.readouterr()
+    assert _cli(argv) == 1
+    assert "the disk is full" in capsys.readouterr().err
+    assert target.read_text() == first and [p.name for p in target.parent.iterdir()] == ["d.csv"]
+
+
+def test_atomic_writes_refuse_a_path_leading_out(tmp_path):
+    from expost._atomic import atomic_write
+
+    inside = tmp_path / "run"
+    (inside / "report").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (inside / "link").symlink_to(outside)
+    with pytest.raises(ValueError, match="leads outside"):
+        atomic_write(inside / "link" / "x.html", "x", root=inside)
+    with pytest.raises(ValueError, match="leads outside"):
+        atomic_write(inside / ".." / "x.html", "x", root=inside)
+    assert list(outside.iterdir()) == [] and not (tmp_path / "x.html").exists()
+    # a symbolic link as the file itself: refused with a root, else replaced (never its target)
+    (outside / "t.html").write_text("keep")
+    (inside / "report" / "r.html").symlink_to(outside / "t.html")
+    with pytest.raises(ValueError, match="leads outside"):
+        atomic_write(inside / "report" / "r.html", "new", root=inside)
+    atomic_write(inside / "report" / "r.html", "new")
+    assert (outside / "t.html").read_text() == "keep"
+    assert (inside / "report" / "r.html").read_text() == "new"
+    assert not (inside / "report" / "r.html").is_symlink()
+
+
+def test_force_new_moves_only_the_experiment(place, tmp_path, capsys):
+    d = tmp_path / "shared"
+    shutil.copytree(place / "run", d)
+    (d / "notes.txt").write_text("mine")
+    code = _cli(["run", place / "other.yaml", "--out", d, "--force-new", "--no-report"])
+    assert code == 0, capsys.readouterr().err
+    assert (d / "notes.txt").read_text() == "mine"
+    aside = list(tmp_path.glob("shared.replaced-*"))
+    assert len(aside) == 1 and (aside[0] / "results.sqlite").is_file()
+    assert not (aside[0] / "notes.txt").exists()
