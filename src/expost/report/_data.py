@@ -15,8 +15,10 @@ from matplotlib.figure import Figure
 from .._validation import _error, describe
 from ..experiments.metrics import METRICS
 from .figures import plot_curves, plot_theory
-from .records import METRIC_LABELS, regime_label, regimes_present
-from .table import DEFAULT_N_BOOT, Table1, table1
+from .flags import Flag, diverged_flag, diverged_runs, late_best_flags, one_class_flags
+from .records import METRIC_LABELS, best_intervals, regime_label, regimes_present
+from .table import DEFAULT_N_BOOT, PROTOCOLS, Table1, table1
+from .verdict import VerdictLine, verdict_lines
 
 __all__ = [
     "ReportData",
@@ -85,6 +87,23 @@ class ReportData:
     table_note: str
     comparisons: list[Table1] = field(default_factory=list)
     summary: list[dict[str, Any]] = field(default_factory=list)
+    tables: dict[str, Table1] = field(default_factory=dict)
+    val_records: list[dict[str, Any]] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
+    diverged: dict[str, str] = field(default_factory=dict)
+    headline: str = ""
+    verdict: list[VerdictLine] = field(default_factory=list)
+    store: Any = None
+
+    @property
+    def partial(self) -> str:
+        """"" when every run ended; otherwise "partial: k of n runs finished (...)"."""
+        counts = Counter(str(r.get("status")) for r in self.runs)
+        ended = counts.get("finished", 0) + counts.get("diverged", 0)
+        if ended == len(self.runs):
+            return ""
+        rest = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if s != "finished")
+        return f"partial: {counts.get('finished', 0)} of {len(self.runs)} runs finished ({rest})"
 
     @property
     def metrics(self) -> list[str]:
@@ -104,7 +123,8 @@ class ReportData:
                 parts.append(str(v))
         if not parts and self.run_dir is not None:
             parts.append(self.run_dir.name)
-        return " / ".join(parts) if parts else "experiment"
+        title = " / ".join(parts) if parts else "experiment"
+        return f"{title} ({self.partial})" if self.partial else title
 
 
 def _isnan(v: Any) -> bool:
@@ -115,10 +135,13 @@ def _isnan(v: Any) -> bool:
 
 
 def finished_records(store: Any, run_dir: Path | None, *, split: str = "test",
-                     runs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """The per-interval records of the store's finished runs; ValueError when none finished."""
+                     runs: list[dict[str, Any]] | None = None,
+                     exclude: Any = ()) -> list[dict[str, Any]]:
+    """The per-interval records of the store's finished runs (less the run ids in
+    ``exclude``); ValueError when none finished."""
     runs = list(store.runs()) if runs is None else runs
-    finished = {str(r["run_id"]) for r in runs if r.get("status") == "finished"}
+    finished = {str(r["run_id"]) for r in runs
+                if r.get("status") == "finished" and str(r["run_id"]) not in exclude}
     if not finished:
         counts = Counter(str(r.get("status")) for r in runs)
         have = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no runs"
@@ -128,29 +151,68 @@ def finished_records(store: Any, run_dir: Path | None, *, split: str = "test",
     return [r for r in store.interval_records(split=split) if str(r["run_id"]) in finished]
 
 
-def gather(store: Any, run_dir: Path | None, *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
-           ) -> ReportData:
-    """Read the store once and compute Table 1 (and the other comparisons) on finished runs."""
+def _split_records(store: Any, run_dir: Path | None, runs: list[dict[str, Any]]
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
+    """Test and validation records of the finished runs that did not diverge, and those that did."""
+    everything = finished_records(store, run_dir, runs=runs)
+    intervals = store.intervals() if hasattr(store, "intervals") else []
+    diverged = diverged_runs(runs, everything, intervals)
+    records = [r for r in everything if str(r["run_id"]) not in diverged]
+    if not records:
+        raise ValueError(f"Every finished run diverged ({', '.join(sorted(diverged))}); "
+                         "Table 1 and the figures need at least one that did not.")
+    keep = {str(r["run_id"]) for r in records}
+    val = [r for r in store.interval_records(split="val") if str(r["run_id"]) in keep]
+    return records, val, diverged
+
+
+def gather(store: Any, run_dir: Path | None, *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
+           baseline: str | None = None, treatment: str | None = None,
+           metrics: Any = ("weighted_loss", "classification_utility"),
+           protocols: Any = tuple(PROTOCOLS)) -> ReportData:
+    """Read the store once: Table 1 under each protocol (best interval chosen on test, and on
+    validation when the store has validation metrics), the other comparisons, the flags and
+    the verdict, on finished runs that did not diverge."""
     info = dict(store.experiment_info())
     runs = list(store.runs())
-    records = finished_records(store, run_dir, runs=runs)
+    records, val, diverged = _split_records(store, run_dir, runs)
     present = regimes_present(records)
     pair = default_pair(present)
-    table = None
-    comparisons: list[Table1] = []
+    if pair is not None or (baseline and treatment):
+        pair = (baseline or pair[0], treatment or pair[1])  # type: ignore[index]
+    data = ReportData(run_dir, info, runs, records, present, None, "", val_records=val,
+                      diverged=diverged, store=store)
+    notes = tuple(f.text for f in diverged_flag(diverged))
     if pair is None:
-        note = (f"Table 1 compares two regimes; only {', '.join(map(regime_label, present))} "
-                "has finished runs.")
+        data.table_note = (f"Table 1 compares two regimes; only "
+                           f"{', '.join(map(regime_label, present))} has finished runs.")
     else:
-        table = table1(records, baseline=pair[0], treatment=pair[1], n_boot=n_boot, seed=seed)
-        note = ""
+        for p in protocols:
+            if p == "val" and not val:
+                continue
+            data.tables[p] = table1(records, baseline=pair[0], treatment=pair[1],
+                                    metrics=metrics, n_boot=n_boot, seed=seed, select=p,
+                                    val_records=val or None, notes=notes)
+        data.table = data.tables.get("test") or next(iter(data.tables.values()), None)
         for other in present:  # Appendix C: the other regimes against the same baseline
             if other not in pair:
-                comparisons.append(table1(records, baseline=pair[0], treatment=other,
-                                          n_boot=n_boot, seed=seed))
-    data = ReportData(run_dir, info, runs, records, present, table, note, comparisons)
+                data.comparisons.append(table1(records, baseline=pair[0], treatment=other,
+                                               n_boot=n_boot, seed=seed))
+        data.headline, data.verdict = verdict_lines(data.tables, info)
+    data.flags = _flags(data, store, metrics)
     data.summary = _summary(data)
     return data
+
+
+def _flags(data: ReportData, store: Any, metrics: Any) -> list[Flag]:
+    """The late-best-interval, one-class and diverged flags of the finished runs."""
+    shown = [m for m in metrics if m in data.metrics]
+    flags = late_best_flags(data.records, shown)
+    decide_on = "classification_utility" if "classification_utility" in data.metrics else None
+    if decide_on is not None:
+        flags += one_class_flags(store, data.info, data.runs,
+                                 best_intervals(data.records, decide_on))
+    return flags + diverged_flag(data.diverged)
 
 
 def _summary(data: ReportData) -> list[dict[str, Any]]:

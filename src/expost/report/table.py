@@ -100,6 +100,8 @@ class Table1:
         the win count and the sign test.
     paired_bootstrap : bool
         Whether the interval resampled seeds jointly.
+    notes : tuple of str
+        Further footnotes (runs left out, flags), added by the report.
     """
 
     baseline: str
@@ -116,6 +118,7 @@ class Table1:
     protocol: str = "test"
     paired: dict[str, PairedGain] = field(default_factory=dict)
     paired_bootstrap: bool = True
+    notes: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ access
     def cell(self, metric: str, statistic: str) -> Table1Row:
@@ -152,7 +155,7 @@ class Table1:
         if self.paired:
             text += (f" k/n seeds: the seeds in which {t} is better; p: exact two-sided sign "
                      "test (ties dropped).")
-        return text
+        return " ".join((text, *self.notes))
 
     def _ci_cell(self, metric: str, digits: int) -> str:
         """The CI row's cell: the interval (or a dash) and the win count."""
@@ -305,8 +308,10 @@ class Table1:
         out += ["</tr>", "</thead>", "<tbody>"]
         for stat in STATISTICS:
             out.append(f"<tr><th>{stat}</th>")
-            for base, treat, gain, pct in self._cells(stat, digits, gain_digits):
-                cls = "gain pos" if pct > 0 else "gain neg" if pct < 0 else "gain"
+            for m, (base, treat, gain, pct) in zip(self.metrics,
+                                                   self._cells(stat, digits, gain_digits),
+                                                   strict=True):
+                cls = "gain " + self.significance(m) if stat == "Mean" else "gain"
                 out.append(f'<td>{base}</td><td>{treat}</td><td class="{cls}">{gain}</td>')
             out.append("</tr>")
         if self.bootstrap is not None:
@@ -316,6 +321,14 @@ class Table1:
             out.append("</tr>")
         out += ["</tbody>", "</table>", f'<p class="note">{e(self._footnote())}</p>']
         return "\n".join(out) + "\n"
+
+    def significance(self, metric: str) -> str:
+        """``"pos"`` / ``"neg"``: the interval of the mean gain excludes zero (treatment better /
+        worse); ``"ns"``: it covers zero, or there is none. Colours follow this, not the sign."""
+        ci = self.bootstrap.get(metric) if self.bootstrap is not None else None
+        if ci is None or ci[0] <= 0 <= ci[1]:
+            return "ns"
+        return "pos" if ci[0] > 0 else "neg"
 
     def __str__(self) -> str:
         return self.to_markdown()
@@ -369,6 +382,7 @@ def table1(
     select: str = "test",
     val_records: Any = None,
     paired: bool = True,
+    notes: Sequence[str] = (),
 ) -> Table1:
     r"""Table 1: the best interval per run, mean / min / max over runs, % gain row by row.
 
@@ -414,6 +428,8 @@ def table1(
     paired : bool
         Resample seeds jointly (default); False resamples runs within each
         regime independently, as if the regimes were unrelated.
+    notes : sequence of str
+        Further footnotes (e.g. the runs left out).
 
     Returns
     -------
@@ -473,7 +489,7 @@ def table1(
     elif n_boot > 0:
         boot = unpaired_bootstrap(values, baseline, treatment, n_boot, seed, float(level))
     return Table1(baseline, treatment, metrics, tuple(rows), n_runs, values, best, boot,
-                  n_boot, float(level), seed, select, evidence, paired)
+                  n_boot, float(level), seed, select, evidence, paired, tuple(notes))
 
 
 def _check_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
