@@ -20,7 +20,9 @@ from .table import DEFAULT_N_BOOT
 
 __all__ = ["register"]
 
-FORMATS = {"md": "table1.md", "csv": "table1.csv", "latex": "table1.tex"}
+FORMATS = {"md": "table1.md", "csv": "table1.csv", "latex": "table1.tex", "json": "table1.json"}
+#: What ``--format all`` prints.
+ALL_FORMATS = ("md", "csv", "latex")
 _ERRORS = (FileNotFoundError, ValueError, TypeError, ImportError, KeyError)
 
 
@@ -42,26 +44,25 @@ def _guard(name: str, fn: Command) -> Command:
 
 # ---------------------------------------------------------------- commands
 def _cmd_table(args: argparse.Namespace) -> int:
-    from ._data import default_pair, finished_records, open_store
-    from .records import regime_label, regimes_present
-    from .table import table1
+    import json
 
-    with open_store(args.run_dir) as (store, where):
-        records = finished_records(store, where)
-    baseline, treatment = args.baseline, args.treatment
-    if baseline is None or treatment is None:
-        pair = default_pair(regimes_present(records))
-        if pair is None:
-            raise ValueError("Table 1 compares two regimes; only "
-                             f"{', '.join(map(regime_label, regimes_present(records)))} "
-                             "has finished runs.")
-        baseline = pair[0] if baseline is None else baseline
-        treatment = pair[1] if treatment is None else treatment
+    from ._data import gather, open_store
+    from .summary import summary_dict, summary_text
+
     metrics = args.metric or ("weighted_loss", "classification_utility")
-    tab = table1(records, baseline=baseline, treatment=treatment, metrics=metrics,
-                 n_boot=args.bootstrap, seed=args.seed)
-    texts = {"md": tab.to_markdown(), "csv": tab.to_csv(), "latex": tab.to_latex()}
-    chosen = list(FORMATS) if args.format == "all" else [args.format]
+    with open_store(args.run_dir) as (store, where):
+        data = gather(store, where, n_boot=args.bootstrap, seed=args.seed,
+                      baseline=args.baseline, treatment=args.treatment, metrics=metrics,
+                      protocols=(args.select,))
+    if args.select not in data.tables:
+        raise ValueError(data.table_note or f"--select {args.select}: the store holds no "
+                         "validation metrics for these runs.")
+    tab = data.tables[args.select]
+    texts = {"md": tab.to_markdown(), "csv": tab.to_csv(), "latex": tab.to_latex(),
+             "json": json.dumps(summary_dict(data, tab), indent=2) + "\n"}
+    chosen = list(ALL_FORMATS) if args.format == "all" else [args.format]
+    if args.format != "json":  # the table alone on stdout; what it means on stderr
+        sys.stderr.write(summary_text(data, tab))
     sys.stdout.write("\n".join(texts[f] for f in chosen))
     if args.out is not None:
         out = Path(args.out)
@@ -123,11 +124,18 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "table", help="Table 1 of an experiment (markdown, CSV or LaTeX)",
         description="Table 1 as the paper defines it: per run the best test-set interval of "
-                    "each metric, mean / min / max over runs, % gain row by row, plus a "
-                    "bootstrap interval for the mean gain. Prints to stdout.")
+                    "each metric (or, with --select val, the best validation interval), mean / "
+                    "min / max over runs, % gain row by row, plus a paired bootstrap interval "
+                    "for the mean gain, the seeds won and a sign test. Prints the table to "
+                    "stdout; the title, the verdict and the flags go to stderr (into the "
+                    "output with --format json).")
     p.add_argument("run_dir", metavar="RUN_DIR", help="experiment directory (results.sqlite)")
     p.add_argument("--format", choices=[*FORMATS, "all"], default="md",
-                   help="output format (default md; all prints md, csv and latex)")
+                   help="output format (default md; json: rows, gains, intervals, protocol, "
+                        "runs counted, flags and verdict; all prints md, csv and latex)")
+    p.add_argument("--select", choices=("test", "val"), default="test",
+                   help="the split that picks each run's best interval: test (the paper's "
+                        "protocol, default) or val (reported on test)")
     p.add_argument("--baseline", default=None, metavar="REGIME",
                    help="baseline regime (default weighted, or the weighted training present)")
     p.add_argument("--treatment", default=None, metavar="REGIME",
@@ -136,7 +144,8 @@ def register(subparsers: Any) -> None:
                    help="a column group (repeatable; default weighted_loss and "
                         "classification_utility)")
     p.add_argument("--bootstrap", type=nonnegative_int, default=DEFAULT_N_BOOT, metavar="N",
-                   help="bootstrap resamples for the mean gain's interval (0: none; default %(default)s)")
+                   help="bootstrap resamples (seeds resampled jointly) for the mean gain's "
+                        "interval (0: none; default %(default)s)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="also write table1.md / .csv / .tex (those printed) into DIR")
