@@ -23,8 +23,10 @@ from test_report_data import SEEDS, FakeStore, known_records
 REGIMES3 = ("weighted", "expost", "unweighted_raw")
 
 
-def write_store(run_dir: Path, *, unfinished: tuple[str, ...] = ()) -> list[dict]:
-    """A results database holding known_records(); trainings in ``unfinished`` stay running."""
+def write_store(run_dir: Path, *, unfinished: tuple[str, ...] = (), val: bool = False
+                ) -> list[dict]:
+    """A results database holding known_records(); trainings in ``unfinished`` stay running.
+    ``val``: validation metrics too, every one best at interval 0."""
     info = FakeStore().experiment_info()
     store = ResultStore.create(run_dir, info, arrays={"test_labels": np.array([0, 1, 2])})
     recs = known_records(shuffle=False)
@@ -45,6 +47,9 @@ def write_store(run_dir: Path, *, unfinished: tuple[str, ...] = ()) -> list[dict
                 (rec,) = [r for r in recs if r["run_id"] == rid and r["interval"] == i]
                 mets.append((rid, "test", {m: np.nan if rec[m] is None else rec[m]
                                            for m in METRICS}))
+                if val:
+                    mets.append((rid, "val", {m: (i if METRICS[m] is False else -i)
+                                              for m in METRICS}))
             first = next(r for r in recs if r["run_id"] == members[0] and r["interval"] == i)
             store.commit_interval(key, {"interval": i, "step": first["step"],
                                         "epoch": first["epoch"], "lr": 1e-3, "train_loss": 1.0,

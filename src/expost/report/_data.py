@@ -198,7 +198,8 @@ def gather(store: Any, run_dir: Path | None, *, n_boot: int = DEFAULT_N_BOOT, se
             if other not in pair:
                 data.comparisons.append(table1(records, baseline=pair[0], treatment=other,
                                                n_boot=n_boot, seed=seed))
-        data.headline, data.verdict = verdict_lines(data.tables, info)
+        if data.tables:
+            data.headline, data.verdict = verdict_lines(data.tables, info)
     data.flags = _flags(data, store, metrics)
     data.summary = _summary(data)
     return data
