@@ -14,11 +14,15 @@ from matplotlib.figure import Figure
 
 from .._validation import _error, describe
 from ..experiments.metrics import METRICS
+from .diagnostics import reliability_by_regime, risk_rows
 from .figures import plot_curves, plot_theory
 from .flags import Flag, diverged_flag, diverged_runs, late_best_flags, one_class_flags
 from .records import METRIC_LABELS, best_intervals, regime_label, regimes_present
 from .table import DEFAULT_N_BOOT, PROTOCOLS, Table1, table1
 from .verdict import VerdictLine, verdict_lines
+
+
+
 
 __all__ = [
     "ReportData",
@@ -94,6 +98,10 @@ class ReportData:
     headline: str = ""
     verdict: list[VerdictLine] = field(default_factory=list)
     store: Any = None
+    risk: list[Any] = field(default_factory=list)
+    reliability: dict[str, Any] = field(default_factory=dict)
+    n_boot: int = DEFAULT_N_BOOT
+    seed: int = 0
 
     @property
     def partial(self) -> str:
@@ -169,10 +177,11 @@ def _split_records(store: Any, run_dir: Path | None, runs: list[dict[str, Any]]
 def gather(store: Any, run_dir: Path | None, *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
            baseline: str | None = None, treatment: str | None = None,
            metrics: Any = ("weighted_loss", "classification_utility"),
-           protocols: Any = tuple(PROTOCOLS)) -> ReportData:
+           protocols: Any = tuple(PROTOCOLS), why: bool = True) -> ReportData:
     """Read the store once: Table 1 under each protocol (best interval chosen on test, and on
-    validation when the store has validation metrics), the other comparisons, the flags and
-    the verdict, on finished runs that did not diverge."""
+    validation when the store has validation metrics), the other comparisons, the flags,
+    the verdict and (``why``) the risk decomposition and reliability per regime, on finished
+    runs that did not diverge."""
     info = dict(store.experiment_info())
     runs = list(store.runs())
     records, val, diverged = _split_records(store, run_dir, runs)
@@ -202,6 +211,10 @@ def gather(store: Any, run_dir: Path | None, *, n_boot: int = DEFAULT_N_BOOT, se
             data.headline, data.verdict = verdict_lines(data.tables, info)
     data.flags = _flags(data, store, metrics)
     data.summary = _summary(data)
+    data.n_boot, data.seed = n_boot, seed
+    if why:
+        data.risk = risk_rows(store, info, runs, records)
+        data.reliability = reliability_by_regime(store, info, runs, records)
     return data
 
 
@@ -249,12 +262,50 @@ def make_figures(data: ReportData) -> list[tuple[str, str, Figure]]:
     for m in data.metrics:
         cap = captions.get(m, f"{METRIC_LABELS[m]} on the test set of every run; each dot marks "
                               "the run's best interval.")
-        figs.append((f"curves_{m}", cap, plot_curves(data.records, m)))
+        figs.append((f"curves_{m}", cap, plot_curves(data.records, m, separate=SEPARATE)))
+    figs += _why_figures(data)
     ratio = emphasis_ratio(data.info)
     if ratio is not None:
         figs.append(("theory", f"Incentives to choose and to learn in the binary case with this "
                      f"experiment's weight ratio {ratio:g}: optimal prediction, marginal learning "
                      "loss and learning loss (Figure 2).", plot_theory(ratio)))
+    return figs
+
+
+#: Regimes the report's curve plots draw in a panel of their own (their scale would hide
+#: the difference between the others).
+SEPARATE = ("unweighted_raw",)
+
+
+def _why_figures(data: ReportData) -> list[tuple[str, str, Figure]]:
+    """The gain over intervals with its paired band, the risk decomposition, reliability."""
+    from .diagnostics import gain_over_intervals, plot_gain, plot_reliability, plot_risk
+
+    figs: list[tuple[str, str, Figure]] = []
+    if data.table is not None:
+        t = data.table
+        curves = {m: gain_over_intervals(data.records, t.baseline, t.treatment, m,
+                                         n_boot=min(data.n_boot, 500), seed=data.seed)
+                  for m in t.metrics}
+        figs.append(("gain_over_intervals",
+                     f"% gain of {regime_label(t.treatment)} over {regime_label(t.baseline)} at "
+                     "every interval (means over seeds), with its paired bootstrap band (seeds "
+                     "resampled jointly, at most 500 resamples per interval). Where the band "
+                     "leaves zero, the gain is significant at that interval.",
+                     plot_gain(curves, t.baseline, t.treatment)))
+    if data.risk:
+        figs.append(("risk_decomposition",
+                     "Weighted loss at each run's best interval split by the learning identity "
+                     "(Proposition 1): what was learned (coloured) and the remainder lost to "
+                     "miscalibration (hatched); means over runs.", plot_risk(data.risk)))
+    if data.reliability:
+        binary = len(data.info.get("class_names") or []) == 2
+        figs.append(("reliability",
+                     "Reliability of each regime's prediction at each run's best interval, runs "
+                     "pooled: observed frequency against predicted probability (binary: the "
+                     "positive class; otherwise the top label). Weighted Training reports P^u, "
+                     "miscalibrated by design.", plot_reliability(data.reliability,
+                                                                  binary=binary)))
     return figs
 
 

@@ -317,7 +317,12 @@ class Table1:
         if self.bootstrap is not None:
             out.append(f'<tr class="ci"><th>{e(self._ci_label())}</th>')
             for m in self.metrics:
-                out.append(f"<td></td><td></td><td>{e(self._ci_cell(m, gain_digits))}</td>")
+                ci = self.bootstrap.get(m)
+                pg = self.paired.get(m)
+                wins = "" if pg is None else (f"<br>{pg.wins}/{pg.n_seeds} seeds, "
+                                              f"p&nbsp;=&nbsp;{pg.sign_p:.3g}")
+                text = "–" if ci is None else _fmt_ci(ci, gain_digits)
+                out.append(f'<td></td><td></td><td class="ci">{e(text)}{wins}</td>')
             out.append("</tr>")
         out += ["</tbody>", "</table>", f'<p class="note">{e(self._footnote())}</p>']
         return "\n".join(out) + "\n"
