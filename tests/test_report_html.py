@@ -57,7 +57,8 @@ def test_build_outputs_writes_every_file(built):
         "figure_mean_weighted_loss", "figure_curves_weighted_loss",
         "figure_curves_classification_utility", "figure_curves_log_loss",
         "figure_curves_accuracy", "figure_curves_emphasized_recall",
-        "figure_curves_calibration_error", "figure_theory"}
+        "figure_curves_calibration_error", "figure_theory",
+        "figure_gain_over_intervals"}  # the store holds no predictions: no risk, no reliability
     for p in figs.values():
         assert p.parent == rep / "figures" and p.read_bytes()[:4] == b"\x89PNG"
 
@@ -86,7 +87,7 @@ def test_report_is_self_contained_and_escaped(built):
     assert "demo &lt;b&gt;&amp;" in page and "linux &lt;test&gt;" in page
     # the figures are inlined PNGs that decode
     imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(imgs) == 8
+    assert len(imgs) == 9  # the 8 figures and the gain over intervals
     for b64 in imgs:
         assert base64.b64decode(b64)[:4] == b"\x89PNG"
     assert (root / "report" / "figures" / "theory.png").read_bytes() == base64.b64decode(imgs[-1])
@@ -108,7 +109,7 @@ def test_write_report_default_and_explicit_paths(tmp_path, monkeypatch):
     store = small_store(tmp_path)
     p = write_report(store, n_boot=50)
     assert p == tmp_path / "report" / "report.html" and p.exists()
-    assert p.read_text().count("data:image/png;base64,") == 3
+    assert p.read_text().count("data:image/png;base64,") == 4  # 3 and the gain over intervals
     monkeypatch.setattr("expost.report.html.make_figures", lambda data: [])  # speed only
     q = write_report(store, tmp_path / "x" / "r.html", n_boot=50)
     assert q == tmp_path / "x" / "r.html" and q.stat().st_size > 5_000

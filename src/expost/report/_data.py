@@ -12,7 +12,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from .._validation import _error, describe
+from .._validation import _error, check_choice, describe
 from ..experiments.metrics import METRICS
 from .diagnostics import reliability_by_regime, risk_rows
 from .figures import plot_curves, plot_theory
@@ -102,6 +102,7 @@ class ReportData:
     reliability: dict[str, Any] = field(default_factory=dict)
     n_boot: int = DEFAULT_N_BOOT
     seed: int = 0
+    primary: str = "test"
 
     @property
     def partial(self) -> str:
@@ -177,7 +178,8 @@ def _split_records(store: Any, run_dir: Path | None, runs: list[dict[str, Any]]
 def gather(store: Any, run_dir: Path | None, *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
            baseline: str | None = None, treatment: str | None = None,
            metrics: Any = ("weighted_loss", "classification_utility"),
-           protocols: Any = tuple(PROTOCOLS), why: bool = True) -> ReportData:
+           protocols: Any = tuple(PROTOCOLS), why: bool = True, primary: str = "test"
+           ) -> ReportData:
     """Read the store once: Table 1 under each protocol (best interval chosen on test, and on
     validation when the store has validation metrics), the other comparisons, the flags,
     the verdict and (``why``) the risk decomposition and reliability per regime, on finished
@@ -202,7 +204,8 @@ def gather(store: Any, run_dir: Path | None, *, n_boot: int = DEFAULT_N_BOOT, se
             data.tables[p] = table1(records, baseline=pair[0], treatment=pair[1],
                                     metrics=metrics, n_boot=n_boot, seed=seed, select=p,
                                     val_records=val or None, notes=notes)
-        data.table = data.tables.get("test") or next(iter(data.tables.values()), None)
+        data.primary = check_choice(primary, "select", tuple(PROTOCOLS))
+        data.table = data.tables.get(data.primary) or next(iter(data.tables.values()), None)
         for other in present:  # Appendix C: the other regimes against the same baseline
             if other not in pair:
                 data.comparisons.append(table1(records, baseline=pair[0], treatment=other,

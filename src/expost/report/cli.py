@@ -16,6 +16,7 @@ from typing import Any
 
 from .._argtypes import nonnegative_int, positive_float
 from ..experiments.metrics import METRICS
+from ..experiments.regimes import REGIME_SPECS
 from .table import DEFAULT_N_BOOT
 
 __all__ = ["register"]
@@ -53,7 +54,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
     with open_store(args.run_dir) as (store, where):
         data = gather(store, where, n_boot=args.bootstrap, seed=args.seed,
                       baseline=args.baseline, treatment=args.treatment, metrics=metrics,
-                      protocols=(args.select,))
+                      protocols=(args.select,), why=False)
     if args.select not in data.tables:
         raise ValueError(data.table_note or f"--select {args.select}: the store holds no "
                          "validation metrics for these runs.")
@@ -74,14 +75,16 @@ def _cmd_table(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from ._data import finished_records, open_store
+    from ._data import SEPARATE, finished_records, open_store
     from .figures import plot_curves, save_figure
 
     with open_store(args.run_dir) as (store, where):
         records = finished_records(store, where)
     out = Path(args.out) if args.out is not None else Path(args.run_dir) / "report" / "figures"
+    separate = () if args.together else SEPARATE
     for metric in args.metric or ("weighted_loss", "classification_utility"):
-        fig = plot_curves(records, metric, x=args.x, average=args.average, logy=args.logy)
+        fig = plot_curves(records, metric, x=args.x, average=args.average, logy=args.logy,
+                          regimes=args.regimes, separate=separate)
         stem = f"{'mean' if args.average else 'curves'}_{metric}"
         for p in save_figure(fig, out / stem, pdf=args.pdf):
             print(p)
@@ -91,7 +94,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .html import write_report
 
-    path = write_report(args.run_dir, args.out, n_boot=args.bootstrap, seed=args.seed)
+    path = write_report(args.run_dir, args.out, n_boot=args.bootstrap, seed=args.seed,
+                        select=args.select)
     print(path)
     return 0
 
@@ -166,6 +170,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--average", action="store_true",
                    help="one mean curve per regime (Figure 1) instead of one per run")
     p.add_argument("--logy", action="store_true", help="logarithmic y axis")
+    p.add_argument("--regimes", nargs="+", choices=tuple(REGIME_SPECS), default=None,
+                   metavar="REGIME", help="regimes to draw (default: every one that ran)")
+    p.add_argument("--together", action="store_true",
+                   help="draw Unweighted Raw on the same axes (default: a panel of its own, "
+                        "so its scale does not hide the others' difference)")
     p.add_argument("--pdf", action="store_true", help="also write PDF files")
     p.set_defaults(func=_guard("plot", _cmd_plot))
 
@@ -178,6 +187,9 @@ def register(subparsers: Any) -> None:
                    help="HTML file (default RUN_DIR/report/report.html)")
     p.add_argument("--bootstrap", type=nonnegative_int, default=DEFAULT_N_BOOT, metavar="N",
                    help="bootstrap resamples for Table 1 (default %(default)s)")
+    p.add_argument("--select", choices=("test", "val"), default="test",
+                   help="the protocol shown first (both are shown side by side): test, the "
+                        "paper's, or val (interval chosen on validation, reported on test)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=_guard("report", _cmd_report))
 

@@ -72,7 +72,10 @@ def risk_rows(store: Any, info: dict[str, Any], runs: list[dict[str, Any]],
     utility = Utility(info["utility"])
     out = []
     for rec, p in _best_views(store, info, runs, records):
-        d = risk_decomposition(p, y, utility=utility)
+        try:
+            d = risk_decomposition(p, y, utility=utility)
+        except ValueError:  # too few test rows to cross-fit what is learned
+            continue
         out.append(RiskRow(str(rec["regime"]), str(rec["run_id"]), int(rec["interval"]),
                            float(d.total), float(d.learned), float(d.remainder)))
     return out

@@ -174,8 +174,9 @@ def _why_html(data: ReportData, figures: list[tuple[str, str, bytes]]) -> list[s
     """The risk decomposition (numbers and plot) and the reliability diagrams."""
     from .diagnostics import fmt, risk_means
 
+    why_figs = [_figure_html(n, c, p) for n, c, p in figures if n in _WHY_FIGURES]
     if not data.risk:
-        return []
+        return ["<h2>Why: reliability</h2>", *why_figs] if why_figs else []
     out = ["<h2>Why: what was learned, and what was lost</h2>",
            '<p class="note">The learning identity (Proposition 1) splits each run\'s weighted '
            "loss at its best interval into what was <i>learned</i> (the risk left after the best "
@@ -189,8 +190,7 @@ def _why_html(data: ReportData, figures: list[tuple[str, str, bytes]]) -> list[s
                    f'<td>{fmt(m["total"])}</td><td>{fmt(m["learned"])}</td>'
                    f'<td>{fmt(m["remainder"])}</td></tr>')
     out.append("</tbody></table>")
-    out += [_figure_html(n, c, p) for n, c, p in figures if n in _WHY_FIGURES]
-    return out
+    return out + why_figs
 
 
 def render_html(data: ReportData, figures: list[tuple[str, str, bytes]]) -> str:
@@ -222,12 +222,12 @@ def render_html(data: ReportData, figures: list[tuple[str, str, bytes]]) -> str:
         parts.append(f'<p class="note">{_e(regime_label(t.treatment))} against '
                      f"{_e(regime_label(t.baseline))}: per run the best interval, "
                      "then mean / min / max over runs; % gain row by row (positive: "
-                     f"{_e(regime_label(t.treatment))} better). Left: the interval chosen on "
-                     "the test set, the paper's protocol; right: chosen on the validation set, "
-                     "reported on the test set. A gain is coloured only when its paired "
+                     f"{_e(regime_label(t.treatment))} better), with the interval chosen on "
+                     "the test set (the paper's protocol) and on the validation set (reported on "
+                     "the test set) side by side. A gain is coloured only when its paired "
                      "interval excludes zero.</p>")
         parts.append('<div class="protocols">')
-        for p in PROTOCOLS:
+        for p in sorted(PROTOCOLS, key=lambda p: p != data.primary):
             if p in data.tables:
                 parts.append(f"<div><h3>{_e(PROTOCOL_NAMES[p][0].upper() + PROTOCOL_NAMES[p][1:])}"
                              f"</h3>{data.tables[p].to_html()}</div>")
@@ -274,7 +274,7 @@ def render_html(data: ReportData, figures: list[tuple[str, str, bytes]]) -> str:
 
 
 def write_report(run_dir: Any, out: str | Path | None = None, *, n_boot: int = DEFAULT_N_BOOT,
-                 seed: int = 0) -> Path:
+                 seed: int = 0, select: str = "test") -> Path:
     """Write the experiment's self-contained HTML report and return its path.
 
     The page holds the config, Table 1 (with the bootstrap interval of the
@@ -290,6 +290,8 @@ def write_report(run_dir: Any, out: str | Path | None = None, *, n_boot: int = D
         The HTML file (default ``RUN_DIR/report/report.html``).
     n_boot, seed : int
         Bootstrap settings of Table 1.
+    select : {"test", "val"}
+        The protocol shown first and used by the verdict's order (both are shown).
 
     Returns
     -------
@@ -297,7 +299,7 @@ def write_report(run_dir: Any, out: str | Path | None = None, *, n_boot: int = D
     """
     with open_store(run_dir) as (store, where):
         path = _default_out(where, out, "report.html")
-        data = gather(store, where, n_boot=n_boot, seed=seed)
+        data = gather(store, where, n_boot=n_boot, seed=seed, primary=select)
     figs = [(name, cap, figure_png(fig)) for name, cap, fig in make_figures(data)]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_html(data, figs), encoding="utf-8")
