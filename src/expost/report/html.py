@@ -44,8 +44,9 @@ td.gain.ns{color:#5b6472}
 .verdict{border:2px solid #14213d;border-radius:6px;padding:.6em 1em;margin:1em 0}
 .verdict p{margin:.3em 0}.verdict .pos{color:#1a7f37}.verdict .neg{color:#b42318}
 .verdict .ns{color:#5b6472}.verdict strong{color:#14213d}
-.protocols{display:flex;gap:1.2em;flex-wrap:wrap}.protocols>div{flex:1 1 30em;min-width:0}
-tr.ci td,tr.ci th{font-style:italic;color:#5b6472}td.ci{white-space:nowrap;font-size:.9em}
+.protocols{display:flex;gap:1.2em;flex-wrap:wrap}
+.protocols>div{flex:1 1 36em;min-width:0;overflow-x:auto}
+tr.ci td,tr.ci th{font-style:italic;color:#5b6472}td.ci{font-size:.9em}
 .note{color:#5b6472;font-size:.86em;max-width:60em}
 figure{margin:1.2em 0;display:inline-block;width:48%;vertical-align:top}
 figure.wide{width:97%}figure img{width:100%;border:1px solid #e3e6ea}

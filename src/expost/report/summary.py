@@ -19,9 +19,9 @@ def title_line(data: ReportData, tab: Table1) -> str:
 
 
 def summary_text(data: ReportData, tab: Table1) -> str:
-    """The title line, the verdict of ``tab``'s protocol and every flag, one per line."""
+    """The title line, the verdict (every protocol computed) and every flag, one per line."""
     lines = [title_line(data, tab), f"Verdict: {data.headline}"]
-    lines += [f"  {v.text}" for v in data.verdict if v.protocol == tab.protocol]
+    lines += [f"  {v.text}" for v in data.verdict]
     lines += [f"Flag: {f.text}" for f in data.flags]
     return "\n".join(lines) + "\n\n"
 
@@ -34,7 +34,7 @@ def summary_dict(data: ReportData, tab: Table1) -> dict[str, Any]:
         "partial": data.partial or None,
         "headline": data.headline,
         "verdict": [{"protocol": v.protocol, "metric": v.metric, "significance": v.significance,
-                     "text": v.text} for v in data.verdict if v.protocol == tab.protocol],
+                     "text": v.text} for v in data.verdict],
         "flags": [{"kind": f.kind, "text": f.text, "runs": list(f.runs)} for f in data.flags],
         "excluded_runs": dict(data.diverged),
         "table": tab.to_dict(),
