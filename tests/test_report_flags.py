@@ -173,8 +173,8 @@ def test_json_format_and_select_val(tmp_path, capsys):
     val = json.loads(capsys.readouterr().out)
     assert val["table"]["protocol"] == "val"
     # write_store's validation curves are best at interval 0: the test values there
-    mean = [r for r in val["table"]["rows"] if r["metric"] == "weighted_loss"
-            and r["statistic"] == "Mean"][0]
+    mean = next(r for r in val["table"]["rows"] if r["metric"] == "weighted_loss"
+            and r["statistic"] == "Mean")
     assert mean["baseline"] == pytest.approx(np.mean([0.80, 0.82, 0.79, 0.81, 0.83])
                                              + 0.01 * np.mean([3, 4, 5, 2, 6]))
 

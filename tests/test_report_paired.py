@@ -78,7 +78,7 @@ def test_no_interval_with_fewer_than_three_seeds(n_seeds):
     tab = table1(recs, n_boot=500)
     assert tab.bootstrap == {"weighted_loss": None, "classification_utility": None}
     md = tab.to_markdown()
-    ci_line = [x for x in md.splitlines() if x.startswith("| Mean % gain")][0]
+    ci_line = next(x for x in md.splitlines() if x.startswith("| Mean % gain"))
     assert "[" not in ci_line and "–" in ci_line  # no zero-width "[19.58, 19.58]"
     assert f"{n_seeds} seed" in md and "an interval needs at least 3" in md
     data = json.loads(tab.to_json())

@@ -21,9 +21,6 @@ from .records import METRIC_LABELS, best_intervals, regime_label, regimes_presen
 from .table import DEFAULT_N_BOOT, PROTOCOLS, Table1, table1
 from .verdict import VerdictLine, verdict_lines
 
-
-
-
 __all__ = [
     "ReportData",
     "default_pair",

@@ -104,7 +104,7 @@ def plot_risk(rows: list[RiskRow]) -> Any:
     ax.bar(xs, rest, bottom=learned, color="#d0d5dd", hatch="//", edgecolor="#667085",
            label="remainder (miscalibration)")
     for x, m in zip(xs, means, strict=True):
-        ax.text(x, m["total"], f"{m['total']:.4f}", ha="center", va="bottom", fontsize=8)
+        ax.text(float(x), m["total"], f"{m['total']:.4f}", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(xs, [regime_label(m["regime"]) for m in means], fontsize=8)
     ax.set_ylabel("Weighted loss (mean over runs)")
     ax.set_title("Risk = learned + remainder (Proposition 1), best interval")
@@ -131,8 +131,8 @@ def reliability_by_regime(store: Any, info: dict[str, Any], runs: list[dict[str,
     out = {}
     for g, ps in pooled.items():
         p = np.concatenate(ps)
-        kind = "positive" if p.shape[1] == 2 else "top_label"
-        out[g] = reliability_curve(p, np.tile(y, len(ps)), n_bins=n_bins, kind=kind)
+        out[g] = reliability_curve(p, np.tile(y, len(ps)), n_bins=n_bins,
+                                   kind="positive" if p.shape[1] == 2 else "top_label")
     return out
 
 

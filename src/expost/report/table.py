@@ -14,7 +14,6 @@ import csv
 import html
 import io
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,10 @@ import numpy as np
 from .._scoring import percent_gain
 from .._validation import _error, check_choice, check_int, describe
 from ..experiments.metrics import higher_is_better
+from ._format import fmt as _fmt
+from ._format import fmt_ci as _fmt_ci
+from ._format import table_dict
+from ._format import tex as _tex
 from .paired import PairedGain, paired_gains, unpaired_bootstrap
 from .records import (
     METRIC_LABELS,
@@ -111,7 +114,7 @@ class Table1:
     n_runs: dict[str, int]
     values: dict[str, dict[str, np.ndarray]]
     best: dict[str, list[dict[str, Any]]]
-    bootstrap: dict[str, tuple[float, float]] | None
+    bootstrap: dict[str, tuple[float, float] | None] | None
     n_boot: int
     level: float
     seed: int
@@ -225,34 +228,7 @@ class Table1:
     def to_dict(self) -> dict[str, Any]:
         """Machine-readable: protocol, regimes, runs counted, rows, and per metric the paired
         evidence (seeds, wins, sign test, interval or why none). Plain JSON types; NaN as None."""
-        runs = {g: [str(r["run_id"]) for r in self.best[self.metrics[0]] if r["regime"] == g]
-                for g in (self.baseline, self.treatment)}
-        gains = {}
-        for m in self.metrics:
-            pg = self.paired.get(m)
-            ci = self.bootstrap.get(m) if self.bootstrap is not None else None
-            gains[m] = {
-                "mean_pct_gain": _plain(self.cell(m, "Mean").pct_gain),
-                "ci": None if ci is None else [_plain(ci[0]), _plain(ci[1])],
-                "level": self.level if self.bootstrap is not None else None,
-                "n_seeds": None if pg is None else pg.n_seeds,
-                "wins": None if pg is None else pg.wins,
-                "losses": None if pg is None else pg.losses,
-                "ties": None if pg is None else pg.ties,
-                "sign_test_p": None if pg is None else pg.sign_p,
-                "no_interval_because": (pg.reason if pg is not None and ci is None else None),
-            }
-        return {
-            "protocol": self.protocol, "protocol_text": PROTOCOLS[self.protocol],
-            "baseline": self.baseline, "treatment": self.treatment,
-            "metrics": list(self.metrics), "n_runs": dict(self.n_runs), "runs": runs,
-            "rows": [{"metric": r.metric, "statistic": r.statistic,
-                      "baseline": _plain(r.baseline), "treatment": _plain(r.treatment),
-                      "pct_gain": _plain(r.pct_gain)} for r in self.rows],
-            "gains": gains,
-            "bootstrap": None if self.bootstrap is None else {
-                "n_boot": self.n_boot, "seed": self.seed, "paired": self.paired_bootstrap},
-        }
+        return table_dict(self, PROTOCOLS)
 
     def to_json(self) -> str:
         """:meth:`to_dict` as indented JSON text."""
@@ -308,7 +284,7 @@ class Table1:
         out += ["</tr>", "</thead>", "<tbody>"]
         for stat in STATISTICS:
             out.append(f"<tr><th>{stat}</th>")
-            for m, (base, treat, gain, pct) in zip(self.metrics,
+            for m, (base, treat, gain, _pct) in zip(self.metrics,
                                                    self._cells(stat, digits, gain_digits),
                                                    strict=True):
                 cls = "gain " + self.significance(m) if stat == "Mean" else "gain"
@@ -348,31 +324,6 @@ class Table1:
             out.append((_fmt(r.baseline, digits), _fmt(r.treatment, digits),
                         _fmt(r.pct_gain, gain_digits), r.pct_gain))
         return out
-
-
-def _fmt(x: float, digits: int) -> str:
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    s = f"{x:.{digits}f}"
-    return "0." + "0" * digits if s == "-0." + "0" * digits else s
-
-
-def _plain(x: float) -> float | None:
-    return None if not math.isfinite(x) else float(x)
-
-
-def _fmt_ci(ci: tuple[float, float], digits: int) -> str:
-    return f"[{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]"
-
-
-_TEX = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-        "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
-
-
-def _tex(text: str) -> str:
-    return "".join(_TEX.get(c, c) for c in str(text))
 
 
 def table1(
