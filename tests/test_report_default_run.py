@@ -5,9 +5,6 @@ reliability diagrams are there, and the page renders in headless Chromium."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +15,8 @@ from expost.experiments.runners import run_experiment
 from expost.experiments.store import ResultStore
 from expost.report import best_intervals, build_outputs
 from expost.report._data import gather
+from test_report_html import CHROMIUM, screenshot
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.slow
 
 
@@ -83,15 +80,7 @@ def test_default_report_renders_with_its_verdict_on_top(default_run, tmp_path):
     from PIL import Image
 
     _, out = default_run
-    shot = tmp_path / "shot.png"
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
-           "--window-size=1100,700", f"--screenshot={shot}", out["report_html"].as_uri()]
-    try:
-        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-    finally:
-        shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+    shot = screenshot(out["report_html"], tmp_path, height=700)
     img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     # The first screen holds the verdict box: its dark navy border (#14213d) frames it.
     navy = (np.abs(img[..., 0] - 0x14) < 12) & (np.abs(img[..., 1] - 0x21) < 12) \

@@ -20,6 +20,20 @@ from test_report_data import SEEDS, FakeStore, known_records
 CHROMIUM = Path("/usr/bin/chromium")
 
 
+def screenshot(page: Path, tmp_path: Path, *, height: int) -> Path:
+    """A headless-Chromium screenshot of ``page``, 1100 pixels wide."""
+    shot = tmp_path / "shot.png"
+    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
+           f"--window-size=1100,{height}", f"--screenshot={shot}", page.as_uri()]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    finally:
+        shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+    return shot
+
+
 def small_store(run_dir, *, regimes=("weighted", "expost"), **kwargs):
     """Two metrics, no emphasised class: three figures, so building is quick."""
     keep = ("run_id", "regime", "seed", "interval", "step", "epoch", "weighted_loss",
@@ -179,15 +193,7 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
     from PIL import Image
 
     _, out = built
-    shot = tmp_path / "shot.png"
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
-           "--window-size=1100,3000", f"--screenshot={shot}", out["report_html"].as_uri()]
-    try:
-        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-    finally:
-        shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+    shot = screenshot(out["report_html"], tmp_path, height=3000)
     img = np.asarray(Image.open(shot).convert("RGB"))
     assert img.shape[:2] == (3000, 1100)
     packed = (img[..., 0].astype(np.int32) << 16) | (img[..., 1].astype(np.int32) << 8) \
