@@ -190,7 +190,8 @@ def gather(store: Any, run_dir: Path | None, *, n_boot: int = DEFAULT_N_BOOT, se
         pair = (baseline or pair[0], treatment or pair[1])  # type: ignore[index]
     data = ReportData(run_dir, info, runs, records, present, None, "", val_records=val,
                       diverged=diverged, store=store)
-    notes = tuple(f.text for f in diverged_flag(diverged))
+    data.flags = _flags(data, store, metrics)
+    notes = tuple(f"Flag: {f.text}" for f in data.flags)  # Table 1's footnotes carry them too
     if pair is None:
         data.table_note = (f"Table 1 compares two regimes; only "
                            f"{', '.join(map(regime_label, present))} has finished runs.")
@@ -209,7 +210,6 @@ def gather(store: Any, run_dir: Path | None, *, n_boot: int = DEFAULT_N_BOOT, se
                                                n_boot=n_boot, seed=seed))
         if data.tables:
             data.headline, data.verdict = verdict_lines(data.tables, info)
-    data.flags = _flags(data, store, metrics)
     data.summary = _summary(data)
     data.n_boot, data.seed = n_boot, seed
     if why:
