@@ -1,7 +1,7 @@
 """Speed of the experiment harness (issue 5's goals), measured side by side in one run.
 
 1. The embedded default end to end (``python -m expost run``: digits, 5 seeds x 2
-   trainings x 30 intervals, Table 1, figures and the HTML report), wall time
+   trainings x 40 intervals, Table 1, figures and the HTML report), wall time
    (goal <= 60 s on 2 CPU cores), and the share of that wall time spent in
    evaluation (goal <= 15 %).
 2. The ex post frontier: 1,000 utilities on 20,000 x 15 stored predictions

@@ -23,8 +23,10 @@ from test_report_data import SEEDS, FakeStore, known_records
 REGIMES3 = ("weighted", "expost", "unweighted_raw")
 
 
-def write_store(run_dir: Path, *, unfinished: tuple[str, ...] = ()) -> list[dict]:
-    """A results database holding known_records(); trainings in ``unfinished`` stay running."""
+def write_store(run_dir: Path, *, unfinished: tuple[str, ...] = (), val: bool = False
+                ) -> list[dict]:
+    """A results database holding known_records(); trainings in ``unfinished`` stay running.
+    ``val``: validation metrics too, every one best at interval 0."""
     info = FakeStore().experiment_info()
     store = ResultStore.create(run_dir, info, arrays={"test_labels": np.array([0, 1, 2])})
     recs = known_records(shuffle=False)
@@ -34,7 +36,9 @@ def write_store(run_dir: Path, *, unfinished: tuple[str, ...] = ()) -> list[dict
              "train_key": f"{'weighted' if g == 'weighted' else 'unweighted'}-s{s}"}
             for g in REGIMES3 for s in SEEDS]
     store.register(trainings, runs)
-    lp = np.log(np.full((3, 3), 1 / 3)).astype(np.float16)
+    # predictions that decide different classes under every view (no one-class flag)
+    lp = np.log([[0.999, 0.0005, 0.0005], [0.2, 0.6, 0.2], [0.0005, 0.0005, 0.999]]
+                ).astype(np.float16)
     for t in trainings:
         key = t["train_key"]
         store.start_training(key)
@@ -45,6 +49,9 @@ def write_store(run_dir: Path, *, unfinished: tuple[str, ...] = ()) -> list[dict
                 (rec,) = [r for r in recs if r["run_id"] == rid and r["interval"] == i]
                 mets.append((rid, "test", {m: np.nan if rec[m] is None else rec[m]
                                            for m in METRICS}))
+                if val:
+                    mets.append((rid, "val", {m: (i if METRICS[m] is False else -i)
+                                              for m in METRICS}))
             first = next(r for r in recs if r["run_id"] == members[0] and r["interval"] == i)
             store.commit_interval(key, {"interval": i, "step": first["step"],
                                         "epoch": first["epoch"], "lr": 1e-3, "train_loss": 1.0,
@@ -148,7 +155,9 @@ def test_report_command_and_build_outputs_on_the_database(run_dir, tmp_path, cap
     assert "7.41" in page and "&lt;script&gt;" in page
     out = build_outputs(run_dir, quiet=True, n_boot=100)
     assert out["report_html"] == run_dir / "report" / "report.html"
-    assert out["report_html"].read_text().count("data:image/png;base64,") == 8
+    # 8 figures, the gain over intervals and the reliability diagrams (3 test rows are too
+    # few to cross-fit the risk decomposition, which is left out)
+    assert out["report_html"].read_text().count("data:image/png;base64,") == 10
     assert out["table1_markdown"] == table1(known_records(), n_boot=100).to_markdown()
 
 

@@ -65,6 +65,7 @@ class FakeStore:
                  statuses=None, regimes=("weighted", "expost", "unweighted_raw")):
         self.run_dir = run_dir
         self._records = known_records(regimes=regimes) if records is None else records
+        self._val_records = []  # no validation metrics unless a test sets them
         self._runs = []
         for g in regimes:
             for s in SEEDS:
@@ -110,8 +111,8 @@ class FakeStore:
         return copy.deepcopy(self._runs)
 
     def interval_records(self, split="test"):
-        assert split == "test"
-        return copy.deepcopy(self._records)
+        assert split in ("test", "val")
+        return copy.deepcopy(self._records if split == "test" else self._val_records)
 
 
 def test_fixture_best_intervals_are_the_constructed_ones():

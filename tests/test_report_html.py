@@ -20,6 +20,20 @@ from test_report_data import SEEDS, FakeStore, known_records
 CHROMIUM = Path("/usr/bin/chromium")
 
 
+def screenshot(page: Path, tmp_path: Path, *, height: int) -> Path:
+    """A headless-Chromium screenshot of ``page``, 1100 pixels wide."""
+    shot = tmp_path / "shot.png"
+    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
+           f"--window-size=1100,{height}", f"--screenshot={shot}", page.as_uri()]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    finally:
+        shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+    return shot
+
+
 def small_store(run_dir, *, regimes=("weighted", "expost"), **kwargs):
     """Two metrics, no emphasised class: three figures, so building is quick."""
     keep = ("run_id", "regime", "seed", "interval", "step", "epoch", "weighted_loss",
@@ -57,7 +71,8 @@ def test_build_outputs_writes_every_file(built):
         "figure_mean_weighted_loss", "figure_curves_weighted_loss",
         "figure_curves_classification_utility", "figure_curves_log_loss",
         "figure_curves_accuracy", "figure_curves_emphasized_recall",
-        "figure_curves_calibration_error", "figure_theory"}
+        "figure_curves_calibration_error", "figure_theory",
+        "figure_gain_over_intervals"}  # the store holds no predictions: no risk, no reliability
     for p in figs.values():
         assert p.parent == rep / "figures" and p.read_bytes()[:4] == b"\x89PNG"
 
@@ -86,7 +101,7 @@ def test_report_is_self_contained_and_escaped(built):
     assert "demo &lt;b&gt;&amp;" in page and "linux &lt;test&gt;" in page
     # the figures are inlined PNGs that decode
     imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(imgs) == 8
+    assert len(imgs) == 9  # the 8 figures and the gain over intervals
     for b64 in imgs:
         assert base64.b64decode(b64)[:4] == b"\x89PNG"
     assert (root / "report" / "figures" / "theory.png").read_bytes() == base64.b64decode(imgs[-1])
@@ -108,7 +123,7 @@ def test_write_report_default_and_explicit_paths(tmp_path, monkeypatch):
     store = small_store(tmp_path)
     p = write_report(store, n_boot=50)
     assert p == tmp_path / "report" / "report.html" and p.exists()
-    assert p.read_text().count("data:image/png;base64,") == 3
+    assert p.read_text().count("data:image/png;base64,") == 4  # 3 and the gain over intervals
     monkeypatch.setattr("expost.report.html.make_figures", lambda data: [])  # speed only
     q = write_report(store, tmp_path / "x" / "r.html", n_boot=50)
     assert q == tmp_path / "x" / "r.html" and q.stat().st_size > 5_000
@@ -178,15 +193,7 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
     from PIL import Image
 
     _, out = built
-    shot = tmp_path / "shot.png"
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
-           "--window-size=1100,3000", f"--screenshot={shot}", out["report_html"].as_uri()]
-    try:
-        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-    finally:
-        shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+    shot = screenshot(out["report_html"], tmp_path, height=3000)
     img = np.asarray(Image.open(shot).convert("RGB"))
     assert img.shape[:2] == (3000, 1100)
     packed = (img[..., 0].astype(np.int32) << 16) | (img[..., 1].astype(np.int32) << 8) \

@@ -1,7 +1,7 @@
 r"""Calibration error and reliability-diagram data, and histogram binning of a score.
 
 Rows are binned by a confidence in [0, 1]: :func:`calibration_error` (ECE and its
-l2 / max variants, top-label or classwise) and :func:`reliability_curve` share one
+l2 / max variants, top-label, classwise or binary positive-class) and :func:`reliability_curve` share one
 binning, and :func:`~expost._learning.learned_posteriors`'s ``"binning"`` method
 uses the same bin edges for its class frequencies.
 """
@@ -13,13 +13,13 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._validation import check_choice, check_int, check_labels, check_probabilities
+from ._validation import _error, check_choice, check_int, check_labels, check_probabilities
 
 __all__ = ["ReliabilityCurve", "calibration_error", "reliability_curve"]
 
 STRATEGIES = ("uniform", "quantile")
 NORMS = ("l1", "l2", "max")
-KINDS = ("top_label", "classwise")
+KINDS = ("top_label", "classwise", "positive")
 
 
 class ReliabilityCurve(NamedTuple):
@@ -27,7 +27,7 @@ class ReliabilityCurve(NamedTuple):
 
     ``confidence`` and ``accuracy`` are bin means (NaN for an empty bin),
     ``counts`` the rows per bin, ``edges`` the bin edges. Top-label: 1-D, one entry
-    per bin (``edges`` one longer). Classwise: one row per class.
+    per bin (``edges`` one longer); positive (binary) likewise. Classwise: one row per class.
     """
 
     confidence: NDArray[np.float64]
@@ -62,6 +62,8 @@ def _binned(
     if kind == "top_label":
         pred = np.argmax(p64, axis=1)
         pairs = [(p64[np.arange(p64.shape[0]), pred], (pred == y).astype(np.float64))]
+    elif kind == "positive":
+        pairs = [(p64[:, 1], (y == 1).astype(np.float64))]
     else:
         pairs = [(p64[:, k], (y == k).astype(np.float64)) for k in range(p64.shape[1])]
     out = []
@@ -109,8 +111,12 @@ def _check_binning_args(
 ) -> tuple[NDArray[np.floating], NDArray[np.intp], int, str, str]:
     arr, _ = check_probabilities(p, "p")
     labels = check_labels(y, "y", n_classes=arr.shape[1], n_samples=arr.shape[0])
+    kd = check_choice(kind, "kind", KINDS)
+    if kd == "positive" and arr.shape[1] != 2:
+        raise ValueError(_error("p", "two columns (a binary problem) for kind='positive'",
+                                f"{arr.shape[1]} columns"))
     return (arr, labels, int(_check_n_bins(n_bins)), check_choice(strategy, "strategy", STRATEGIES),
-            check_choice(kind, "kind", KINDS))
+            kd)
 
 
 def _binned_gap(
@@ -136,7 +142,7 @@ def calibration_error(
     norm: Literal["l1", "l2", "max"] = "l1",
     n_bins: int = 15,
     strategy: Literal["uniform", "quantile"] = "uniform",
-    kind: Literal["top_label", "classwise"] = "top_label",
+    kind: Literal["top_label", "classwise", "positive"] = "top_label",
 ) -> float:
     r"""Binned calibration error (ECE for ``norm="l1"``; Naeini et al. 2015, Guo et al. 2017).
 
@@ -155,6 +161,12 @@ def calibration_error(
     ``kind="classwise"``: every class :math:`k` separately with :math:`c_i = p_{ik}`, a
     hit when :math:`y_i = k`, then combined over classes: mean (l1), root mean square
     (l2) or max (Kull et al. 2019's classwise-ECE for l1).
+    ``kind="positive"`` (binary problems only): :math:`c_i = p_{i1}`, the
+    probability of the positive class (column 1), a hit when :math:`y_i = 1`: what
+    netcal's ECE and torchmetrics' ``binary_calibration_error`` report for a
+    binary problem. It differs from ``top_label`` (whose confidence is
+    :math:`\max(p_{i0}, p_{i1}) \ge 0.5`): a prediction of 0.1 for the positive
+    class lands in the 0.1 bin here, in the 0.9 bin there.
 
     Bins are :math:`[e_b, e_{b+1})`, the last one closed; ``strategy="uniform"``
     spaces the edges evenly on [0, 1], ``"quantile"`` puts them at quantiles of the
@@ -168,7 +180,8 @@ def calibration_error(
     norm : {"l1", "l2", "max"}, default "l1"
     n_bins : int, default 15
     strategy : {"uniform", "quantile"}, default "uniform"
-    kind : {"top_label", "classwise"}, default "top_label"
+    kind : {"top_label", "classwise", "positive"}, default "top_label"
+        ``"positive"`` needs two columns.
 
     Returns
     -------
@@ -179,6 +192,9 @@ def calibration_error(
     >>> p = [[0.9, 0.1], [0.85, 0.15], [0.3, 0.7], [0.35, 0.65]]
     >>> round(calibration_error(p, [0, 1, 1, 1], n_bins=5), 4)  # (|1-0.675| + |0.5-0.875|) / 2
     0.35
+    >>> q = [[0.9, 0.1], [0.1, 0.9]]  # both rows class 0: one top-label bin, two positive bins
+    >>> calibration_error(q, [0, 0], n_bins=5), calibration_error(q, [0, 0], n_bins=5, kind="positive")
+    (0.4, 0.5)
     """
     arr, labels, b, strat, kd = _check_binning_args(p, y, n_bins, strategy, kind)
     nrm = check_choice(norm, "norm", NORMS)
@@ -197,7 +213,7 @@ def reliability_curve(
     *,
     n_bins: int = 15,
     strategy: Literal["uniform", "quantile"] = "uniform",
-    kind: Literal["top_label", "classwise"] = "top_label",
+    kind: Literal["top_label", "classwise", "positive"] = "top_label",
 ) -> ReliabilityCurve:
     r"""Data for a reliability diagram: per-bin mean confidence, accuracy and count.
 
@@ -214,8 +230,9 @@ def reliability_curve(
     y : array-like of shape (n_samples,)
     n_bins : int, default 15
     strategy : {"uniform", "quantile"}, default "uniform"
-    kind : {"top_label", "classwise"}, default "top_label"
-        Classwise returns arrays with one row per class.
+    kind : {"top_label", "classwise", "positive"}, default "top_label"
+        Classwise returns arrays with one row per class; positive (binary only)
+        bins the positive class's probability against its frequency.
 
     Returns
     -------
@@ -237,6 +254,6 @@ def reliability_curve(
             acc.append(np.where(counts > 0, s_hit / counts, np.nan))
         cnt.append(counts.astype(np.intp))
         edg.append(edges)
-    if kd == "top_label":
+    if kd != "classwise":
         return ReliabilityCurve(conf[0], acc[0], cnt[0], edg[0])
     return ReliabilityCurve(np.stack(conf), np.stack(acc), np.stack(cnt), np.stack(edg))

@@ -76,11 +76,12 @@ def git_commit() -> str | None:
 
 # ---------------------------------------------------------------- reporters
 class LogReporter:
-    """Plain, fixed-column log lines, one per interval (``--quiet``)."""
+    """Plain, fixed-column log lines, one per interval, each ending with the wall-clock time
+    (``--quiet``, and whenever stderr is not a terminal: a pipe, a log file, nohup)."""
 
     HEADER = (f"{'training':<18} {'interval':>9} {'step':>7} {'epoch':>7} {'lr':>9} "
               f"{'train_loss':>10} {'val_loss':>9} {'test_wloss':>10} {'test_util':>9} "
-              f"{'sec':>6}")
+              f"{'sec':>6} {'time':>8}")
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stdout
@@ -103,7 +104,8 @@ class LogReporter:
         self._print(
             f"{job.train_key:<18} {row['interval'] + 1:>4d}/{row['n_intervals']:<4d} "
             f"{row['step']:>7d} {row['epoch']:>7.2f} {row['lr']:>9.2e} {row['train_loss']:>10.4f} "
-            f"{row['val_loss']:>9.4f} {wl:>10.4f} {cu:>9.4f} {sec:>6.2f}"
+            f"{row['val_loss']:>9.4f} {wl:>10.4f} {cu:>9.4f} {sec:>6.2f} "
+            f"{time.strftime('%H:%M:%S')}"
         )
 
     def finish(self, job: Any) -> None:
@@ -114,9 +116,10 @@ class LogReporter:
 
 
 class RichReporter:
-    """A rich progress bar per training with live metrics (interval, losses)."""
+    """A rich progress bar per training: training k of N, its regimes and seed in full, the
+    elapsed time, an ETA and live metrics (interval, losses)."""
 
-    def __init__(self, console: Any = None) -> None:
+    def __init__(self, console: Any = None, *, n_trainings: int | None = None) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -124,20 +127,28 @@ class RichReporter:
             Progress,
             TextColumn,
             TimeElapsedColumn,
+            TimeRemainingColumn,
         )
 
         self.console = console if console is not None else Console(stderr=True)
         self.progress = Progress(
-            TextColumn("[bold]{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("{task.fields[metrics]}"),
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("{task.fields[metrics]}"),
             console=self.console,
         )
         self.progress.start()
         self._tasks: dict[str, Any] = {}
+        self.n_trainings = n_trainings
 
     def start(self, job: Any, n_intervals: int, done: int) -> None:
+        k = len(self._tasks) + 1
+        of = f"/{self.n_trainings}" if self.n_trainings else ""
+        regimes = ", ".join(regime for _, regime in getattr(job, "runs", ()))
+        seed = getattr(job, "seed", None)
+        what = f"{regimes}, seed {seed}" if regimes and seed is not None else job.train_key
         self._tasks[job.train_key] = self.progress.add_task(
-            job.train_key, total=n_intervals, completed=done,
+            f"training {k}{of}: {job.train_key} ({what})", total=n_intervals, completed=done,
             metrics="resumed" if done else "")
 
     def interval(self, job: Any, row: Mapping[str, Any]) -> None:
@@ -153,6 +164,23 @@ class RichReporter:
 
     def close(self) -> None:
         self.progress.stop()
+
+
+def _reporter(quiet: bool, stream: TextIO | None, n_trainings: int) -> Any:
+    """``--quiet``: log lines to ``stream`` (stdout); stderr not a terminal (a pipe, a file,
+    nohup): the same lines to stderr, as they happen; else the live rich view on stderr."""
+    if quiet:
+        return LogReporter(stream)
+    if not _is_terminal(sys.stderr):
+        return LogReporter(sys.stderr)
+    return RichReporter(n_trainings=n_trainings)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 # ---------------------------------------------------------------- directory handling
@@ -403,7 +431,9 @@ def run_experiment(
         (database, checkpoints, report) aside into ``<dir>.replaced-<time>`` and
         start afresh instead of refusing; nothing else in the folder is moved.
     quiet : bool
-        Plain fixed-column log lines instead of progress bars.
+        Plain fixed-column log lines (to ``stream``) instead of progress bars. When
+        stderr is not a terminal the same lines go to stderr, one per interval as it
+        ends.
     progress : bool
         False: no per-interval output at all.
     runner : LocalRunner or RayRunner, optional
@@ -436,7 +466,7 @@ def run_experiment(
             setup, jobs = prepare_experiment(cfg, run_dir, exists=exists)
             try:
                 if progress:
-                    reporter = LogReporter(stream) if quiet else RichReporter()
+                    reporter = _reporter(quiet, stream, len(jobs))
                 (runner or LocalRunner()).run(setup, jobs, reporter)
             finally:
                 if reporter is not None:

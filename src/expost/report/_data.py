@@ -12,11 +12,14 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from .._validation import _error, describe
+from .._validation import _error, check_choice, describe
 from ..experiments.metrics import METRICS
+from .diagnostics import reliability_by_regime, risk_rows
 from .figures import plot_curves, plot_theory
-from .records import METRIC_LABELS, regime_label, regimes_present
-from .table import DEFAULT_N_BOOT, Table1, table1
+from .flags import Flag, diverged_flag, diverged_runs, late_best_flags, one_class_flags
+from .records import METRIC_LABELS, best_intervals, regime_label, regimes_present
+from .table import DEFAULT_N_BOOT, PROTOCOLS, Table1, table1
+from .verdict import VerdictLine, verdict_lines
 
 __all__ = [
     "ReportData",
@@ -85,6 +88,28 @@ class ReportData:
     table_note: str
     comparisons: list[Table1] = field(default_factory=list)
     summary: list[dict[str, Any]] = field(default_factory=list)
+    tables: dict[str, Table1] = field(default_factory=dict)
+    val_records: list[dict[str, Any]] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
+    diverged: dict[str, str] = field(default_factory=dict)
+    headline: str = ""
+    verdict: list[VerdictLine] = field(default_factory=list)
+    store: Any = None
+    risk: list[Any] = field(default_factory=list)
+    reliability: dict[str, Any] = field(default_factory=dict)
+    n_boot: int = DEFAULT_N_BOOT
+    seed: int = 0
+    primary: str = "test"
+
+    @property
+    def partial(self) -> str:
+        """"" when every run ended; otherwise "partial: k of n runs finished (...)"."""
+        counts = Counter(str(r.get("status")) for r in self.runs)
+        ended = counts.get("finished", 0) + counts.get("diverged", 0)
+        if ended == len(self.runs):
+            return ""
+        rest = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if s != "finished")
+        return f"partial: {counts.get('finished', 0)} of {len(self.runs)} runs finished ({rest})"
 
     @property
     def metrics(self) -> list[str]:
@@ -104,7 +129,8 @@ class ReportData:
                 parts.append(str(v))
         if not parts and self.run_dir is not None:
             parts.append(self.run_dir.name)
-        return " / ".join(parts) if parts else "experiment"
+        title = " / ".join(parts) if parts else "experiment"
+        return f"{title} ({self.partial})" if self.partial else title
 
 
 def _isnan(v: Any) -> bool:
@@ -115,10 +141,13 @@ def _isnan(v: Any) -> bool:
 
 
 def finished_records(store: Any, run_dir: Path | None, *, split: str = "test",
-                     runs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """The per-interval records of the store's finished runs; ValueError when none finished."""
+                     runs: list[dict[str, Any]] | None = None,
+                     exclude: Any = ()) -> list[dict[str, Any]]:
+    """The per-interval records of the store's finished runs (less the run ids in
+    ``exclude``); ValueError when none finished."""
     runs = list(store.runs()) if runs is None else runs
-    finished = {str(r["run_id"]) for r in runs if r.get("status") == "finished"}
+    finished = {str(r["run_id"]) for r in runs
+                if r.get("status") == "finished" and str(r["run_id"]) not in exclude}
     if not finished:
         counts = Counter(str(r.get("status")) for r in runs)
         have = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no runs"
@@ -128,29 +157,76 @@ def finished_records(store: Any, run_dir: Path | None, *, split: str = "test",
     return [r for r in store.interval_records(split=split) if str(r["run_id"]) in finished]
 
 
-def gather(store: Any, run_dir: Path | None, *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0
+def _split_records(store: Any, run_dir: Path | None, runs: list[dict[str, Any]]
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
+    """Test and validation records of the finished runs that did not diverge, and those that did."""
+    everything = finished_records(store, run_dir, runs=runs)
+    intervals = store.intervals() if hasattr(store, "intervals") else []
+    diverged = diverged_runs(runs, everything, intervals)
+    records = [r for r in everything if str(r["run_id"]) not in diverged]
+    if not records:
+        raise ValueError(f"Every finished run diverged ({', '.join(sorted(diverged))}); "
+                         "Table 1 and the figures need at least one that did not.")
+    keep = {str(r["run_id"]) for r in records}
+    val = [r for r in store.interval_records(split="val") if str(r["run_id"]) in keep]
+    return records, val, diverged
+
+
+def gather(store: Any, run_dir: Path | None, *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
+           baseline: str | None = None, treatment: str | None = None,
+           metrics: Any = ("weighted_loss", "classification_utility"),
+           protocols: Any = tuple(PROTOCOLS), why: bool = True, primary: str = "test"
            ) -> ReportData:
-    """Read the store once and compute Table 1 (and the other comparisons) on finished runs."""
+    """Read the store once: Table 1 under each protocol (best interval chosen on test, and on
+    validation when the store has validation metrics), the other comparisons, the flags,
+    the verdict and (``why``) the risk decomposition and reliability per regime, on finished
+    runs that did not diverge."""
     info = dict(store.experiment_info())
     runs = list(store.runs())
-    records = finished_records(store, run_dir, runs=runs)
+    records, val, diverged = _split_records(store, run_dir, runs)
     present = regimes_present(records)
     pair = default_pair(present)
-    table = None
-    comparisons: list[Table1] = []
+    if pair is not None or (baseline and treatment):
+        pair = (baseline or pair[0], treatment or pair[1])  # type: ignore[index]
+    data = ReportData(run_dir, info, runs, records, present, None, "", val_records=val,
+                      diverged=diverged, store=store)
+    data.flags = _flags(data, store, metrics)
+    notes = tuple(f"Flag: {f.text}" for f in data.flags)  # Table 1's footnotes carry them too
     if pair is None:
-        note = (f"Table 1 compares two regimes; only {', '.join(map(regime_label, present))} "
-                "has finished runs.")
+        data.table_note = (f"Table 1 compares two regimes; only "
+                           f"{', '.join(map(regime_label, present))} has finished runs.")
     else:
-        table = table1(records, baseline=pair[0], treatment=pair[1], n_boot=n_boot, seed=seed)
-        note = ""
+        for p in protocols:
+            if p == "val" and not val:
+                continue
+            data.tables[p] = table1(records, baseline=pair[0], treatment=pair[1],
+                                    metrics=metrics, n_boot=n_boot, seed=seed, select=p,
+                                    val_records=val or None, notes=notes)
+        data.primary = check_choice(primary, "select", tuple(PROTOCOLS))
+        data.table = data.tables.get(data.primary) or next(iter(data.tables.values()), None)
         for other in present:  # Appendix C: the other regimes against the same baseline
             if other not in pair:
-                comparisons.append(table1(records, baseline=pair[0], treatment=other,
-                                          n_boot=n_boot, seed=seed))
-    data = ReportData(run_dir, info, runs, records, present, table, note, comparisons)
+                data.comparisons.append(table1(records, baseline=pair[0], treatment=other,
+                                               n_boot=n_boot, seed=seed))
+        if data.tables:
+            data.headline, data.verdict = verdict_lines(data.tables, info)
     data.summary = _summary(data)
+    data.n_boot, data.seed = n_boot, seed
+    if why:
+        data.risk = risk_rows(store, info, runs, records)
+        data.reliability = reliability_by_regime(store, info, runs, records)
     return data
+
+
+def _flags(data: ReportData, store: Any, metrics: Any) -> list[Flag]:
+    """The late-best-interval, one-class and diverged flags of the finished runs."""
+    shown = [m for m in metrics if m in data.metrics]
+    flags = late_best_flags(data.records, shown)
+    decide_on = "classification_utility" if "classification_utility" in data.metrics else None
+    if decide_on is not None:
+        flags += one_class_flags(store, data.info, data.runs,
+                                 best_intervals(data.records, decide_on))
+    return flags + diverged_flag(data.diverged)
 
 
 def _summary(data: ReportData) -> list[dict[str, Any]]:
@@ -186,12 +262,50 @@ def make_figures(data: ReportData) -> list[tuple[str, str, Figure]]:
     for m in data.metrics:
         cap = captions.get(m, f"{METRIC_LABELS[m]} on the test set of every run; each dot marks "
                               "the run's best interval.")
-        figs.append((f"curves_{m}", cap, plot_curves(data.records, m)))
+        figs.append((f"curves_{m}", cap, plot_curves(data.records, m, separate=SEPARATE)))
+    figs += _why_figures(data)
     ratio = emphasis_ratio(data.info)
     if ratio is not None:
         figs.append(("theory", f"Incentives to choose and to learn in the binary case with this "
                      f"experiment's weight ratio {ratio:g}: optimal prediction, marginal learning "
                      "loss and learning loss (Figure 2).", plot_theory(ratio)))
+    return figs
+
+
+#: Regimes the report's curve plots draw in a panel of their own (their scale would hide
+#: the difference between the others).
+SEPARATE = ("unweighted_raw",)
+
+
+def _why_figures(data: ReportData) -> list[tuple[str, str, Figure]]:
+    """The gain over intervals with its paired band, the risk decomposition, reliability."""
+    from .diagnostics import gain_over_intervals, plot_gain, plot_reliability, plot_risk
+
+    figs: list[tuple[str, str, Figure]] = []
+    if data.table is not None:
+        t = data.table
+        curves = {m: gain_over_intervals(data.records, t.baseline, t.treatment, m,
+                                         n_boot=min(data.n_boot, 500), seed=data.seed)
+                  for m in t.metrics}
+        figs.append(("gain_over_intervals",
+                     f"% gain of {regime_label(t.treatment)} over {regime_label(t.baseline)} at "
+                     "every interval (means over seeds), with its paired bootstrap band (seeds "
+                     "resampled jointly, at most 500 resamples per interval). Where the band "
+                     "leaves zero, the gain is significant at that interval.",
+                     plot_gain(curves, t.baseline, t.treatment)))
+    if data.risk:
+        figs.append(("risk_decomposition",
+                     "Weighted loss at each run's best interval split by the learning identity "
+                     "(Proposition 1): what was learned (coloured) and the remainder lost to "
+                     "miscalibration (hatched); means over runs.", plot_risk(data.risk)))
+    if data.reliability:
+        binary = len(data.info.get("class_names") or []) == 2
+        figs.append(("reliability",
+                     "Reliability of each regime's prediction at each run's best interval, runs "
+                     "pooled: observed frequency against predicted probability (binary: the "
+                     "positive class; otherwise the top label). Weighted Training reports P^u, "
+                     "miscalibrated by design.", plot_reliability(data.reliability,
+                                                                  binary=binary)))
     return figs
 
 

@@ -38,7 +38,8 @@ def build_outputs(
     out_dir : str or Path, optional
         Where to write (default ``RUN_DIR/report``).
     quiet : bool
-        Print nothing (otherwise one line naming the report).
+        Print nothing (otherwise, on stderr, Table 1's title line, the verdict,
+        the flags and one line naming the report).
     n_boot, seed : int
         Bootstrap settings of Table 1.
     pdf : bool
@@ -92,5 +93,9 @@ def build_outputs(
     atomic_write(report, render_html(data, pngs), root=root)
     result["report_html"] = report
     if not quiet:
+        if data.table is not None:
+            from .summary import summary_text
+
+            sys.stderr.write(summary_text(data, data.table))
         print(f"expost: report written to {report}", file=sys.stderr)
     return result

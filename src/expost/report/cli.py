@@ -16,11 +16,14 @@ from typing import Any
 
 from .._argtypes import nonnegative_int, positive_float
 from ..experiments.metrics import METRICS
+from ..experiments.regimes import REGIME_SPECS
 from .table import DEFAULT_N_BOOT
 
 __all__ = ["register"]
 
-FORMATS = {"md": "table1.md", "csv": "table1.csv", "latex": "table1.tex"}
+FORMATS = {"md": "table1.md", "csv": "table1.csv", "latex": "table1.tex", "json": "table1.json"}
+#: What ``--format all`` prints.
+ALL_FORMATS = ("md", "csv", "latex")
 _ERRORS = (FileNotFoundError, ValueError, TypeError, ImportError, KeyError)
 
 
@@ -42,26 +45,25 @@ def _guard(name: str, fn: Command) -> Command:
 
 # ---------------------------------------------------------------- commands
 def _cmd_table(args: argparse.Namespace) -> int:
-    from ._data import default_pair, finished_records, open_store
-    from .records import regime_label, regimes_present
-    from .table import table1
+    import json
 
-    with open_store(args.run_dir) as (store, where):
-        records = finished_records(store, where)
-    baseline, treatment = args.baseline, args.treatment
-    if baseline is None or treatment is None:
-        pair = default_pair(regimes_present(records))
-        if pair is None:
-            raise ValueError("Table 1 compares two regimes; only "
-                             f"{', '.join(map(regime_label, regimes_present(records)))} "
-                             "has finished runs.")
-        baseline = pair[0] if baseline is None else baseline
-        treatment = pair[1] if treatment is None else treatment
+    from ._data import gather, open_store
+    from .summary import summary_dict, summary_text
+
     metrics = args.metric or ("weighted_loss", "classification_utility")
-    tab = table1(records, baseline=baseline, treatment=treatment, metrics=metrics,
-                 n_boot=args.bootstrap, seed=args.seed)
-    texts = {"md": tab.to_markdown(), "csv": tab.to_csv(), "latex": tab.to_latex()}
-    chosen = list(FORMATS) if args.format == "all" else [args.format]
+    with open_store(args.run_dir) as (store, where):
+        data = gather(store, where, n_boot=args.bootstrap, seed=args.seed,
+                      baseline=args.baseline, treatment=args.treatment, metrics=metrics,
+                      protocols=(args.select,), why=False)
+    if args.select not in data.tables:
+        raise ValueError(data.table_note or f"--select {args.select}: the store holds no "
+                         "validation metrics for these runs.")
+    tab = data.tables[args.select]
+    texts = {"md": tab.to_markdown(), "csv": tab.to_csv(), "latex": tab.to_latex(),
+             "json": json.dumps(summary_dict(data, tab), indent=2) + "\n"}
+    chosen = list(ALL_FORMATS) if args.format == "all" else [args.format]
+    if args.format != "json":  # the table alone on stdout; what it means on stderr
+        sys.stderr.write(summary_text(data, tab))
     sys.stdout.write("\n".join(texts[f] for f in chosen))
     if args.out is not None:
         from .._atomic import atomic_write
@@ -75,14 +77,16 @@ def _cmd_table(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from ._data import finished_records, open_store
+    from ._data import SEPARATE, finished_records, open_store
     from .figures import plot_curves, save_figure
 
     with open_store(args.run_dir) as (store, where):
         records = finished_records(store, where)
     out = Path(args.out) if args.out is not None else Path(args.run_dir) / "report" / "figures"
+    separate = () if args.together else SEPARATE
     for metric in args.metric or ("weighted_loss", "classification_utility"):
-        fig = plot_curves(records, metric, x=args.x, average=args.average, logy=args.logy)
+        fig = plot_curves(records, metric, x=args.x, average=args.average, logy=args.logy,
+                          regimes=args.regimes, separate=separate)
         stem = f"{'mean' if args.average else 'curves'}_{metric}"
         for p in save_figure(fig, out / stem, pdf=args.pdf):
             print(p)
@@ -92,7 +96,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .html import write_report
 
-    path = write_report(args.run_dir, args.out, n_boot=args.bootstrap, seed=args.seed)
+    path = write_report(args.run_dir, args.out, n_boot=args.bootstrap, seed=args.seed,
+                        select=args.select)
     print(path)
     return 0
 
@@ -125,11 +130,18 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "table", help="Table 1 of an experiment (markdown, CSV or LaTeX)",
         description="Table 1 as the paper defines it: per run the best test-set interval of "
-                    "each metric, mean / min / max over runs, % gain row by row, plus a "
-                    "bootstrap interval for the mean gain. Prints to stdout.")
+                    "each metric (or, with --select val, the best validation interval), mean / "
+                    "min / max over runs, % gain row by row, plus a paired bootstrap interval "
+                    "for the mean gain, the seeds won and a sign test. Prints the table to "
+                    "stdout; the title, the verdict and the flags go to stderr (into the "
+                    "output with --format json).")
     p.add_argument("run_dir", metavar="RUN_DIR", help="experiment directory (results.sqlite)")
     p.add_argument("--format", choices=[*FORMATS, "all"], default="md",
-                   help="output format (default md; all prints md, csv and latex)")
+                   help="output format (default md; json: rows, gains, intervals, protocol, "
+                        "runs counted, flags and verdict; all prints md, csv and latex)")
+    p.add_argument("--select", choices=("test", "val"), default="test",
+                   help="the split that picks each run's best interval: test (the paper's "
+                        "protocol, default) or val (reported on test)")
     p.add_argument("--baseline", default=None, metavar="REGIME",
                    help="baseline regime (default weighted, or the weighted training present)")
     p.add_argument("--treatment", default=None, metavar="REGIME",
@@ -138,7 +150,8 @@ def register(subparsers: Any) -> None:
                    help="a column group (repeatable; default weighted_loss and "
                         "classification_utility)")
     p.add_argument("--bootstrap", type=nonnegative_int, default=DEFAULT_N_BOOT, metavar="N",
-                   help="bootstrap resamples for the mean gain's interval (0: none; default %(default)s)")
+                   help="bootstrap resamples (seeds resampled jointly) for the mean gain's "
+                        "interval (0: none; default %(default)s)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="also write table1.md / .csv / .tex (those printed) into DIR")
@@ -159,6 +172,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--average", action="store_true",
                    help="one mean curve per regime (Figure 1) instead of one per run")
     p.add_argument("--logy", action="store_true", help="logarithmic y axis")
+    p.add_argument("--regimes", nargs="+", choices=tuple(REGIME_SPECS), default=None,
+                   metavar="REGIME", help="regimes to draw (default: every one that ran)")
+    p.add_argument("--together", action="store_true",
+                   help="draw Unweighted Raw on the same axes (default: a panel of its own, "
+                        "so its scale does not hide the others' difference)")
     p.add_argument("--pdf", action="store_true", help="also write PDF files")
     p.set_defaults(func=_guard("plot", _cmd_plot))
 
@@ -171,6 +189,9 @@ def register(subparsers: Any) -> None:
                    help="HTML file (default RUN_DIR/report/report.html)")
     p.add_argument("--bootstrap", type=nonnegative_int, default=DEFAULT_N_BOOT, metavar="N",
                    help="bootstrap resamples for Table 1 (default %(default)s)")
+    p.add_argument("--select", choices=("test", "val"), default="test",
+                   help="the protocol shown first (both are shown side by side): test, the "
+                        "paper's, or val (interval chosen on validation, reported on test)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=_guard("report", _cmd_report))
 

@@ -117,6 +117,7 @@ def plot_curves(
     path: str | Path | None = None,
     pdf: bool = False,
     logy: bool = False,
+    separate: Sequence[str] = (),
 ) -> Figure:
     r"""Per-interval test-set curves of every run, coloured by regime, best points marked.
 
@@ -155,6 +156,11 @@ def plot_curves(
     pdf : bool
     logy : bool
         Logarithmic y axis.
+    separate : sequence of str
+        Regimes drawn in a panel of their own, to the right, so that their
+        scale does not flatten the others (the report puts Unweighted Raw,
+        whose weighted loss is several times the others', there). Regimes
+        absent from the records are ignored; ignored with ``ax``.
 
     Returns
     -------
@@ -182,11 +188,34 @@ def plot_curves(
     runs = {k: v for k, v in runs.items() if k[0] in chosen}
 
     own = ax is None
-    if own:
+    apart = [g for g in chosen if g in separate] if own else []
+    if apart and len(apart) < len(chosen):
+        fig = new_figure((10.0, 4.2))
+        ax, side = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
+        _draw_runs(side, {k: v for k, v in runs.items() if k[0] in apart}, metric, xname,
+                   average=average, mark_best=mark_best)
+        _style_curve_axes(side, {k: v for k, v in runs.items() if k[0] in apart}, metric,
+                          xname, logy=logy, title="on its own scale")
+        runs = {k: v for k, v in runs.items() if k[0] not in apart}
+        fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.92, wspace=0.25)
+        own = False
+    elif own:
         fig = new_figure()
         ax = fig.add_subplot()
     else:
         fig = ax.figure
+    curves = _draw_runs(ax, runs, metric, xname, average=average, mark_best=mark_best)
+    _style_curve_axes(ax, curves, metric, xname, logy=logy, title=title)
+    if own:  # fixed margins: tight_layout would cost one more full draw per figure
+        fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.92)
+    if path is not None:
+        save_figure(fig, path, pdf=pdf)
+    return fig
+
+
+def _draw_runs(ax: Any, runs: dict[Any, list[dict[str, Any]]], metric: str, xname: str, *,
+               average: bool, mark_best: bool) -> dict[Any, list[dict[str, Any]]]:
+    """Every run's curve (or each regime's mean) into ``ax``, best points marked; the curves."""
     curves = group_runs(_mean_curves(runs, metric, xname), metric) if average else runs
     best = {(str(r["regime"]), str(r["run_id"])): r for r in best_intervals(
         [r for run in curves.values() for r in run], metric)} if mark_best else {}
@@ -195,12 +224,7 @@ def plot_curves(
         _draw_curve(ax, run, metric, xname, best.get(key), first=key[0] not in seen,
                     average=average)
         seen.add(key[0])
-    _style_curve_axes(ax, curves, metric, xname, logy=logy, title=title)
-    if own:  # fixed margins: tight_layout would cost one more full draw per figure
-        fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.92)
-    if path is not None:
-        save_figure(fig, path, pdf=pdf)
-    return fig
+    return curves
 
 
 def _chosen_regimes(regimes: Sequence[str] | str | None, present: list[str]) -> list[str]:

@@ -20,7 +20,8 @@ from .. import __version__
 from ._data import ReportData, gather, make_figures, open_store
 from .figures import figure_png
 from .records import METRIC_LABELS, regime_label
-from .table import DEFAULT_N_BOOT
+from .table import DEFAULT_N_BOOT, PROTOCOLS
+from .verdict import PROTOCOL_NAMES
 
 __all__ = ["render_html", "write_report"]
 
@@ -39,7 +40,13 @@ th:first-child,td.l,th.l{text-align:left}thead th{border-bottom:2px solid #9aa3a
 th.group{text-align:center;border-bottom:1px solid #9aa3af}
 table.table1{border-top:2px solid #1d2330;border-bottom:2px solid #1d2330}
 td.gain.pos{color:#1a7f37;font-weight:600}td.gain.neg{color:#b42318;font-weight:600}
-tr.ci td,tr.ci th{font-style:italic;color:#5b6472}
+td.gain.ns{color:#5b6472}
+.verdict{border:2px solid #14213d;border-radius:6px;padding:.6em 1em;margin:1em 0}
+.verdict p{margin:.3em 0}.verdict .pos{color:#1a7f37}.verdict .neg{color:#b42318}
+.verdict .ns{color:#5b6472}.verdict strong{color:#14213d}
+.protocols{display:flex;gap:1.2em;flex-wrap:wrap}
+.protocols>div{flex:1 1 36em;min-width:0;overflow-x:auto}
+tr.ci td,tr.ci th{font-style:italic;color:#5b6472}td.ci{font-size:.9em}
 .note{color:#5b6472;font-size:.86em;max-width:60em}
 figure{margin:1.2em 0;display:inline-block;width:48%;vertical-align:top}
 figure.wide{width:97%}figure img{width:100%;border:1px solid #e3e6ea}
@@ -138,6 +145,55 @@ def _summary_table(data: ReportData) -> str:
     return f"<table><thead>{head}</thead><tbody>{body}</tbody></table>"
 
 
+_WHY_FIGURES = ("risk_decomposition", "reliability")
+
+
+def _figure_html(name: str, caption: str, png: bytes) -> str:
+    b64 = base64.b64encode(png).decode("ascii")
+    wide = ' class="wide"' if name in ("theory", "gain_over_intervals", "reliability") else ""
+    return (f'<figure id="fig-{_e(name)}"{wide}><img alt="{_e(caption)}" '
+            f'src="data:image/png;base64,{b64}"><figcaption>{_e(caption)}</figcaption></figure>')
+
+
+def _verdict_html(data: ReportData) -> str:
+    """The verdict box: what was compared, then one coloured sentence per protocol and metric."""
+    if not data.verdict:
+        return ""
+    lines = "".join(f'<p class="{_e(v.significance)}">{_e(v.text)}</p>' for v in data.verdict)
+    return (f'<div class="verdict" id="verdict"><p><strong>Verdict: {_e(data.headline)}.'
+            f"</strong></p>{lines}</div>")
+
+
+def _flags_html(data: ReportData) -> str:
+    if not data.flags:
+        return ""
+    items = "".join(f"<li>{_e(f.text)}</li>" for f in data.flags)
+    return f'<div class="warn" id="flags"><strong>Flags</strong><ul>{items}</ul></div>'
+
+
+def _why_html(data: ReportData, figures: list[tuple[str, str, bytes]]) -> list[str]:
+    """The risk decomposition (numbers and plot) and the reliability diagrams."""
+    from .diagnostics import fmt, risk_means
+
+    why_figs = [_figure_html(n, c, p) for n, c, p in figures if n in _WHY_FIGURES]
+    if not data.risk:
+        return ["<h2>Why: reliability</h2>", *why_figs] if why_figs else []
+    out = ["<h2>Why: what was learned, and what was lost</h2>",
+           '<p class="note">The learning identity (Proposition 1) splits each run\'s weighted '
+           "loss at its best interval into what was <i>learned</i> (the risk left after the best "
+           "post-processing of what the model knows) and the <i>remainder</i> lost to reporting "
+           "it miscalibrated, from the stored test predictions through each regime's view. "
+           "total = learned + remainder; means over runs.</p>",
+           "<table><thead><tr><th>regime</th><th>runs</th><th>total</th><th>learned</th>"
+           "<th>remainder</th></tr></thead><tbody>"]
+    for m in risk_means(data.risk):
+        out.append(f'<tr><td class="l">{_e(regime_label(m["regime"]))}</td><td>{m["n"]}</td>'
+                   f'<td>{fmt(m["total"])}</td><td>{fmt(m["learned"])}</td>'
+                   f'<td>{fmt(m["remainder"])}</td></tr>')
+    out.append("</tbody></table>")
+    return out + why_figs
+
+
 def render_html(data: ReportData, figures: list[tuple[str, str, bytes]]) -> str:
     """The report page for ``data`` with ``figures`` given as (name, caption, PNG bytes)."""
     info = data.info
@@ -157,15 +213,29 @@ def render_html(data: ReportData, figures: list[tuple[str, str, bytes]]) -> str:
         f'{_e(", ".join(f"{n} {s}" for s, n in sorted(status.items())))}; '
         f"seeds: {_e(', '.join(map(str, seeds)) or '–')}.</p>",
         f"<p>{chips}</p>",
+        _verdict_html(data),
+        _flags_html(data),
         "<h2>Table 1</h2>",
     ]
-    if data.table is not None:
+    if data.tables:
         t = data.table
+        assert t is not None
         parts.append(f'<p class="note">{_e(regime_label(t.treatment))} against '
-                     f"{_e(regime_label(t.baseline))}: per run the best test-set interval, "
+                     f"{_e(regime_label(t.baseline))}: per run the best interval, "
                      "then mean / min / max over runs; % gain row by row (positive: "
-                     f"{_e(regime_label(t.treatment))} better).</p>")
-        parts.append(t.to_html())
+                     f"{_e(regime_label(t.treatment))} better), with the interval chosen on "
+                     "the test set (the paper's protocol) and on the validation set (reported on "
+                     "the test set) side by side. A gain is coloured only when its paired "
+                     "interval excludes zero.</p>")
+        parts.append('<div class="protocols">')
+        for p in sorted(PROTOCOLS, key=lambda p: p != data.primary):
+            if p in data.tables:
+                parts.append(f"<div><h3>{_e(PROTOCOL_NAMES[p][0].upper() + PROTOCOL_NAMES[p][1:])}"
+                             f"</h3>{data.tables[p].to_html()}</div>")
+            else:
+                parts.append(f'<div><h3>{_e(PROTOCOL_NAMES[p])}</h3><p class="warn">No '
+                             "validation metrics are stored for these runs.</p></div>")
+        parts.append("</div>")
     else:
         parts.append(f'<p class="warn">{_e(data.table_note)}</p>')
     if data.comparisons:
@@ -179,13 +249,12 @@ def render_html(data: ReportData, figures: list[tuple[str, str, bytes]]) -> str:
                   '<p class="note">Per run the best test-set interval of each metric; mean, '
                   "min and max over the finished runs of each regime.</p>",
                   _summary_table(data)]
+    parts += _why_html(data, figures)
     parts.append("<h2>Figures</h2>")
     for name, caption, png in figures:
-        b64 = base64.b64encode(png).decode("ascii")
-        wide = ' class="wide"' if name == "theory" else ""
-        parts.append(f'<figure id="fig-{_e(name)}"{wide}><img alt="{_e(caption)}" '
-                     f'src="data:image/png;base64,{b64}"><figcaption>{_e(caption)}'
-                     "</figcaption></figure>")
+        if name in _WHY_FIGURES:
+            continue
+        parts.append(_figure_html(name, caption, png))
     parts += ["<h2>Objective</h2>",
               '<p class="note">The normalised utility matrix (Eq 21) that defines the weighted '
               "loss and the classification utility; the emphasised class is highlighted.</p>",
@@ -206,7 +275,7 @@ def render_html(data: ReportData, figures: list[tuple[str, str, bytes]]) -> str:
 
 
 def write_report(run_dir: Any, out: str | Path | None = None, *, n_boot: int = DEFAULT_N_BOOT,
-                 seed: int = 0) -> Path:
+                 seed: int = 0, select: str = "test") -> Path:
     """Write the experiment's self-contained HTML report and return its path.
 
     The page holds the config, Table 1 (with the bootstrap interval of the
@@ -222,6 +291,8 @@ def write_report(run_dir: Any, out: str | Path | None = None, *, n_boot: int = D
         The HTML file (default ``RUN_DIR/report/report.html``).
     n_boot, seed : int
         Bootstrap settings of Table 1.
+    select : {"test", "val"}
+        The protocol shown first and used by the verdict's order (both are shown).
 
     Returns
     -------
@@ -229,7 +300,7 @@ def write_report(run_dir: Any, out: str | Path | None = None, *, n_boot: int = D
     """
     with open_store(run_dir) as (store, where):
         path = _default_out(where, out, "report.html")
-        data = gather(store, where, n_boot=n_boot, seed=seed)
+        data = gather(store, where, n_boot=n_boot, seed=seed, primary=select)
     figs = [(name, cap, figure_png(fig)) for name, cap, fig in make_figures(data)]
     from .._atomic import atomic_write
 

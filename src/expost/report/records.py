@@ -159,7 +159,7 @@ def _best_of_run(run: list[dict[str, Any]], metric: str, maximize: bool) -> dict
     return run[0] if best is None else best  # every value NaN: the run shows as NaN
 
 
-def best_intervals(records: Any, metric: str) -> list[dict[str, Any]]:
+def best_intervals(records: Any, metric: str, *, select_by: Any = None) -> list[dict[str, Any]]:
     r"""The best interval of every run on ``metric`` (the Table 1 protocol).
 
     For run :math:`r` with values :math:`v_{r,t}` over intervals :math:`t`,
@@ -179,11 +179,23 @@ def best_intervals(records: Any, metric: str) -> list[dict[str, Any]]:
     metric : str
         A name from :data:`~expost.experiments.metrics.METRICS`; its direction
         says whether the minimum or the maximum is best.
+    select_by : list of mappings, optional
+        Records of the same runs on another split (the validation set): each
+        run's interval is then the best one *there*, and the record returned is
+        that interval's record of ``records`` (select on validation, report on
+        test). None (default): select on ``records`` themselves, the paper's
+        protocol.
 
     Returns
     -------
     list of dict
         One record copy per run, ordered by regime, seed and run id.
+
+    Raises
+    ------
+    ValueError
+        With ``select_by``: a run without a defined value there, or whose
+        selected interval ``records`` lacks.
 
     Examples
     --------
@@ -196,7 +208,24 @@ def best_intervals(records: Any, metric: str) -> list[dict[str, Any]]:
     3
     """
     maximize = higher_is_better(check_metric(metric))
-    return [_best_of_run(run, metric, maximize) for run in group_runs(records, metric).values()]
+    runs = group_runs(records, metric)
+    if select_by is None:
+        return [_best_of_run(run, metric, maximize) for run in runs.values()]
+    chooser = group_runs(select_by, metric)
+    out = []
+    for key, run in runs.items():
+        pick = _best_of_run(chooser.get(key, [{"interval": None, metric: math.nan}]), metric,
+                            maximize)
+        if math.isnan(pick[metric]):
+            raise ValueError(_error("select_by", f"a defined {metric!r} for every run",
+                                    f"none for regime {key[0]!r}, run {key[1]!r}"))
+        chosen = [r for r in run if r["interval"] == pick["interval"]]
+        if not chosen:
+            raise ValueError(_error("records", f"interval {pick['interval']} of regime "
+                                    f"{key[0]!r}, run {key[1]!r} (selected on select_by)",
+                                    "no such record"))
+        out.append(chosen[0])
+    return out
 
 
 def regimes_present(records: Any) -> list[str]:

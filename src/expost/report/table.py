@@ -13,16 +13,21 @@ from __future__ import annotations
 import csv
 import html
 import io
-import math
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .._scoring import percent_gain
-from .._validation import _error, check_int, describe
+from .._validation import _error, check_choice, check_int, describe
 from ..experiments.metrics import higher_is_better
+from ._format import fmt as _fmt
+from ._format import fmt_ci as _fmt_ci
+from ._format import table_dict
+from ._format import tex as _tex
+from .paired import PairedGain, paired_gains, unpaired_bootstrap
 from .records import (
     METRIC_LABELS,
     as_records,
@@ -32,13 +37,21 @@ from .records import (
     regimes_present,
 )
 
-__all__ = ["DEFAULT_N_BOOT", "STATISTICS", "Table1", "Table1Row", "table1"]
+__all__ = ["DEFAULT_N_BOOT", "PROTOCOLS", "STATISTICS", "Table1", "Table1Row", "table1"]
 
 #: Bootstrap resamples for the interval of the mean gain, everywhere a default is needed.
 DEFAULT_N_BOOT = 2000
 
 #: The rows of Table 1, in order, with the reduction over runs each one uses.
 STATISTICS: dict[str, Any] = {"Mean": np.mean, "Min": np.min, "Max": np.max}
+
+#: Which split picks each run's best interval -> how the table says so.
+PROTOCOLS: dict[str, str] = {
+    "test": "the best test-set interval of each metric (the paper's protocol; optimistic, "
+            "since the test set also picks the interval)",
+    "val": "the interval with the best validation value of each metric, reported on the "
+           "test set",
+}
 
 
 @dataclass(frozen=True)
@@ -77,9 +90,21 @@ class Table1:
         ``metric -> list of the best-interval records`` of both regimes.
     bootstrap : dict or None
         ``metric -> (low, high)``, the percentile interval of the Mean row's %
-        gain at ``level``; None when ``n_boot == 0``.
+        gain at ``level`` (seeds resampled jointly unless ``paired=False``), or
+        ``metric -> None`` with fewer than 3 seeds (``paired[metric].reason``
+        says why); None when ``n_boot == 0``.
     n_boot, level, seed : int, float, int
         The bootstrap's settings.
+    protocol : str
+        ``"test"`` (the paper's: the test set picks each run's interval) or
+        ``"val"`` (the validation set picks it, the test set reports it).
+    paired : dict
+        ``metric ->`` :class:`~expost.report.paired.PairedGain`: the paired seeds,
+        the win count and the sign test.
+    paired_bootstrap : bool
+        Whether the interval resampled seeds jointly.
+    notes : tuple of str
+        Further footnotes (runs left out, flags), added by the report.
     """
 
     baseline: str
@@ -89,10 +114,14 @@ class Table1:
     n_runs: dict[str, int]
     values: dict[str, dict[str, np.ndarray]]
     best: dict[str, list[dict[str, Any]]]
-    bootstrap: dict[str, tuple[float, float]] | None
+    bootstrap: dict[str, tuple[float, float] | None] | None
     n_boot: int
     level: float
     seed: int
+    protocol: str = "test"
+    paired: dict[str, PairedGain] = field(default_factory=dict)
+    paired_bootstrap: bool = True
+    notes: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ access
     def cell(self, metric: str, statistic: str) -> Table1Row:
@@ -111,16 +140,33 @@ class Table1:
     def _footnote(self) -> str:
         b, t = self._headers()
         text = (
-            f"Per run, the best test-set interval of each metric; {self.n_runs[self.baseline]} "
+            f"Per run, {PROTOCOLS[self.protocol]}; {self.n_runs[self.baseline]} "
             f"{b} and {self.n_runs[self.treatment]} {t} runs. % Gain = 100 (T - B) / |B| with "
             f"T = {t}, B = {b}, sign flipped for losses, computed row by row."
         )
         if self.bootstrap is not None:
+            how = ("seeds resampled jointly (paired: both regimes of a seed share initial "
+                   "weights and data order)" if self.paired_bootstrap
+                   else "runs resampled within each regime (unpaired)")
             text += (
                 f" Interval: {100 * self.level:g}% percentile bootstrap of the Mean row's % gain, "
-                f"{self.n_boot} resamples of runs within each regime, seed {self.seed}."
+                f"{self.n_boot} resamples, {how}, seed {self.seed}."
             )
-        return text
+            for m in self.metrics:
+                if self.bootstrap.get(m) is None and self.paired.get(m) is not None:
+                    text += f" No interval for {METRIC_LABELS[m]}: {self.paired[m].reason}."
+        if self.paired:
+            text += (f" k/n seeds: the seeds in which {t} is better; p: exact two-sided sign "
+                     "test (ties dropped).")
+        return " ".join((text, *self.notes))
+
+    def _ci_cell(self, metric: str, digits: int) -> str:
+        """The CI row's cell: the interval (or a dash) and the win count."""
+        assert self.bootstrap is not None
+        ci = self.bootstrap.get(metric)
+        text = "–" if ci is None else _fmt_ci(ci, digits)
+        pg = self.paired.get(metric)
+        return text if pg is None else f"{text}; {pg.wins_text()}"
 
     def _ci_label(self) -> str:
         return f"Mean % gain, {100 * self.level:g}% CI"
@@ -144,7 +190,7 @@ class Table1:
         if self.bootstrap is not None:
             cells = [self._ci_label()]
             for m in self.metrics:
-                cells += ["", "", _fmt_ci(self.bootstrap[m], gain_digits)]
+                cells += ["", "", self._ci_cell(m, gain_digits)]
             lines.append("| " + " | ".join(cells) + " |")
         text = "\n".join(lines) + "\n"
         if footnote:
@@ -162,16 +208,31 @@ class Table1:
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["metric", "statistic", "baseline", "treatment", "baseline_value",
                     "treatment_value", "pct_gain", "pct_gain_ci_low", "pct_gain_ci_high",
-                    "level", "n_baseline", "n_treatment"])
+                    "level", "n_baseline", "n_treatment", "protocol", "n_seeds", "wins",
+                    "losses", "ties", "sign_test_p"])
         for r in self.rows:
             lo = hi = ""
-            if self.bootstrap is not None and r.statistic == "Mean":
-                lo, hi = (repr(float(v)) for v in self.bootstrap[r.metric])
+            ci = self.bootstrap.get(r.metric) if self.bootstrap is not None else None
+            if ci is not None and r.statistic == "Mean":
+                lo, hi = (repr(float(v)) for v in ci)
+            pg = self.paired.get(r.metric)
+            seeds = ([pg.n_seeds, pg.wins, pg.losses, pg.ties, repr(pg.sign_p)]
+                     if pg is not None else [""] * 5)
             w.writerow([r.metric, r.statistic, self.baseline, self.treatment, repr(r.baseline),
                         repr(r.treatment), repr(r.pct_gain), lo, hi,
                         repr(self.level) if self.bootstrap is not None else "",
-                        self.n_runs[self.baseline], self.n_runs[self.treatment]])
+                        self.n_runs[self.baseline], self.n_runs[self.treatment], self.protocol,
+                        *seeds])
         return buf.getvalue()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Machine-readable: protocol, regimes, runs counted, rows, and per metric the paired
+        evidence (seeds, wins, sign test, interval or why none). Plain JSON types; NaN as None."""
+        return table_dict(self, PROTOCOLS)
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as indented JSON text."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def to_latex(self, *, digits: int = 3, gain_digits: int = 2, title: str | None = None,
                  caption: str | None = None, label: str | None = None) -> str:
@@ -198,7 +259,7 @@ class Table1:
             out.append(r"\addlinespace")
             cells = [_tex(self._ci_label())]
             for m in self.metrics:
-                cells += ["", "", _fmt_ci(self.bootstrap[m], gain_digits)]
+                cells += ["", "", _tex(self._ci_cell(m, gain_digits))]
             out.append(" & ".join(cells) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}"]
         body = "\n".join(out) + "\n"
@@ -223,17 +284,32 @@ class Table1:
         out += ["</tr>", "</thead>", "<tbody>"]
         for stat in STATISTICS:
             out.append(f"<tr><th>{stat}</th>")
-            for base, treat, gain, pct in self._cells(stat, digits, gain_digits):
-                cls = "gain pos" if pct > 0 else "gain neg" if pct < 0 else "gain"
+            for m, (base, treat, gain, _pct) in zip(self.metrics,
+                                                   self._cells(stat, digits, gain_digits),
+                                                   strict=True):
+                cls = "gain " + self.significance(m) if stat == "Mean" else "gain"
                 out.append(f'<td>{base}</td><td>{treat}</td><td class="{cls}">{gain}</td>')
             out.append("</tr>")
         if self.bootstrap is not None:
             out.append(f'<tr class="ci"><th>{e(self._ci_label())}</th>')
             for m in self.metrics:
-                out.append(f"<td></td><td></td><td>{_fmt_ci(self.bootstrap[m], gain_digits)}</td>")
+                ci = self.bootstrap.get(m)
+                pg = self.paired.get(m)
+                wins = "" if pg is None else (f"<br>{pg.wins}/{pg.n_seeds} seeds, "
+                                              f"p&nbsp;=&nbsp;{pg.sign_p:.3g}")
+                text = "–" if ci is None else _fmt_ci(ci, gain_digits)
+                out.append(f'<td></td><td></td><td class="ci">{e(text)}{wins}</td>')
             out.append("</tr>")
         out += ["</tbody>", "</table>", f'<p class="note">{e(self._footnote())}</p>']
         return "\n".join(out) + "\n"
+
+    def significance(self, metric: str) -> str:
+        """``"pos"`` / ``"neg"``: the interval of the mean gain excludes zero (treatment better /
+        worse); ``"ns"``: it covers zero, or there is none. Colours follow this, not the sign."""
+        ci = self.bootstrap.get(metric) if self.bootstrap is not None else None
+        if ci is None or ci[0] <= 0 <= ci[1]:
+            return "ns"
+        return "pos" if ci[0] > 0 else "neg"
 
     def __str__(self) -> str:
         return self.to_markdown()
@@ -250,27 +326,6 @@ class Table1:
         return out
 
 
-def _fmt(x: float, digits: int) -> str:
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    s = f"{x:.{digits}f}"
-    return "0." + "0" * digits if s == "-0." + "0" * digits else s
-
-
-def _fmt_ci(ci: tuple[float, float], digits: int) -> str:
-    return f"[{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]"
-
-
-_TEX = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-        "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
-
-
-def _tex(text: str) -> str:
-    return "".join(_TEX.get(c, c) for c in str(text))
-
-
 def table1(
     records: Any,
     *,
@@ -280,6 +335,10 @@ def table1(
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
     level: float = 0.95,
+    select: str = "test",
+    val_records: Any = None,
+    paired: bool = True,
+    notes: Sequence[str] = (),
 ) -> Table1:
     r"""Table 1: the best interval per run, mean / min / max over runs, % gain row by row.
 
@@ -292,10 +351,12 @@ def table1(
     .. math:: \%\,\text{Gain}_s = 100\,\frac{T_s - B_s}{|B_s|}
               \quad (\text{sign flipped for losses})
 
-    (Table 1; footnote 15: :math:`(0.749 - 0.805)/0.805`). Beyond the paper,
-    the Mean row's gain gets a percentile bootstrap interval: runs are
-    resampled with replacement within each regime (the same resampled runs for
-    every metric), ``n_boot`` times, with ``numpy.random.default_rng(seed)``.
+    (Table 1; footnote 15: :math:`(0.749 - 0.805)/0.805`). Beyond the paper:
+    ``select="val"`` picks each run's interval on the validation set and
+    reports its test value; the Mean row's gain gets a paired percentile
+    bootstrap interval (seeds resampled jointly, :func:`~expost.report.paired.paired_gains`),
+    the number of seeds in which the treatment is better and an exact sign
+    test; with fewer than 3 paired seeds no interval is given.
 
     Parameters
     ----------
@@ -315,6 +376,16 @@ def table1(
         Seed of the bootstrap.
     level : float
         Coverage of the bootstrap interval, in (0, 1).
+    select : {"test", "val"}
+        The split that picks each run's best interval: ``"test"`` is the
+        paper's protocol; ``"val"`` needs ``val_records``.
+    val_records : list of mappings, optional
+        The same runs' validation-set records (``ResultStore.interval_records(split="val")``).
+    paired : bool
+        Resample seeds jointly (default); False resamples runs within each
+        regime independently, as if the regimes were unrelated.
+    notes : sequence of str
+        Further footnotes (e.g. the runs left out).
 
     Returns
     -------
@@ -344,12 +415,18 @@ def table1(
     seed = check_int(seed, "seed", minimum=0)
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
         raise ValueError(_error("level", "a coverage in (0, 1)", describe(level)))
+    select = check_choice(select, "select", tuple(PROTOCOLS))
+    if select == "val" and val_records is None:
+        raise ValueError(_error("val_records", "the validation records when select='val'",
+                                "None"))
     pair = _pair_records(records, baseline, treatment)
+    chooser = None if select == "test" else [
+        r for r in as_records(val_records) if str(r.get("regime")) in (baseline, treatment)]
     rows: list[Table1Row] = []
     values: dict[str, dict[str, np.ndarray]] = {}
     best: dict[str, list[dict[str, Any]]] = {}
     for m in metrics:
-        best[m] = best_intervals(pair, m)
+        best[m] = best_intervals(pair, m, select_by=chooser)
         values[m] = {g: np.array([r[m] for r in best[m] if r["regime"] == g], dtype=np.float64)
                      for g in (baseline, treatment)}
         hib = higher_is_better(m)
@@ -360,10 +437,15 @@ def table1(
     # Every record carries every requested metric (group_runs checks it), so every metric
     # sees the same runs in the same order and one resample of run indices serves all.
     n_runs = {g: int(values[metrics[0]][g].size) for g in (baseline, treatment)}
-    boot = (_bootstrap_mean_gain(values, baseline, treatment, n_boot, seed, float(level))
-            if n_boot > 0 else None)
+    evidence = paired_gains(best, baseline, treatment, n_boot=n_boot if paired else 0,
+                            seed=seed, level=float(level))
+    boot: dict[str, tuple[float, float] | None] | None = None
+    if n_boot > 0 and paired:
+        boot = {m: evidence[m].ci for m in metrics}
+    elif n_boot > 0:
+        boot = unpaired_bootstrap(values, baseline, treatment, n_boot, seed, float(level))
     return Table1(baseline, treatment, metrics, tuple(rows), n_runs, values, best, boot,
-                  n_boot, float(level), seed)
+                  n_boot, float(level), seed, select, evidence, paired, tuple(notes))
 
 
 def _check_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
@@ -395,21 +477,3 @@ def _pair_records(records: Any, baseline: Any, treatment: Any) -> list[Any]:
             raise ValueError(_error(name, f"a regime with finished runs, one of {tuple(present)}",
                                     repr(regime)))
     return [r for r in rows_in if str(r.get("regime")) in (baseline, treatment)]
-
-
-def _bootstrap_mean_gain(values: dict[str, dict[str, np.ndarray]], baseline: str, treatment: str,
-                         n_boot: int, seed: int, level: float) -> dict[str, tuple[float, float]]:
-    """Percentile interval of the Mean row's % gain, runs resampled within each regime."""
-    rng = np.random.default_rng(seed)
-    first = next(iter(values.values()))
-    idx = {g: rng.integers(0, first[g].size, size=(n_boot, first[g].size))
-           for g in (baseline, treatment)}
-    tail = (1.0 - level) / 2.0
-    boot = {}
-    for m, v in values.items():
-        mb = v[baseline][idx[baseline]].mean(axis=1)
-        mt = v[treatment][idx[treatment]].mean(axis=1)
-        gains = percent_gain(mb, mt, higher_is_better=higher_is_better(m))
-        lo, hi = np.quantile(gains, [tail, 1.0 - tail])
-        boot[m] = (float(lo), float(hi))
-    return boot
