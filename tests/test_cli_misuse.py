@@ -171,8 +171,8 @@ def test_invalid_configs_are_refused_before_anything_is_created(place, tmp_path,
                                                                 setting, needle):
     code = _cli(["run", place / "c.yaml", "--out", tmp_path / "x", "--set", setting])
     err = capsys.readouterr().err
-    assert code == 2 and "Invalid experiment config" in err and needle in err
-    assert "Traceback" not in err
+    assert code == 1 and "Invalid experiment config" in err and needle in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
 
 

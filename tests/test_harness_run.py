@@ -490,9 +490,10 @@ def test_cli_run_prints_table1(tmp_path, capsys):
 def test_cli_run_errors(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**TINY, "optimizer": {"name": "adam", "lr": -1}}))
-    assert main(["run", str(bad), "--out", str(tmp_path / "x")]) == 2
+    assert main(["run", str(bad), "--out", str(tmp_path / "x")]) == 1  # one line, exit 1
     err = capsys.readouterr().err
     assert "expost run: error: Invalid experiment config" in err and "optimizer.lr" in err
+    assert len(err.strip().splitlines()) == 1
     assert main(["run", str(tmp_path / "missing.yaml")]) == 1
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(ConfigError):

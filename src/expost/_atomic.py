@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_open", "atomic_write", "confined"]
+__all__ = ["atomic_open", "atomic_write", "check_output", "confined"]
 
 
 def confined(path: str | Path, root: str | Path, *, what: str = "path") -> Path:
@@ -98,3 +98,24 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_output(path: str | None, option: str, *, folder: bool) -> None:
+    """Refuse an output that cannot be written, before any work is done.
+
+    ``path`` names a folder to create or reuse (``folder=True``) or a file to
+    write; ``option`` is the command-line option it came from, for the message.
+    """
+    if path is None:
+        return
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise ValueError(f"`{option}` {path!r} is a file; expected a folder (an experiment "
+                         "directory to create or resume).")
+    if not folder and p.is_dir():
+        raise ValueError(f"`{option}` {path!r} is a folder; expected a file name.")
+    parent = p if folder else p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"`{option}` {path!r}: {str(parent)!r} is a file, not a folder.")

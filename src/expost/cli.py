@@ -35,13 +35,13 @@ from typing import Any
 import numpy as np
 
 from ._argtypes import nonnegative_int, positive_float
-from ._atomic import atomic_open
+from ._atomic import atomic_open, check_output
 from ._csv_input import read_csv_matrix
 from .report.table import DEFAULT_N_BOOT
 
 __all__ = ["build_parser", "main", "read_csv_matrix"]
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 
 #: The commands of this module; the others (table, plot, report, theory) are the report
 #: layer's, registered only when asked for, so that these never import matplotlib.
@@ -86,6 +86,9 @@ def failure_message(exc: BaseException, limit: int = 600) -> str:
         text = f"{where}{what}"
     elif isinstance(exc, KeyError) and exc.args:
         text = str(exc.args[0])
+    elif isinstance(exc, ValueError) and getattr(exc, "errors", None):  # ConfigError
+        head = str(exc).splitlines()[0].rstrip(":")
+        text = f"{head}: " + "; ".join(f"{path}: {msg}" for path, msg in exc.errors)  # type: ignore[attr-defined]
     elif isinstance(exc, MemoryError):
         text = "out of memory; use a smaller config (fewer seeds, smaller batches)"
     elif isinstance(exc, sqlite3.Error):
@@ -99,37 +102,18 @@ def failure_message(exc: BaseException, limit: int = 600) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _check_output(path: str | None, option: str, *, folder: bool) -> None:
-    """Refuse an output that cannot be written, before any work is done."""
-    if path is None:
-        return
-    from pathlib import Path
-
-    p = Path(path)
-    if folder and p.exists() and not p.is_dir():
-        raise ValueError(f"`{option}` {path!r} is a file; expected a folder (an experiment "
-                         "directory to create or resume).")
-    if not folder and p.is_dir():
-        raise ValueError(f"`{option}` {path!r} is a folder; expected a file name.")
-    parent = p if folder else p.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if parent.exists() and not parent.is_dir():
-        raise ValueError(f"`{option}` {path!r}: {str(parent)!r} is a file, not a folder.")
-
-
 # ---------------------------------------------------------------- run
 def _cmd_run(args: argparse.Namespace) -> int:
     from .experiments.config import ConfigError
     from .experiments.runners import RayRunner, diverged_trainings, run_experiment
 
-    _check_output(args.out, "--out", folder=True)
+    check_output(args.out, "--out", folder=True)
     try:
         runner = RayRunner() if args.runner == "ray" else None
         run_dir = run_experiment(args.config, output_dir=args.out, overrides=args.set or (),
                                  force_new=args.force_new, quiet=args.quiet, runner=runner)
-    except ConfigError as exc:
-        return _fail("run", exc, EXIT_USAGE)
+    except ConfigError as exc:  # every invalid key on one line, exit 1 like every failure
+        return _fail("run", failure_message(exc))
     except KeyboardInterrupt:
         return _fail("run", "interrupted; run the same command again to resume.",
                      EXIT_INTERRUPTED)
@@ -169,7 +153,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         utilities_for_run,
     )
 
-    _check_output(args.out, "--out", folder=False)
+    check_output(args.out, "--out", folder=False)
     cols = ["utility", "run_id", "regime", "seed", "interval", "step", "epoch", *METRICS]
     info = experiment_info(args.run_dir)  # errors: main's boundary
     utilities, labels, recall = utilities_for_run(
@@ -227,7 +211,7 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     from ._utility import Utility
     from ._validation import _error, check_probabilities
 
-    _check_output(args.out, "--out", folder=False)
+    check_output(args.out, "--out", folder=False)
     umat, uhead = read_csv_matrix(args.utility, "--utility", header=args.header)  # errors: main
     probs, phead = read_csv_matrix(args.probs, "--probs", header=args.header)
     if uhead is not None and phead is not None and uhead != phead:
@@ -365,7 +349,7 @@ def build_parser(*, report_commands: bool = True) -> argparse.ArgumentParser:
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit status 1 (the usage is in ``--help``)."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
@@ -382,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not words:
         parser.print_help()
         return EXIT_OK
-    choices = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    choices: dict[str, Any] = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr,assignment]
     if command is not None and command not in choices:
         close = difflib.get_close_matches(command, list(choices), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -72,12 +72,14 @@ class ExperimentConfig(_Section):
     name: str = "experiment"
     dataset: DatasetConfig
     model: ModelConfig
-    objective: Objective = Field(default_factory=lambda: EmphasizeObjective(kind="emphasize"))
+    objective: Objective = Field(
+        default_factory=lambda: EmphasizeObjective(kind="emphasize"))  # type: ignore[call-arg]
     regimes: list[RegimeName] = Field(
         default_factory=lambda: ["weighted", "expost", "unweighted_raw"], min_length=1)
     seeds: list[Annotated[int, Field(ge=0, lt=2**32)]] = Field(
         default_factory=lambda: list(range(5)), max_length=MAX_SEEDS)
-    optimizer: Optimizer = Field(default_factory=lambda: AdamConfig(name="adam"))
+    optimizer: Optimizer = Field(
+        default_factory=lambda: AdamConfig(name="adam"))  # type: ignore[call-arg]
     schedule: Schedule = Field(default_factory=lambda: NoSchedule(name="none"))
     training: TrainingConfig
     device: str = "auto"
@@ -225,8 +227,7 @@ def _format_errors(exc: ValidationError) -> list[tuple[str, str]]:
         msg = msg if len(msg) <= 2 * MAX_ECHO else msg[:2 * MAX_ECHO] + "..."
         out.append((path, msg))
     # one message per path is enough (unions repeat themselves)
-    seen: set[tuple[str, str]] = set()
-    return [e for e in out if not (e in seen or seen.add(e))]
+    return list(dict.fromkeys(out))
 
 
 def _parse_overrides(overrides: Sequence[str]) -> list[tuple[list[str], Any]]:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Final, Literal
+from typing import Any, Final, Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -197,8 +197,8 @@ def as_matrix(utilities: NDArray[np.float64], k: int) -> NDArray[np.float64]:
     return utilities[k] if utilities.ndim == 3 else np.diag(utilities[k])
 
 
-def _engine_input(regime: str, q: NDArray[np.float64], training_utility: Utility | None
-                  ) -> tuple[Literal["as_is", "ex_post"], NDArray[np.float64]]:
+def _engine_input(regime: str, q: NDArray[np.floating], training_utility: Utility | None
+                  ) -> tuple[Literal["as_is", "ex_post"], NDArray[np.floating]]:
     """The engine's view of a regime and the probabilities it scores.
 
     ``inverse_prior`` is Ex Post Weighting of the beliefs recovered by Theorem 2
@@ -255,7 +255,8 @@ def score_regime(
     array([0.5, 1. ])
     """
     view, qv = _engine_input(regime, q, training_utility)
-    out = batched_metrics(qv, labels, utilities, view=view, recall_of=recall_of, n_jobs=n_jobs)
+    out = batched_metrics(cast("NDArray[np.float64]", qv), labels, utilities, view=view,
+                          recall_of=recall_of, n_jobs=n_jobs)
     errors = np.full(utilities.shape[0], np.nan)
     for k in range(utilities.shape[0] if calibration else 0):
         p = qv if view == "as_is" else _weighted_prediction(qv, as_matrix(utilities, k))
@@ -405,7 +406,7 @@ def frontier(
     if recall_of is None:
         recall = np.argmax(u.sum(axis=1), axis=1)
     else:
-        per_utility = [recall_of] * n_k if np.ndim(recall_of) == 0 else recall_of
+        per_utility: Any = [recall_of] * n_k if np.ndim(recall_of) == 0 else recall_of
         recall = check_labels(per_utility, "recall_of", n_classes=m, n_samples=n_k)
     with one_blas_thread():
         return batched_metrics(np.asarray(arr, dtype=np.float64), labels, u, view=view,

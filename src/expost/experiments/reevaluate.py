@@ -74,7 +74,9 @@ def utilities_for_run(
     class_names = list(info["class_names"])
     m = len(class_names)
     prior = np.asarray(info["train_prior"], dtype=np.float64)
-    utilities, labels, emphasized = [], [], []
+    utilities: list[Utility] = []
+    labels: list[str] = []
+    emphasized: list[int | None] = []
 
     def finish(u: Utility) -> Utility:  # normalised as it comes: one matrix per utility held
         return u.normalized(prior) if normalize else u
@@ -135,7 +137,7 @@ def trained_for_label(info: dict[str, Any], regime: str, own: bool) -> str:
     return f"{regime_label(regime)} (trained for the run's objective{': ' + note if note else ''})"
 
 
-def recall_classes(info: dict[str, Any], utilities: Sequence[Utility | Any],
+def recall_classes(info: dict[str, Any], utilities: Sequence[Utility | Any] | NDArray[Any],
                    emphasized: Sequence[int | None] | None = None) -> list[int]:
     """Per utility, the class whose recall is reported (see the module's docstring).
 

@@ -315,8 +315,9 @@ def prepare_experiment(config: ExperimentConfig, run_dir: Path, *, exists: bool)
             "objective_note": objective.note,
             "recall_class": recall_of,
             "train_prior": objective.prior.tolist(),
-            "dataset": {"name": data.name, "n_train": len(data.train), "n_val": len(data.val),
-                        "n_test": len(data.test), "input_shape": list(data.input_shape)},
+            "dataset": {"name": data.name, "n_train": data.train_labels.size,
+                        "n_val": data.val_labels.size, "n_test": data.test_labels.size,
+                        "input_shape": list(data.input_shape)},
             "device": str(device),
             "regimes": list(config.regimes),
             "seeds": list(config.seeds),
@@ -327,7 +328,7 @@ def prepare_experiment(config: ExperimentConfig, run_dir: Path, *, exists: bool)
             "train_prior": objective.prior})
     setup = TrainingSetup(config=config, data=data, objective=objective, recall_of=recall_of,
                           store=store, run_dir=run_dir, device=device)
-    steps, total, _ = eval_steps(config, len(data.train))
+    steps, total, _ = eval_steps(config, int(data.train_labels.size))
     plan = plan_trainings(config.regimes, config.seeds)
     needs_best = {TRAININGS[k].relabel_from for _, k, _, _ in plan} - {None}
     jobs = [TrainingJob(key, kind, seed, tuple(runs), keep_best=kind in needs_best)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .._argtypes import nonnegative_int, positive_float
+from .._atomic import check_output
 from ..experiments.metrics import METRICS
 from ..experiments.regimes import REGIME_SPECS
 from .table import DEFAULT_N_BOOT
@@ -50,6 +51,8 @@ def _cmd_table(args: argparse.Namespace) -> int:
     from ._data import gather, open_store
     from .summary import summary_dict, summary_text
 
+    check_output(args.out, "--out", folder=True)
+
     metrics = args.metric or ("weighted_loss", "classification_utility")
     with open_store(args.run_dir) as (store, where):
         data = gather(store, where, n_boot=args.bootstrap, seed=args.seed,
@@ -80,6 +83,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from ._data import SEPARATE, finished_records, open_store
     from .figures import plot_curves, save_figure
 
+    check_output(args.out, "--out", folder=True)
+
     with open_store(args.run_dir) as (store, where):
         records = finished_records(store, where)
     out = Path(args.out) if args.out is not None else Path(args.run_dir) / "report" / "figures"
@@ -96,6 +101,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .html import write_report
 
+    check_output(args.out, "--out", folder=False)
     path = write_report(args.run_dir, args.out, n_boot=args.bootstrap, seed=args.seed,
                         select=args.select)
     print(path)
@@ -105,6 +111,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_theory(args: argparse.Namespace) -> int:
     from .figures import plot_theory, save_figure
 
+    check_output(args.out, "--out", folder=False)
     fig = plot_theory(args.ratio)
     out = Path(args.out) if args.out is not None else Path(f"figure2_ratio{args.ratio:g}.png")
     for p in save_figure(fig, out, pdf=args.pdf):
