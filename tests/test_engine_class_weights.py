@@ -1,6 +1,6 @@
 """The metric engine's fast path for emphasis-style class weights against its general path.
 
-The fast path (:class:`expost._batched_metrics._EmphasisScores`) is chosen by the
+The fast path (:class:`expost._emphasis_metrics._EmphasisScores`) is chosen by the
 utilities' structure; forcing the general exact path (``_emphasis_form`` returning
 None) must give the same decisions, hence the same classification utility,
 accuracy, recall and per-class hits, exactly, and the same losses to rounding.
@@ -20,6 +20,7 @@ from expost.experiments.evaluate import score_regime, stack_utilities
 from strategies import simplex_rows
 
 engine = importlib.import_module("expost._batched_metrics")
+emphasis = importlib.import_module("expost._emphasis_metrics")
 
 EXACT = ("classification_utility", "accuracy", "emphasized_recall")
 ROUNDED = ("weighted_loss", "log_loss")
@@ -66,8 +67,8 @@ def test_fast_path_equals_the_general_path(data, n, m, k, tied, small_blocks):
     w = data.draw(emphasis_weights(k, m))
     with pytest.MonkeyPatch.context() as mp:
         if small_blocks:
-            mp.setattr(engine, "_FAST_BLOCK", 8)
-            mp.setattr(engine, "_FAST_UTILITIES", 2)
+            mp.setattr(emphasis, "_FAST_BLOCK", 8)
+            mp.setattr(emphasis, "_FAST_UTILITIES", 2)
         fast, general = _both_paths(q, y, w, mp)
     _assert_same(fast, general)
 
@@ -94,10 +95,10 @@ def test_fast_path_on_a_larger_problem_and_in_threads(monkeypatch, rng):
 
 
 def test_the_fast_path_is_chosen_by_structure_only():
-    assert engine._emphasis_form(np.array([[1.0, 2.0, 3.0]])) is None
-    e, t, b = engine._emphasis_form(np.array([[4.0, 1.0, 1.0], [1.0, 1.0, 1.0]]))
+    assert emphasis._emphasis_form(np.array([[1.0, 2.0, 3.0]])) is None
+    e, t, b = emphasis._emphasis_form(np.array([[4.0, 1.0, 1.0], [1.0, 1.0, 1.0]]))
     assert e.tolist() == [0, 0] and t.tolist() == [4.0, 1.0] and b.tolist() == [1.0, 1.0]
-    e, t, b = engine._emphasis_form(np.array([[2.0, 5.0], [3.0, 3.0]]))  # m = 2: always
+    e, t, b = emphasis._emphasis_form(np.array([[2.0, 5.0], [3.0, 3.0]]))  # m = 2: always
     assert e.tolist() == [0, 0] and t.tolist() == [2.0, 3.0] and b.tolist() == [5.0, 3.0]
 
 

@@ -568,7 +568,7 @@ def test_progress_reporters():
 
     from rich.console import Console
 
-    from expost.experiments.runners import LogReporter, RichReporter
+    from expost.experiments.progress import LogReporter, RichReporter
 
     job = SimpleNamespace(train_key="weighted-s0")
     row = {"interval": 1, "n_intervals": 30, "step": 40, "epoch": 2.0, "lr": 1e-3,

@@ -8,8 +8,9 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from expost.experiments import runners
-from expost.experiments.runners import LogReporter, RichReporter, run_experiment
+from expost.experiments import progress, runners
+from expost.experiments.progress import LogReporter, RichReporter
+from expost.experiments.runners import run_experiment
 
 TINY = {"name": "tiny", "dataset": {"name": "digits", "seed": 0, "options": {"flatten": True}},
         "model": {"name": "mlp", "options": {"hidden": [8]}},
@@ -45,12 +46,12 @@ def test_a_pipe_gets_one_timestamped_line_per_interval(tmp_path, monkeypatch):
 
 def test_a_terminal_gets_the_live_view(monkeypatch):
     tty = SimpleNamespace(isatty=lambda: True)
-    monkeypatch.setattr(runners.sys, "stderr", tty)
-    monkeypatch.setattr(runners, "RichReporter", lambda n_trainings: ("rich", n_trainings))
-    assert runners._reporter(False, None, 10) == ("rich", 10)
-    assert isinstance(runners._reporter(True, io.StringIO(), 10), LogReporter)
-    monkeypatch.setattr(runners.sys, "stderr", io.StringIO())
-    assert isinstance(runners._reporter(False, None, 10), LogReporter)
+    monkeypatch.setattr(progress.sys, "stderr", tty)
+    monkeypatch.setattr(progress, "RichReporter", lambda n_trainings: ("rich", n_trainings))
+    assert progress._reporter(False, None, 10) == ("rich", 10)
+    assert isinstance(progress._reporter(True, io.StringIO(), 10), LogReporter)
+    monkeypatch.setattr(progress.sys, "stderr", io.StringIO())
+    assert isinstance(progress._reporter(False, None, 10), LogReporter)
 
 
 def test_live_view_shows_training_k_of_n_regimes_seed_and_eta():

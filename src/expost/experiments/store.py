@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._validation import _error, describe
+from ._store_io import (
+    SCHEMA,
+    StoreCorruptError,
+    blob_digest,
+    connect_readonly,
+    connect_writer,
+    migrate,
+    transaction,
+    verify_database,
+)
 from .evaluate import decode_probabilities
 from .metrics import METRICS
 
@@ -48,101 +56,6 @@ SCHEMA_VERSION = 2  # 2: a checksum per prediction blob (version 1 stores are mi
 #: (stopped by the user) are kept apart from ``failed`` (an error). A rerun retries all three.
 STATUSES = ("pending", "running", "finished", "failed", "diverged", "interrupted")
 SPLITS = ("test", "val")
-
-_METRIC_COLUMNS = ", ".join(f"{m} REAL" for m in METRICS)
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS arrays (
-    name TEXT PRIMARY KEY, dtype TEXT NOT NULL, shape TEXT NOT NULL, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS trainings (
-    train_key TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    n_intervals INTEGER NOT NULL,
-    total_steps INTEGER NOT NULL,
-    done_intervals INTEGER NOT NULL DEFAULT 0,
-    step INTEGER NOT NULL DEFAULT 0,
-    checkpoint TEXT,
-    started_at TEXT,
-    finished_at TEXT,
-    wall_seconds REAL NOT NULL DEFAULT 0,
-    train_seconds REAL NOT NULL DEFAULT 0,
-    eval_seconds REAL NOT NULL DEFAULT 0,
-    io_seconds REAL NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    error TEXT);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    regime TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    train_key TEXT NOT NULL REFERENCES trainings(train_key));
-CREATE TABLE IF NOT EXISTS intervals (
-    train_key TEXT NOT NULL REFERENCES trainings(train_key),
-    interval INTEGER NOT NULL,
-    step INTEGER NOT NULL,
-    epoch REAL NOT NULL,
-    lr REAL,
-    train_loss REAL,
-    val_loss REAL,
-    train_seconds REAL,
-    eval_seconds REAL,
-    n_test INTEGER NOT NULL,
-    n_classes INTEGER NOT NULL,
-    test_log_probs BLOB NOT NULL,
-    checksum TEXT,
-    PRIMARY KEY (train_key, interval));
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT NOT NULL REFERENCES runs(run_id),
-    split TEXT NOT NULL,
-    interval INTEGER NOT NULL,
-    {_METRIC_COLUMNS},
-    PRIMARY KEY (run_id, split, interval));
-"""
-
-
-class StoreCorruptError(ValueError):
-    """The results database is damaged (a failed ``quick_check`` or a changed prediction)."""
-
-    def __init__(self, path: Path, detail: str) -> None:
-        super().__init__(
-            f"the results database {str(path)!r} is damaged ({detail[:300]}); its numbers "
-            "cannot be trusted. Restore it from a copy, or start the experiment afresh "
-            "(`expost run ... --force-new`)."
-        )
-        self.path = path
-
-
-def blob_digest(blob: bytes) -> str:
-    """The checksum stored beside each prediction blob (BLAKE2b, 16 bytes, hex).
-
-    >>> blob_digest(b"")
-    'cae66941d9efbd404e4d88758ea67670'
-    """
-    import hashlib
-
-    return hashlib.blake2b(bytes(blob), digest_size=16).hexdigest()
-
-
-def _connect_readonly(path: Path) -> sqlite3.Connection:
-    """A read-only connection: no WAL pragma, nothing written (a read-only folder works)."""
-    from urllib.parse import quote
-
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=60.0)
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.OperationalError:  # a WAL database in a folder we cannot write to
-        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?immutable=1", uri=True,
-                               isolation_level=None)
-    return conn
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a version 1 store up to date (the checksum column; old rows stay unchecked)."""
-    cols = [r[1] for r in conn.execute("PRAGMA table_info(intervals)")]
-    if cols and "checksum" not in cols:
-        conn.execute("ALTER TABLE intervals ADD COLUMN checksum TEXT")
 
 
 def utc_now() -> str:
@@ -190,9 +103,9 @@ class ResultStore:
                 "(start one with `expost run CONFIG.yaml --out RUN_DIR`)."
             )
         try:
-            self._conn = _connect_readonly(self.path) if readonly else self._connect(self.path)
+            self._conn = connect_readonly(self.path) if readonly else connect_writer(self.path)
             if not readonly:
-                _migrate(self._conn)
+                migrate(self._conn)
             has_hash = self._meta_get("config_hash") is not None
         except sqlite3.DatabaseError as exc:
             raise StoreCorruptError(self.path, str(exc)) from None
@@ -213,29 +126,7 @@ class ResultStore:
         StoreCorruptError
             Naming the file and what is damaged.
         """
-        try:
-            rows = self._conn.execute("PRAGMA quick_check").fetchall()
-            if [r[0] for r in rows] != ["ok"]:
-                raise StoreCorruptError(self.path, "; ".join(str(r[0]) for r in rows[:3]))
-            self._conn.create_function("expost_digest", 1, blob_digest, deterministic=True)
-            bad = self._conn.execute(
-                "SELECT train_key, interval FROM intervals WHERE checksum IS NOT NULL"
-                " AND checksum != expost_digest(test_log_probs) LIMIT 3").fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise StoreCorruptError(self.path, str(exc)) from None
-        if bad:
-            where = ", ".join(f"{k} interval {i}" for k, i in bad)
-            raise StoreCorruptError(self.path, f"the stored predictions of {where} do not match "
-                                               "their checksum")
-
-    @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(path), isolation_level=None, timeout=60.0)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")  # durable against process death
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=60000")
-        return conn
+        verify_database(self._conn, self.path)
 
     @classmethod
     def create(
@@ -257,10 +148,10 @@ class ResultStore:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / DB_NAME
-        conn = cls._connect(path)
+        conn = connect_writer(path)
         try:
-            conn.executescript(_SCHEMA)
-            with _transaction(conn):
+            conn.executescript(SCHEMA)
+            with transaction(conn):
                 if conn.execute("SELECT 1 FROM meta WHERE key='config_hash'").fetchone():
                     raise FileExistsError(
                         f"{str(path)!r} already holds an experiment; open it with ResultStore()."
@@ -344,7 +235,7 @@ class ResultStore:
         ``trainings``: mappings with train_key, kind, seed, n_intervals, total_steps;
         ``runs``: mappings with run_id, regime, seed, train_key.
         """
-        with _transaction(self._conn):
+        with transaction(self._conn):
             self._conn.executemany(
                 "INSERT OR IGNORE INTO trainings (train_key, kind, seed, n_intervals, total_steps)"
                 " VALUES (:train_key, :kind, :seed, :n_intervals, :total_steps)",
@@ -373,7 +264,7 @@ class ResultStore:
 
     def start_training(self, train_key: str) -> None:
         """Mark a training running (first start or resume)."""
-        with _transaction(self._conn):
+        with transaction(self._conn):
             self._conn.execute(
                 "UPDATE trainings SET status='running', attempts=attempts+1, error=NULL,"
                 " started_at=COALESCE(started_at, ?) WHERE train_key=?",
@@ -411,7 +302,7 @@ class ResultStore:
                    test_log_probs=blob, checksum=blob_digest(blob))
         cols = ", ".join(METRICS)
         marks = ", ".join("?" for _ in METRICS)
-        with _transaction(self._conn):
+        with transaction(self._conn):
             self._conn.execute(
                 "INSERT OR REPLACE INTO intervals (train_key, interval, step, epoch, lr, train_loss,"
                 " val_loss, train_seconds, eval_seconds, n_test, n_classes, test_log_probs, checksum)"
@@ -437,14 +328,14 @@ class ResultStore:
     def reopen_training(self, train_key: str) -> None:
         """Mark a training ``pending`` from the start (its final checkpoint is lost: it is
         trained again; its committed intervals are overwritten as it goes)."""
-        with _transaction(self._conn):
+        with transaction(self._conn):
             self._conn.execute(
                 "UPDATE trainings SET status='pending', checkpoint=NULL, done_intervals=0,"
                 " step=0, finished_at=NULL WHERE train_key=?", (train_key,))
 
     def finish_training(self, train_key: str, *, extra_wall: float = 0.0) -> None:
         """Mark a training (and so its runs) finished."""
-        with _transaction(self._conn):
+        with transaction(self._conn):
             self._conn.execute(
                 "UPDATE trainings SET status='finished', finished_at=?,"
                 " wall_seconds=wall_seconds+? WHERE train_key=?",
@@ -457,7 +348,7 @@ class ResultStore:
         if status not in ("failed", "diverged", "interrupted"):
             raise ValueError(_error("status", "'failed', 'diverged' or 'interrupted'",
                                     describe(status)))
-        with _transaction(self._conn):
+        with transaction(self._conn):
             self._conn.execute(
                 "UPDATE trainings SET status=?, error=? WHERE train_key=?",
                 (status, error[-4000:], train_key),
@@ -554,22 +445,3 @@ class ResultStore:
         for key, interval, step, epoch, n, m, blob, digest in cur:
             s = self._decode_blob(key, interval, n, m, blob, digest)
             yield key, int(interval), int(step), float(epoch), decode_probabilities(s)
-
-
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (retried while locked)."""
-    for attempt in range(50):
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            break
-        except sqlite3.OperationalError as exc:  # pragma: no cover - contention only
-            if "locked" not in str(exc) or attempt == 49:
-                raise
-            time.sleep(0.1)
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")

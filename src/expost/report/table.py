@@ -10,9 +10,6 @@ the two minima, the Max row from the two maxima).
 
 from __future__ import annotations
 
-import csv
-import html
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,10 +20,10 @@ import numpy as np
 from .._scoring import percent_gain
 from .._validation import _error, check_choice, check_int, describe
 from ..experiments.metrics import higher_is_better
+from . import _table_formats
 from ._format import fmt as _fmt
 from ._format import fmt_ci as _fmt_ci
 from ._format import table_dict
-from ._format import tex as _tex
 from .paired import PairedGain, paired_gains, unpaired_bootstrap
 from .records import (
     METRIC_LABELS,
@@ -178,24 +175,8 @@ class Table1:
         Rows Mean / Min / Max (and the bootstrap interval of the mean gain);
         for each metric the columns baseline, treatment, % Gain.
         """
-        b, t = self._headers()
-        head = [""]
-        for m in self.metrics:
-            name = METRIC_LABELS[m]
-            head += [f"{name}: {b}", f"{name}: {t}", f"{name}: % Gain"]
-        lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
-        for stat in STATISTICS:
-            cells = [stat] + [c for *cs, _ in self._cells(stat, digits, gain_digits) for c in cs]
-            lines.append("| " + " | ".join(cells) + " |")
-        if self.bootstrap is not None:
-            cells = [self._ci_label()]
-            for m in self.metrics:
-                cells += ["", "", self._ci_cell(m, gain_digits)]
-            lines.append("| " + " | ".join(cells) + " |")
-        text = "\n".join(lines) + "\n"
-        if footnote:
-            text += "\n" + self._footnote() + "\n"
-        return text
+        return _table_formats.markdown(self, STATISTICS, digits=digits, gain_digits=gain_digits,
+                                       footnote=footnote)
 
     def to_csv(self) -> str:
         """Long format, full precision: one line per (metric, statistic).
@@ -204,26 +185,7 @@ class Table1:
         treatment_value, pct_gain, pct_gain_ci_low, pct_gain_ci_high (Mean rows
         only), level, n_baseline, n_treatment.
         """
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["metric", "statistic", "baseline", "treatment", "baseline_value",
-                    "treatment_value", "pct_gain", "pct_gain_ci_low", "pct_gain_ci_high",
-                    "level", "n_baseline", "n_treatment", "protocol", "n_seeds", "wins",
-                    "losses", "ties", "sign_test_p"])
-        for r in self.rows:
-            lo = hi = ""
-            ci = self.bootstrap.get(r.metric) if self.bootstrap is not None else None
-            if ci is not None and r.statistic == "Mean":
-                lo, hi = (repr(float(v)) for v in ci)
-            pg = self.paired.get(r.metric)
-            seeds = ([pg.n_seeds, pg.wins, pg.losses, pg.ties, repr(pg.sign_p)]
-                     if pg is not None else [""] * 5)
-            w.writerow([r.metric, r.statistic, self.baseline, self.treatment, repr(r.baseline),
-                        repr(r.treatment), repr(r.pct_gain), lo, hi,
-                        repr(self.level) if self.bootstrap is not None else "",
-                        self.n_runs[self.baseline], self.n_runs[self.treatment], self.protocol,
-                        *seeds])
-        return buf.getvalue()
+        return _table_formats.csv_text(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Machine-readable: protocol, regimes, runs counted, rows, and per metric the paired
@@ -241,67 +203,13 @@ class Table1:
         ``title`` adds a panel line such as "Weight: Pneumonia (Chest X-ray)";
         ``caption`` / ``label`` wrap the tabular in a ``table`` environment.
         """
-        b, t = (_tex(x) for x in self._headers())
-        k = len(self.metrics)
-        out = [r"\begin{tabular}{l" + "rrr" * k + "}", r"\toprule"]
-        out.append(" & " + " & ".join(
-            rf"\multicolumn{{3}}{{c}}{{{_tex(METRIC_LABELS[m])}}}" for m in self.metrics) + r" \\")
-        out.append(" ".join(rf"\cmidrule(lr){{{2 + 3 * i}-{4 + 3 * i}}}" for i in range(k)))
-        out.append(" & " + " & ".join(
-            [rf"\textit{{{b}}} & \textit{{{t}}} & \textit{{\% Gain}}"] * k) + r" \\")
-        out.append(r"\midrule")
-        if title:
-            out.append(rf"\multicolumn{{{1 + 3 * k}}}{{l}}{{{_tex(title)}}} \\")
-        for stat in STATISTICS:
-            cells = [stat] + [c for *cs, _ in self._cells(stat, digits, gain_digits) for c in cs]
-            out.append(" & ".join(cells) + r" \\")
-        if self.bootstrap is not None:
-            out.append(r"\addlinespace")
-            cells = [_tex(self._ci_label())]
-            for m in self.metrics:
-                cells += ["", "", _tex(self._ci_cell(m, gain_digits))]
-            out.append(" & ".join(cells) + r" \\")
-        out += [r"\bottomrule", r"\end{tabular}"]
-        body = "\n".join(out) + "\n"
-        if caption is None and label is None:
-            return body
-        parts = [r"\begin{table}[t]", r"\centering", body.rstrip("\n")]
-        if caption is not None:
-            parts.append(rf"\caption{{{_tex(caption)}}}")
-        if label is not None:
-            parts.append(rf"\label{{{label}}}")
-        parts.append(r"\end{table}")
-        return "\n".join(parts) + "\n"
+        return _table_formats.latex(self, STATISTICS, digits=digits, gain_digits=gain_digits,
+                                    title=title, caption=caption, label=label)
 
     def to_html(self, *, digits: int = 3, gain_digits: int = 2) -> str:
         """An HTML ``<table>`` with column groups (every label escaped)."""
-        b, t = (html.escape(x) for x in self._headers())
-        e = html.escape
-        out = ['<table class="table1">', "<thead>", "<tr><th></th>"]
-        out += [f'<th colspan="3" class="group">{e(METRIC_LABELS[m])}</th>' for m in self.metrics]
-        out.append("</tr><tr><th></th>")
-        out += [f"<th><i>{b}</i></th><th><i>{t}</i></th><th><i>% Gain</i></th>"] * len(self.metrics)
-        out += ["</tr>", "</thead>", "<tbody>"]
-        for stat in STATISTICS:
-            out.append(f"<tr><th>{stat}</th>")
-            for m, (base, treat, gain, _pct) in zip(self.metrics,
-                                                   self._cells(stat, digits, gain_digits),
-                                                   strict=True):
-                cls = "gain " + self.significance(m) if stat == "Mean" else "gain"
-                out.append(f'<td>{base}</td><td>{treat}</td><td class="{cls}">{gain}</td>')
-            out.append("</tr>")
-        if self.bootstrap is not None:
-            out.append(f'<tr class="ci"><th>{e(self._ci_label())}</th>')
-            for m in self.metrics:
-                ci = self.bootstrap.get(m)
-                pg = self.paired.get(m)
-                wins = "" if pg is None else (f"<br>{pg.wins}/{pg.n_seeds} seeds, "
-                                              f"p&nbsp;=&nbsp;{pg.sign_p:.3g}")
-                text = "–" if ci is None else _fmt_ci(ci, gain_digits)
-                out.append(f'<td></td><td></td><td class="ci">{e(text)}{wins}</td>')
-            out.append("</tr>")
-        out += ["</tbody>", "</table>", f'<p class="note">{e(self._footnote())}</p>']
-        return "\n".join(out) + "\n"
+        return _table_formats.html_table(self, STATISTICS, digits=digits,
+                                         gain_digits=gain_digits)
 
     def significance(self, metric: str) -> str:
         """``"pos"`` / ``"neg"``: the interval of the mean gain excludes zero (treatment better /
