@@ -219,10 +219,15 @@ def test_affine_shift_keeps_decisions_changes_weighted_prediction(data, m, c, co
     assume(np.all(top2[:, 1] - top2[:, 0] > 1e-7 * (1 + top2[:, 1] + c)))
     np.testing.assert_array_equal(expost.decide(q, shifted), expost.decide(q, u))
     pu, ps = expost.weighted_prediction(q, u), expost.weighted_prediction(q, shifted)
-    # p^u changes except where all actions have equal expected utility
+    # A shift adds the same c' to every action's expected utility e_a (c' = c, or s.q for
+    # the column shift s), so p^u moves by exactly c' (m e_a - S) / (S (S + m c')), S = sum e:
+    # it changes except where all actions have equal expected utility.
+    c_row = (q @ shift[0]) if column else np.full(q.shape[0], c)
+    total = eu.sum(axis=1)
+    moved = c_row[:, None] * (m * eu - total[:, None]) / (total * (total + m * c_row))[:, None]
+    np.testing.assert_allclose(pu - ps, moved, rtol=1e-6, atol=1e-13)
     spread = np.ptp(eu, axis=1) / eu.max(axis=1)
-    changed = np.abs(pu - ps).max(axis=1) > 1e-9
-    np.testing.assert_array_equal(changed, spread > 1e-6)
+    assert np.all(np.abs(pu - ps).max(axis=1)[spread > 1e-6] > 0)
 
 
 # ---------------------------------------------------------------- losses from their definitions
