@@ -180,7 +180,8 @@ def test_plain_expost_prints_help_and_debug_shows_the_traceback(place, capsys):
     assert main([]) == 0
     assert "usage: expost" in capsys.readouterr().out
     for argv in (["evaluate", place / "garbage_run", "--emphasize", "3"],
-                 ["decide", "--utility", place / "u.csv", "--probs", place / "p_off.csv"]):
+                 ["decide", "--utility", place / "u.csv", "--probs", place / "p_off.csv"],
+                 ["table", place / "garbage_run"], ["report", place / "garbage_run"]):
         assert main([*map(str, argv), "--debug"]) == 1
         err = capsys.readouterr().err
         assert "Traceback" in err

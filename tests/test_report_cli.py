@@ -6,7 +6,6 @@ hand-made records of test_report_data, so the numbers are known.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 from pathlib import Path
@@ -14,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from expost.cli import main
 from expost.experiments.metrics import METRICS
 from expost.experiments.store import ResultStore
 from expost.report import build_outputs, table1
-from expost.report.cli import register
 from test_report_data import SEEDS, FakeStore, known_records
 
 REGIMES3 = ("weighted", "expost", "unweighted_raw")
@@ -73,10 +72,8 @@ def run_dir(tmp_path_factory):
 
 
 def cli(argv):
-    parser = argparse.ArgumentParser(prog="expost")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """The report's commands through the real command line and its one error boundary."""
+    return main(argv)
 
 
 # ---------------------------------------------------------------- table

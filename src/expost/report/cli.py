@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +24,6 @@ __all__ = ["register"]
 FORMATS = {"md": "table1.md", "csv": "table1.csv", "latex": "table1.tex", "json": "table1.json"}
 #: What ``--format all`` prints.
 ALL_FORMATS = ("md", "csv", "latex")
-_ERRORS = (FileNotFoundError, ValueError, TypeError, ImportError, KeyError)
-
-
-Command = Callable[[argparse.Namespace], int]
-
-
-def _guard(name: str, fn: Command) -> Command:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except _ERRORS as exc:
-            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            print(f"expost {name}: error: {msg}", file=sys.stderr)
-            return 1
-
-    run.__name__ = f"cmd_{name}"
-    return run
-
-
 # ---------------------------------------------------------------- commands
 def _cmd_table(args: argparse.Namespace) -> int:
     import json
@@ -162,7 +142,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="also write table1.md / .csv / .tex (those printed) into DIR")
-    p.set_defaults(func=_guard("table", _cmd_table))
+    p.set_defaults(func=_cmd_table)
 
     p = subparsers.add_parser(
         "plot", help="per-interval curves of every run (Figures 1, 4-9)",
@@ -185,7 +165,7 @@ def register(subparsers: Any) -> None:
                    help="draw Unweighted Raw on the same axes (default: a panel of its own, "
                         "so its scale does not hide the others' difference)")
     p.add_argument("--pdf", action="store_true", help="also write PDF files")
-    p.set_defaults(func=_guard("plot", _cmd_plot))
+    p.set_defaults(func=_cmd_plot)
 
     p = subparsers.add_parser(
         "report", help="one self-contained HTML report of an experiment",
@@ -200,7 +180,7 @@ def register(subparsers: Any) -> None:
                    help="the protocol shown first (both are shown side by side): test, the "
                         "paper's, or val (interval chosen on validation, reported on test)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
-    p.set_defaults(func=_guard("report", _cmd_report))
+    p.set_defaults(func=_cmd_report)
 
     p = subparsers.add_parser(
         "theory", help="Figure 2: incentives to choose and to learn, binary case",
@@ -212,4 +192,4 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", default=None, metavar="FILE",
                    help="PNG file (default figure2_ratio<R>.png in the current folder)")
     p.add_argument("--pdf", action="store_true", help="also write a PDF")
-    p.set_defaults(func=_guard("theory", _cmd_theory))
+    p.set_defaults(func=_cmd_theory)
