@@ -683,7 +683,7 @@ def test_chestxray14_pixels_and_flip(tmp_path):
     assert all(torch.equal(data.train[0][0], plain) for _ in range(6))
     assert data.val.augment is False
     fixed = load_dataset("chestxray14", root=tmp_path, image_size=24, augment=False)
-    assert fixed.train.transform is None
+    assert fixed.train.augment is False and data.train.augment is False
 
 
 def test_chestxray14_limit_csv_and_errors(tmp_path):

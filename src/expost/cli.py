@@ -5,6 +5,7 @@
     expost run [CONFIG.yaml] [--out DIR] [--set key=value ...] [--quiet] [--force-new]
     expost evaluate RUN_DIR (--utility U.csv | --emphasize CLASS [--ratio R ...]) [--out F.csv]
     expost decide --utility U.csv --probs P.csv [--out D.csv]
+    expost data describe NAME [--set dataset.options.KEY=VALUE ...] | data cache CONFIG
     expost table | plot | report | theory ...      (the report layer, expost.report.cli)
 
 ``expost run`` with no config runs the embedded default (scikit-learn digits,
@@ -45,7 +46,7 @@ EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 
 #: The commands of this module; the others (table, plot, report, theory) are the report
 #: layer's, registered only when asked for, so that these never import matplotlib.
-CORE_COMMANDS = ("run", "evaluate", "decide")
+CORE_COMMANDS = ("run", "evaluate", "decide", "data")
 
 
 def _fail(command: str, message: Any, code: int = EXIT_ERROR) -> int:
@@ -339,6 +340,9 @@ def build_parser(*, report_commands: bool = True) -> argparse.ArgumentParser:
                         "than the tolerance are an error otherwise)")
     p.set_defaults(func=_cmd_decide)
 
+    from .experiments.data_cli import register as register_data  # expost data describe|cache
+
+    register_data(sub)
     if report_commands:
         from .report.cli import register
 

@@ -35,6 +35,7 @@ __all__ = [
     "ResolvedObjective",
     "class_index",
     "hardest_class",
+    "reported_recall_class",
     "resolve_objective",
 ]
 
@@ -301,3 +302,60 @@ def resolve_objective(objective: Any, data: Any) -> ResolvedObjective:
     inverse = Utility.inverse_prior(prior).normalized(prior)
     return ResolvedObjective(raw.normalized(prior), inverse, prior, emphasized,
                              note + ", normalised with Eq 21 on the training prior")
+
+
+def reported_recall_class(resolved: ResolvedObjective, data: Any) -> int:
+    """The class whose recall an experiment reports, checked against the evaluation splits.
+
+    An emphasised class must have examples in the test and validation splits (else
+    ConfigError saying how many each split holds). An objective that emphasises no
+    class (``inverse_prior``, class weights, a matrix) reports the class of largest
+    total utility weight (:func:`~expost.experiments.evaluate.recall_class`; for
+    ``inverse_prior`` the rarest training class) among those present in both splits,
+    and warns when that is not the overall largest. Classes absent from an evaluation
+    split are named in a warning (their recall there is undefined).
+
+    >>> from expost.experiments.config import load_config
+    >>> from expost.experiments.datasets import load_dataset
+    >>> data = load_dataset("digits")
+    >>> r = resolve_objective(load_config(overrides=["objective={kind: emphasize, "
+    ...                                              "emphasized: 3}"]).objective, data)
+    >>> reported_recall_class(r, data)
+    3
+    """
+    import warnings
+
+    counts = {s: np.bincount(data.labels(s), minlength=data.n_classes) for s in ("test", "val")}
+    absent = {s: [data.class_names[i] for i in np.flatnonzero(c == 0)] for s, c in counts.items()}
+    if absent["test"] or absent["val"]:
+        warnings.warn(
+            f"The data set {data.name!r} has classes without evaluation examples (test: "
+            f"{absent['test'] or 'none'}; validation: {absent['val'] or 'none'}); their recall "
+            "is undefined there and model selection ignores them. Use more data (or, for "
+            "partial data, more of the image archives).", UserWarning, stacklevel=2)
+    weights = resolved.utility.matrix.sum(axis=0)
+    if resolved.emphasized is not None:
+        k = int(resolved.emphasized)
+        empty = [s for s in ("test", "val") if counts[s][k] == 0]
+        if empty:
+            raise ConfigError(
+                f"The emphasised class {data.class_names[k]!r} has no example in the "
+                f"{' and '.join('validation' if s == 'val' else s for s in empty)} split of "
+                f"{data.name!r} (test: {int(counts['test'][k])}, validation: "
+                f"{int(counts['val'][k])} examples), so its recall cannot be reported; use "
+                "more data or emphasise another class (objective.emphasized).")
+        return k
+    present = np.flatnonzero((counts["test"] > 0) & (counts["val"] > 0))
+    if present.size == 0:
+        raise ConfigError(f"No class of {data.name!r} has examples in both the test and the "
+                          "validation split; use more data.")
+    best = int(np.argmax(weights))
+    chosen = int(present[np.argmax(weights[present])])
+    if chosen != best:
+        warnings.warn(
+            f"The objective ({resolved.note.split(',')[0]}) emphasises no class; the recall "
+            f"reported is that of the class with the largest utility weight present in the "
+            f"test and validation splits, {data.class_names[chosen]!r} (the largest overall, "
+            f"{data.class_names[best]!r}, has no example in one of them).", UserWarning,
+            stacklevel=2)
+    return chosen

@@ -29,8 +29,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from .config import ConfigError, ExperimentConfig, config_hash, load_config
-from .evaluate import recall_class
-from .objective import resolve_objective
+from .objective import reported_recall_class, resolve_objective
 from .progress import _reporter
 from .regimes import TRAININGS, plan_trainings
 from .store import DB_NAME, ResultStore
@@ -167,19 +166,12 @@ def _blas_threads(n: int | None) -> Iterator[None]:
 def prepare_experiment(config: ExperimentConfig, run_dir: Path, *, exists: bool) -> Any:
     """Load the data, resolve the objective, create or check the store; return the setup
     and the training jobs."""
-    from .datasets import load_dataset
+    from .datasets import data_provenance, load_dataset
     from .train import TrainingJob, TrainingSetup, eval_steps, resolve_device
 
     data = load_dataset(config.dataset.name, seed=config.dataset.seed, **config.dataset.options)
     objective = resolve_objective(config.objective, data)
-    recall_of = recall_class(objective.utility, objective.emphasized)
-    for split in ("test", "val"):
-        if not np.any(data.labels(split) == recall_of):
-            raise ConfigError(
-                f"The {split} split of {data.name!r} has no example of the class "
-                f"{data.class_names[recall_of]!r}, whose recall is reported; use more data "
-                "or another emphasised class."
-            )
+    recall_of = reported_recall_class(objective, data)
     device = resolve_device(config.device)
     digest = config_hash(config)
     if exists:
@@ -207,7 +199,7 @@ def prepare_experiment(config: ExperimentConfig, run_dir: Path, *, exists: bool)
             "train_prior": objective.prior.tolist(),
             "dataset": {"name": data.name, "n_train": data.train_labels.size,
                         "n_val": data.val_labels.size, "n_test": data.test_labels.size,
-                        "input_shape": list(data.input_shape)},
+                        "input_shape": list(data.input_shape), **data_provenance(data)},
             "device": str(device),
             "regimes": list(config.regimes),
             "seeds": list(config.seeds),

@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import csv as csvlib
 import gzip
+import importlib.util
 import io
 import os
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from torch.utils.data import Dataset
 
 from ..._validation import _error, describe
 from ._api import register_dataset
@@ -37,6 +38,7 @@ from ._base import (
     find_root,
     group_split,
 )
+from .image_cache import ImageFileDataset, cache_folder, image_splits
 
 #: The 14 findings in the CheXNeXt order, then "No Finding": 15 classes.
 CHESTXRAY14_CLASSES: tuple[str, ...] = (
@@ -133,31 +135,66 @@ def read_metadata(path: str | os.PathLike[str]) -> ChestXray14Metadata:
                                np.asarray(patients, dtype=np.int64), n_rows)
 
 
-def find_images(root: Path, names: Sequence[str]) -> list[Path]:
-    """Paths of the image files ``names`` under ``root``.
+def locate_images(root: Path, names: Sequence[str]) -> dict[str, Path]:
+    """Where each of the image files ``names`` is under ``root`` (absent names: not found).
 
     Looks in ``root``, ``root/images``, ``root/images_*/`` and
-    ``root/images_*/images`` (the layouts of the NIH download). FileNotFoundError
-    saying how many are missing otherwise.
+    ``root/images_*/images`` (the layouts of the NIH download).
     """
     dirs = [root, root / "images"]
     for sub in sorted(root.glob("images_*")):
         dirs += [sub, sub / "images"]
+    wanted = set(names)
     where: dict[str, Path] = {}
     for d in dirs:
         if d.is_dir():
             with os.scandir(d) as it:
                 for entry in it:
-                    if entry.name not in where and entry.is_file():
+                    if entry.name in wanted and entry.name not in where and entry.is_file():
                         where[entry.name] = Path(entry.path)
+    return where
+
+
+def find_images(root: Path, names: Sequence[str]) -> list[Path]:
+    """Paths of the image files ``names`` under ``root`` (see :func:`locate_images`);
+    FileNotFoundError giving the found and missing counts otherwise."""
+    where = locate_images(root, names)
     missing = [n for n in names if n not in where]
     if missing:
-        raise FileNotFoundError(
-            f"{len(missing)} of {len(names)} ChestX-ray14 images are not under {root} "
-            f"(looked in images/ and images_*/images/), e.g. {missing[:3]}. Download and "
-            f"extract the image archives from {_NIH}."
-        )
+        raise FileNotFoundError(_missing_message(root, len(names), missing))
     return [where[n] for n in names]
+
+
+def _missing_message(root: Path, n: int, missing: Sequence[str]) -> str:
+    return (f"{len(missing)} of {n} ChestX-ray14 images are not under {root} (found "
+            f"{n - len(missing)}, missing {len(missing)}; looked in images/ and "
+            f"images_*/images/), e.g. {list(missing[:3])}. Download and extract the image "
+            f"archives from {_NIH}, or pass the option on_missing=skip "
+            "(--set dataset.options.on_missing=skip) to use the images present, each in the "
+            "split it has under the full metadata.")
+
+
+def shipped_metadata() -> Path | None:
+    """``Data_Entry_2017_v2020.csv.gz`` from an installed ``torchxrayvision`` package, found
+    without importing it (its ``__init__`` loads torch and more); None when absent."""
+    try:
+        spec = importlib.util.find_spec("torchxrayvision")
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    dirs = list(spec.submodule_search_locations or [])
+    if not dirs and spec.origin:
+        dirs = [os.path.dirname(spec.origin)]
+    for d in dirs:
+        path = Path(d) / "data" / "Data_Entry_2017_v2020.csv.gz"
+        if path.is_file():
+            return path
+    return None
+
+
+def _has_images(p: Path) -> bool:
+    return (p / "images").is_dir() or any(p.glob("images_*"))
 
 
 def random_hflip(x: torch.Tensor) -> torch.Tensor:
@@ -165,54 +202,14 @@ def random_hflip(x: torch.Tensor) -> torch.Tensor:
     return x.flip(-1) if bool(torch.rand(()) < 0.5) else x
 
 
-class ChestXray14Dataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """PNG files read on access: grayscale -> 3 channels, resized, ImageNet-normalised.
-
-    ``transform`` (e.g. :func:`random_hflip` on the training split) is applied
-    to the normalised tensor while ``augment`` is True (set it False, e.g. on a
-    copy, to read the training images as they are).
-    """
+class ChestXray14Dataset(ImageFileDataset):
+    """PNG files read on access: grayscale -> 3 channels, resized, ImageNet-normalised;
+    ``augment``: a random horizontal flip (the training split)."""
 
     def __init__(self, paths: Sequence[str | os.PathLike[str]], labels: NDArray[np.int64], *,
-                 image_size: int,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
-        self.paths = [str(p) for p in paths]
-        self.labels = torch.from_numpy(np.array(labels, dtype=np.int64, copy=True))
-        self.image_size = image_size
-        self.transform = transform
-        self.augment = transform is not None
-        self._mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def load(self, index: int) -> torch.Tensor:
-        """The normalised image ``index`` (3, S, S), without ``transform``."""
-        image = _pil().open(self.paths[index])
-        with image:
-            gray = image.convert("L").resize((self.image_size, self.image_size),
-                                             _pil().Resampling.BILINEAR)
-            arr = np.asarray(gray, dtype=np.float32) / np.float32(255.0)
-        x = torch.from_numpy(arr).expand(3, -1, -1)
-        return (x - self._mean) / self._std
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.load(index)
-        if self.transform is not None and self.augment:
-            x = self.transform(x)
-        return x, self.labels[index]
-
-
-def _pil() -> Any:
-    try:
-        from PIL import Image
-    except ImportError as exc:  # pragma: no cover - pillow is in the experiments extra
-        raise ImportError(
-            "Reading ChestX-ray14 images needs Pillow: pip install pillow "
-            "(or pip install 'expost[experiments]')."
-        ) from exc
-    return Image
+                 image_size: int, augment: bool = False) -> None:
+        super().__init__(paths, labels, image_size=image_size, mode="L", mean=IMAGENET_MEAN,
+                         std=IMAGENET_STD, augment=augment)
 
 
 @register_dataset("chestxray14")
@@ -224,6 +221,10 @@ def chestxray14(
     image_size: int = 224,
     limit: int | None = None,
     augment: bool = True,
+    on_missing: Literal["error", "skip"] = "error",
+    cache: bool = True,
+    cache_dir: Path | None = None,
+    cache_workers: int | None = None,
 ) -> DataSplits:
     """ChestX-ray14's single-label images, 15 classes, split by patient.
 
@@ -241,7 +242,8 @@ def chestxray14(
         Folder with the images (and the metadata file unless ``csv`` is given);
         default ``$EXPOST_DATA/chestxray14``, else ``../shared/data/chestxray14``.
     csv : path, optional
-        The metadata file (default: the first of :data:`CSV_NAMES` in ``root``).
+        The metadata file (default: the first of :data:`CSV_NAMES` in ``root``, else
+        the ``Data_Entry_2017_v2020.csv.gz`` an installed ``torchxrayvision`` ships).
     image_size : int, default 224
         Side of the resized images (the paper: 224).
     limit : int, optional
@@ -249,6 +251,20 @@ def chestxray14(
         splitting (for smoke runs).
     augment : bool, default True
         Random horizontal flip on the training split.
+    on_missing : {"error", "skip"}, default "error"
+        Images listed in the metadata but absent from ``root``: an error giving the
+        found and missing counts, or skipped. With ``skip`` the patient split is made
+        on the full metadata first and the missing images are dropped afterwards, so
+        an image keeps its split whatever else is present. ``meta["files"]`` records
+        how many were listed, found, missing and used.
+    cache : bool, default True
+        Read the images from a one-time cache of pre-resized uint8 images
+        (:mod:`~expost.experiments.datasets.image_cache`), built on first use in
+        parallel; False decodes the PNG files every epoch.
+    cache_dir : path, optional
+        Folder of the cache (default ``$EXPOST_CACHE``, else ``<root>/.expost-cache``).
+    cache_workers : int, optional
+        Processes building the cache (default: the CPU count).
 
     Examples
     --------
@@ -263,47 +279,63 @@ def chestxray14(
     ...     Image.new("L", (16, 16), color=k).save(root / "images" / name)
     ...     rows.append(f"{name},{'No Finding' if k % 2 else 'Effusion'},{k}")
     >>> _ = (root / "Data_Entry_2017.csv").write_text("\\n".join(rows))
-    >>> data = load_dataset("chestxray14", root=root, image_size=32)
+    >>> data = load_dataset("chestxray14", root=root, image_size=32, cache=False)
     >>> data
     DataSplits('chestxray14', train=28, val=4, test=8, n_classes=15, input_shape=(3, 32, 32))
+    >>> data.meta["files"]
+    {'listed': 40, 'found': 40, 'missing': 0, 'used': 40}
     """
     check_positive_int(image_size, "image_size")
     check_positive_int(limit, "limit")
+    check_positive_int(cache_workers, "cache_workers")
+    shipped = shipped_metadata() if csv is None else None
 
     def present(p: Path) -> bool:
-        return p.is_dir() and (csv is not None or any((p / n).is_file() for n in CSV_NAMES))
+        return p.is_dir() and (csv is not None or any((p / n).is_file() for n in CSV_NAMES)
+                               or (shipped is not None and _has_images(p)))
 
     folder = find_root(
         root, "chestxray14", exists=present,
         what="ChestX-ray14 (Data_Entry_2017[_v2020].csv and images/)",
         how_to_get=f"Download the metadata CSV and the image archives from {_NIH}.",
     )
-    csv_path = Path(csv) if csv is not None else next(
-        folder / n for n in CSV_NAMES if (folder / n).is_file())
-    if not csv_path.is_file():
+    own = [folder / n for n in CSV_NAMES if (folder / n).is_file()]
+    csv_path = Path(csv) if csv is not None else (own[0] if own else shipped)
+    if csv_path is None or not csv_path.is_file():
         raise FileNotFoundError(_error("csv", "an existing metadata file", str(csv_path)))
     meta = read_metadata(csv_path)
     keep = np.arange(len(meta.images))
     if limit is not None and limit < keep.size:
         keep = group_split(meta.patients, (limit / keep.size, 1 - limit / keep.size),
                            seed=seed + 1)[0]
-    patients = meta.patients[keep]
-    labels = meta.labels[keep]
-    paths = find_images(folder, [meta.images[i] for i in keep])
-    train, test, val = group_split(patients, PAPER_FRACTIONS, seed=seed)
-
-    def make(idx: NDArray[np.int64], transform: Any) -> ChestXray14Dataset:
-        return ChestXray14Dataset([paths[i] for i in idx], labels[idx],
-                                  image_size=image_size, transform=transform)
-
+    # the split is made on the metadata alone: which images are present cannot move one
+    train, test, val = (keep[p] for p in group_split(meta.patients[keep], PAPER_FRACTIONS,
+                                                     seed=seed))
+    names = [meta.images[i] for i in keep]
+    where = locate_images(folder, names)
+    missing = [n for n in names if n not in where]
+    if missing and (on_missing == "error" or len(missing) == len(names)):
+        raise FileNotFoundError(_missing_message(folder, len(names), missing))
+    found = np.zeros(len(meta.images), dtype=bool)
+    found[[i for i in keep if meta.images[i] in where]] = True
+    parts = {"train": train[found[train]], "val": val[found[val]], "test": test[found[test]]}
+    used = np.sort(np.concatenate(list(parts.values())))
+    position = np.full(len(meta.images), -1, dtype=np.int64)
+    position[used] = np.arange(used.size)
+    paths = [str(where[meta.images[i]]) for i in used]
+    datasets, cache_meta = image_splits(
+        paths, {k: position[v] for k, v in parts.items()}, meta.labels[used],
+        image_size=image_size, mode="L", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        augment=augment, cache=cache, folder=cache_folder(cache_dir, folder),
+        prefix=f"chestxray14-{image_size}", workers=cache_workers, stream=sys.stderr)
     return DataSplits(
         name="chestxray14",
-        train=make(train, random_hflip if augment else None),
-        val=make(val, None),
-        test=make(test, None),
-        train_labels=labels[train],
-        val_labels=labels[val],
-        test_labels=labels[test],
+        train=datasets["train"],
+        val=datasets["val"],
+        test=datasets["test"],
+        train_labels=meta.labels[parts["train"]],
+        val_labels=meta.labels[parts["val"]],
+        test_labels=meta.labels[parts["test"]],
         n_classes=len(CHESTXRAY14_CLASSES),
         class_names=list(CHESTXRAY14_CLASSES),
         input_shape=(3, image_size, image_size),
@@ -311,8 +343,12 @@ def chestxray14(
             "csv": str(csv_path.resolve()),
             "root": str(folder.resolve()),
             "n_rows": meta.n_rows,
-            "patients": {"train": patients[train], "val": patients[val],
-                         "test": patients[test]},
+            "files": {"listed": len(names), "found": len(names) - len(missing),
+                      "missing": len(missing), "used": int(used.size)},
+            "missing_examples": missing[:5],
+            "patients": {k: meta.patients[v] for k, v in parts.items()},
+            "images": {k: [meta.images[i] for i in v] for k, v in parts.items()},
             "train_transform": "random_hflip" if augment else None,
+            **cache_meta,
         },
     )
