@@ -297,7 +297,8 @@ def chestxray14(
     folder = find_root(
         root, "chestxray14", exists=present,
         what="ChestX-ray14 (Data_Entry_2017[_v2020].csv and images/)",
-        how_to_get=f"Download the metadata CSV and the image archives from {_NIH}.",
+        how_to_get=(f"Download the metadata CSV and the image archives from {_NIH} (or "
+                    "pip install torchxrayvision, whose wheel ships the metadata CSV)."),
     )
     own = [folder / n for n in CSV_NAMES if (folder / n).is_file()]
     csv_path = Path(csv) if csv is not None else (own[0] if own else shipped)

@@ -69,7 +69,7 @@ def decode_resized(path: str | os.PathLike[str], size: int, mode: Mode) -> NDArr
     try:
         with Image.open(path) as image:
             out = image.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
-            arr = np.asarray(out, dtype=np.uint8)
+            arr = np.array(out, dtype=np.uint8)  # a writable copy
     except (OSError, ValueError, SyntaxError) as exc:
         raise ValueError(f"{str(path)!r} cannot be read as an image ({exc}).") from None
     return arr.reshape(size, size, -1)
