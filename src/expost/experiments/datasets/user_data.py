@@ -149,6 +149,10 @@ def imagefolder(
             f"class, and val/ and test/ beside it; found {sorted(p.name for p in root.iterdir())}.")
     files = {s: _class_files(f) for s, f in folders.items()}
     class_names = sorted(set().union(*(set(f) for f in files.values())))
+    empty = [c for c in class_names if not any(by_class.get(c) for by_class in files.values())]
+    if empty:
+        raise ValueError(f"root ({root}): the class folder(s) {empty} hold no image files "
+                         f"(ending in {', '.join(IMAGE_EXTENSIONS)}).")
     if len(class_names) < 2:
         raise ValueError(f"root ({root}): expected at least 2 class folders under "
                          f"{folders['train'].name}/, found {class_names}.")
