@@ -19,8 +19,8 @@ from PIL import Image
 from expost.experiments.datasets import load_dataset
 from expost.experiments.datasets.image_cache import (
     CACHE_ENV,
-    CacheSpec,
     CachedImageDataset,
+    CacheSpec,
     ImageFileDataset,
     build_cache,
     cache_folder,

@@ -74,8 +74,9 @@ def _imagefolder(root: Path) -> dict[str, Any]:
 
 
 def _npz(root: Path) -> dict[str, Any]:
-    np.savez(root / "mine.npz", x_train=np.random.rand(30, 3), y_train=np.arange(30) % 3,
-             x_test=np.random.rand(9, 3), y_test=np.arange(9) % 3)
+    rng = np.random.default_rng(0)
+    np.savez(root / "mine.npz", x_train=rng.random((30, 3)), y_train=np.arange(30) % 3,
+             x_test=rng.random((9, 3)), y_test=np.arange(9) % 3)
     return {"file": str(root / "mine.npz")}
 
 
@@ -185,6 +186,6 @@ def test_data_cache_builds_once_then_describe_sees_it(tmp_path, capsys, monkeypa
     (["data"], "required"),
 ])
 def test_data_errors_are_one_line(argv, message, capsys):
-    code, out, err = _cli(capsys, *argv)
+    code, _, err = _cli(capsys, *argv)
     assert code == 1 and message in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -151,7 +151,7 @@ def test_npz_errors(tmp_path):
     with pytest.raises(ValueError, match="differ in shape"):
         load_dataset("npz", file=tmp_path / "d.npz")
     (tmp_path / "e.npz").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(ValueError, match="cannot be read as an .npz"):
+    with pytest.raises(ValueError, match=r"cannot be read as an \.npz"):
         load_dataset("npz", file=tmp_path / "e.npz")
     with pytest.raises(FileNotFoundError, match="file"):
         load_dataset("npz", file=tmp_path / "absent.npz")

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .config import ConfigError, ExperimentConfig, config_hash, load_config
+from .config import ExperimentConfig, config_hash, load_config
 from .objective import reported_recall_class, resolve_objective
 from .progress import _reporter
 from .regimes import TRAININGS, plan_trainings

@@ -62,7 +62,7 @@ def describe_dataset(name: str, *, seed: int = 0, **options: Any) -> dict[str, A
     if "cache" in dataset_options(name) and "cache" not in options:
         load_options["cache"] = False
     data = load_dataset(name, seed=seed, **load_options)
-    splits = {}
+    splits: dict[str, dict[str, Any]] = {}
     for split in SPLITS:
         counts = data.class_counts(split)
         n = int(counts.sum())

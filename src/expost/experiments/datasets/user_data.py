@@ -339,7 +339,7 @@ def npz(
                                      torch.from_numpy(ys[s]), mean=mean, std=std,
                                      augment=augment and s == "train", image_size=image_size)
 
-        ds = {s: make(s) for s in ("train", "val", "test")}
+        ds: dict[str, Any] = {s: make(s) for s in ("train", "val", "test")}
         shape: tuple[int, ...] = ds["train"].item_shape
         meta.update(mean=mean, std=std, augment=augment)
     else:
