@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -94,6 +95,11 @@ def test_cached_dataset_equals_the_file_dataset_bit_for_bit(tmp_path):
     for i in range(4):
         assert torch.equal(x[i], files.load(i))
         assert torch.equal(cached.load(i), files[i][0])
+    # pickled for a worker process: the file's name travels, not the images
+    blob = pickle.dumps(cached)
+    assert len(blob) < array.nbytes
+    clone = pickle.loads(blob)
+    assert torch.equal(clone.get_batch([0, 1, 2, 3])[0], x)
     # a flip on the training split: each image or its mirror, both seen
     cached.augment = True
     seen = set()

@@ -404,7 +404,9 @@ class CachedImageDataset(ImageArrayDataset):
     per batch like :class:`~expost.experiments.datasets._base.ImageArrayDataset`, whose
     ``get_batch``/``__getitems__`` it shares; ``augment`` is a random horizontal flip.
 
-    ``paths`` (optional) names the files the rows came from, for provenance.
+    ``paths`` (optional) names the files the rows came from, for provenance. When
+    ``cache`` is a memmap of a file, pickling (e.g. for DataLoader worker processes)
+    sends the file's name and the worker maps it again, instead of the images.
     """
 
     def __init__(self, cache: NDArray[np.uint8], rows: NDArray[np.int64],
@@ -414,6 +416,20 @@ class CachedImageDataset(ImageArrayDataset):
                          mean=mean, std=std, augment=augment, image_size=None, pad=0)
         self.rows = torch.from_numpy(np.array(rows, dtype=np.int64))
         self.paths = list(paths) if paths is not None else None
+        self._file = str(cache.filename) if isinstance(cache, np.memmap) and cache.filename \
+            else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if self._file is not None:
+            state["images"] = None  # mapped again on unpickling
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.images is None:
+            self.images = torch.from_numpy(np.load(self._file, mmap_mode="c",
+                                                   allow_pickle=False))
 
     def __len__(self) -> int:
         return int(self.rows.numel())
