@@ -239,6 +239,24 @@ def test_torchvision_absent_names_the_install_command(monkeypatch, name, shape):
     assert TORCHVISION_INSTALL in str(exc.value) and repr(name) in str(exc.value)
 
 
+def test_setup_keeps_each_pin_once_and_refuses_an_unknown_build():
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    setup = (root / "scripts" / "setup").read_text()
+    code = [line for line in setup.splitlines() if not line.lstrip().startswith("#")]
+    assert sum(line.count("torch==") for line in code) == 2  # TORCH_PIN and TORCH_VISION, once each
+    assert re.search(r'^TORCH_PIN="torch==[\d.]+"$', setup, re.M)
+    readme = (root / "README.md").read_text()
+    assert "EXPOST_TORCH=cpu|cuda" in readme and "${EXPOST_TORCH:-auto}" in setup
+    for args, env, said in ((["--torch=gpu"], {}, "must be cpu, cuda or auto, got 'gpu'"),
+                            ([], {"EXPOST_TORCH": "rocm"}, "got 'rocm'"),
+                            (["--vison"], {}, "unknown argument '--vison'")):
+        done = subprocess.run(["bash", str(root / "scripts" / "setup"), *args], capture_output=True,
+                              text=True, env={"PATH": "/usr/bin:/bin", **env}, timeout=30)
+        assert done.returncode == 1 and said in done.stderr and done.stdout == ""
+
+
 @pytest.mark.parametrize(("name", "wants"), [("densenet121", "ImageNet"), ("vit", "ImageNet-21k")])
 def test_pretrained_without_weights_explains(name, wants):
     with pytest.raises(ValueError) as exc:
