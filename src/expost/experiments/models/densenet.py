@@ -237,8 +237,9 @@ def densenet121(
         Loaded strictly except the ``classifier`` head, which is replaced when
         its size differs from ``n_classes``.
     pretrained : bool, default False
-        Require ``weights`` (an error explains how to obtain the file; nothing
-        is ever downloaded).
+        Require ``weights`` (nothing is ever downloaded): ``pretrained: true``
+        without ``weights`` is refused when the config loads, with the fix and
+        :data:`PAPER_DENSENET_WEIGHTS` (which file the paper's recipe wants).
     drop_rate : float, default 0.0
     memory_efficient : bool, default False
         torchvision's checkpointed dense layers (less memory, slower).
