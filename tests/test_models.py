@@ -343,7 +343,7 @@ def test_npz_weights_are_read_without_pickle(tmp_path):
 
 
 def test_vit_layouts_are_told_apart_and_renamed():
-    from expost.experiments.models.vit import _TIMM_RULES, _rename, checkpoint_layout
+    from expost.experiments.models.vit import _TIMM_RULES, _TV_LEGACY, _rename, checkpoint_layout
 
     t = torch.zeros(1)
     timm_state = {"cls_token": t, "pos_embed": t, "patch_embed.proj.weight": t,
@@ -356,6 +356,10 @@ def test_vit_layouts_are_told_apart_and_renamed():
         "encoder.layers.encoder_layer_11.self_attention.in_proj_weight",
         "encoder.layers.encoder_layer_0.mlp.3.bias", "encoder.ln.weight", "heads.head.weight",
         "heads.pre_logits.bias"])
+    legacy = {"encoder.layers.encoder_layer_3.mlp.linear_1.weight": t,
+              "encoder.layers.encoder_layer_3.mlp.linear_2.bias": t}
+    assert sorted(_rename(legacy, _TV_LEGACY)) == [
+        "encoder.layers.encoder_layer_3.mlp.0.weight", "encoder.layers.encoder_layer_3.mlp.3.bias"]
 
 
 def test_torchvision_models_check_inputs():

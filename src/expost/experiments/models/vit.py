@@ -57,7 +57,7 @@ _TIMM_RULES = [(re.compile(a), b) for a, b in [
     (r"^head\.", "heads.head."),
     (r"^pre_logits\.fc\.", "heads.pre_logits."),
 ]]
-#: torchvision's names before its MLP block became ``torchvision.ops.MLP`` (0.12).
+#: torchvision's older names of the MLP layers (before its MLP block became ``torchvision.ops.MLP``).
 _TV_LEGACY = [(re.compile(r"\.mlp\.linear_1\."), ".mlp.0."),
               (re.compile(r"\.mlp\.linear_2\."), ".mlp.3.")]
 
