@@ -52,6 +52,11 @@ def weights_fix(pretrained_option: bool) -> str:
     return WEIGHTS_FIX + (PRETRAINED_FIX if pretrained_option else "") + "."
 
 
+def _weights_error(expected: str, got: str, fix: str) -> str:
+    """``_error("weights", ...)`` followed by the fix."""
+    return _error("weights", expected, got)[:-1] + f". {fix}"
+
+
 def no_weights_message(model: str, where: str) -> str:
     """The error of ``pretrained: true`` without a ``weights`` file; ``where`` says which
     file the paper's recipe wants and how to save it."""
@@ -76,9 +81,8 @@ def _npz_state(p: Path, fix: str) -> StateDict:
         with np.load(p, allow_pickle=False) as npz:
             return {k: torch.from_numpy(np.array(npz[k])) for k in npz.files}
     except Exception as exc:
-        raise ValueError(_error("weights", "an .npz file of numeric arrays (no pickled objects)",
-                                f"{str(p)!r}, which numpy cannot read ({exc})")[:-1]
-                         + f". {fix}") from exc
+        raise ValueError(_weights_error("an .npz file of numeric arrays (no pickled objects)",
+                                        f"{str(p)!r}, which numpy cannot read ({exc})", fix)) from exc
 
 
 def read_state_dict(path: str | os.PathLike[str], *, pretrained_option: bool = False) -> StateDict:
@@ -93,16 +97,16 @@ def read_state_dict(path: str | os.PathLike[str], *, pretrained_option: bool = F
     fix = weights_fix(pretrained_option)
     p = Path(path).expanduser()
     if not p.is_file():
-        raise FileNotFoundError(_error("weights", "the path of an existing state_dict file",
-                                       f"{str(p)!r}, which does not exist")[:-1] + f". {fix}")
+        raise FileNotFoundError(_weights_error("the path of an existing state_dict file",
+                                               f"{str(p)!r}, which does not exist", fix))
     if p.suffix == ".npz":
         return _npz_state(p, fix)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(_error("weights", "a file saved with torch.save(model.state_dict())",
-                                f"{str(p)!r}, which torch.load cannot read ({exc})")[:-1]
-                         + f". {fix}") from exc
+        raise ValueError(_weights_error("a file saved with torch.save(model.state_dict())",
+                                        f"{str(p)!r}, which torch.load cannot read ({exc})", fix)
+                         ) from exc
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
@@ -110,8 +114,8 @@ def read_state_dict(path: str | os.PathLike[str], *, pretrained_option: bool = F
     if not isinstance(obj, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
     ):
-        raise TypeError(_error("weights", "a state_dict (a mapping of names to tensors)",
-                               f"{describe(obj)} in {str(p)!r}")[:-1] + f". {fix}")
+        raise TypeError(_weights_error("a state_dict (a mapping of names to tensors)",
+                                       f"{describe(obj)} in {str(p)!r}", fix))
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
@@ -183,12 +187,10 @@ def load_weights(
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
         if wrong:
             parts.append(f"{len(wrong)} of another shape (e.g. {wrong[:2]})")
-        raise ValueError(
-            _error("weights", f"a state_dict of this architecture ({type(model).__name__}, "
-                   f"{layouts}) except possibly the head",
-                   f"{str(path)!r} with keys " + "; ".join(parts))[:-1]
-            + f". {weights_fix(pretrained_option)}"
-        )
+        raise ValueError(_weights_error(
+            f"a state_dict of this architecture ({type(model).__name__}, {layouts}) except "
+            "possibly the head", f"{str(path)!r} with keys " + "; ".join(parts),
+            weights_fix(pretrained_option)))
     head_fits = all(state[k].shape == target[k].shape for k in target if is_head(k) and k in state)
     keep = {k: v for k, v in state.items() if head_fits or not is_head(k)}
     model.load_state_dict(keep, strict=False)
