@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from expost.experiments.models import build_model, list_models, model_options, register_model
@@ -25,7 +26,6 @@ SMALL = {  # small settings so the tests stay fast
     "densenet_small": {"growth_rate": 4, "block_config": (2, 2), "num_init_features": 8},
     "vit_tiny": {"dim": 16, "depth": 2, "heads": 2},
 }
-HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 
 
 def _build(name, shape, n_classes=5, seed=0, **extra):
@@ -239,12 +239,127 @@ def test_torchvision_absent_names_the_install_command(monkeypatch, name, shape):
     assert TORCHVISION_INSTALL in str(exc.value) and repr(name) in str(exc.value)
 
 
-@pytest.mark.parametrize("name", ["densenet121", "vit"])
-def test_pretrained_without_weights_explains(name):
+def test_setup_keeps_each_pin_once_and_refuses_an_unknown_build():
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    setup = (root / "scripts" / "setup").read_text()
+    code = [line for line in setup.splitlines() if not line.lstrip().startswith("#")]
+    assert sum(line.count("torch==") for line in code) == 2  # TORCH_PIN and TORCH_VISION, once each
+    assert re.search(r'^TORCH_PIN="torch==[\d.]+"$', setup, re.M)
+    readme = (root / "README.md").read_text()
+    assert "EXPOST_TORCH=cpu|cuda" in readme and "${EXPOST_TORCH:-auto}" in setup
+    for args, env, said in ((["--torch=gpu"], {}, "must be cpu, cuda or auto, got 'gpu'"),
+                            ([], {"EXPOST_TORCH": "rocm"}, "got 'rocm'"),
+                            (["--vison"], {}, "unknown argument '--vison'")):
+        done = subprocess.run(["bash", str(root / "scripts" / "setup"), *args], capture_output=True,
+                              text=True, env={"PATH": "/usr/bin:/bin", **env}, timeout=30)
+        assert done.returncode == 1 and said in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize(("name", "wants"), [("densenet121", "ImageNet"), ("vit", "ImageNet-21k")])
+def test_pretrained_without_weights_explains(name, wants):
     with pytest.raises(ValueError) as exc:
         build_model(name, n_classes=10, input_shape=(3, 224, 224), pretrained=True)
     msg = str(exc.value)
-    assert "`weights`" in msg and "never downloads" in msg and "torch.save" in msg
+    assert "`weights`" in msg and "nothing is downloaded" in msg
+    assert "--set model.options.weights=PATH" in msg and "--set model.options.pretrained=false" in msg
+    assert wants in msg and "\n" not in msg
+    if name == "vit":  # the hint points to 21k weights, not to torchvision's ImageNet-1k ones
+        assert "vit_base_patch16_224.orig_in21k" in msg and "ViT-B_16.npz" in msg
+        assert "(not 1k)" in msg and "DEFAULT" not in msg
+    else:
+        assert "torch.save(torchvision.models.densenet121(weights='DEFAULT')" in msg
+
+
+def _paper_like(tmp_path, model):
+    config = {
+        "name": "pre", "dataset": {"name": "digits"}, "seeds": [0],
+        "model": {"name": model, "options": {"pretrained": True, "weights": None}},
+        "training": {"epochs": 1, "batch_size": 64},
+    }
+    path = tmp_path / "pre.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("name", ["densenet121", "vit"])
+def test_pretrained_without_weights_is_refused_when_the_config_loads(tmp_path, capsys, name):
+    from expost.cli import main
+    from expost.experiments.config import ConfigError, load_config
+
+    path = _paper_like(tmp_path, name)
+    with pytest.raises(ConfigError, match=r"model: `weights` must be a file when pretrained: true"):
+        load_config(path)
+    # on the command line: one line, exit 1, no traceback, nothing left that blocks a rerun
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("expost run: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert "--set model.options.weights=PATH" in err and "pretrained=false" in err
+    assert err.rstrip().endswith(("see docs/datasets-models.md.", "where there is internet."))  # not cut
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("name", "pretrained_hint"), [("densenet_small", False), ("vit_tiny", False)])
+def test_weights_errors_name_the_option_to_set(tmp_path, name, pretrained_hint):
+    with pytest.raises(FileNotFoundError) as exc:
+        _build(name, (3, 32, 32), weights=tmp_path / "nope.pth")
+    msg = str(exc.value)
+    assert "nope.pth" in msg and "--set model.options.weights=PATH" in msg
+    assert ("pretrained=false" in msg) == pretrained_hint
+    other = tmp_path / "other.pth"
+    torch.save({"x": torch.zeros(1)}, other)
+    with pytest.raises(ValueError, match=r"unexpected .*--set model\.options\.weights=PATH"):
+        _build(name, (3, 32, 32), weights=other)
+
+
+def test_missing_weights_file_on_the_command_line_is_one_line(tmp_path, capsys):
+    from expost.cli import main
+
+    config = {"name": "w", "dataset": {"name": "digits"}, "seeds": [0],
+              "model": {"name": "vit_tiny", "options": {"weights": str(tmp_path / "gone.pth"),
+                                                         "patch_size": 4}},
+              "training": {"epochs": 1, "batch_size": 64}}
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("expost run: error: `weights` must be the path of an existing state_dict")
+    assert err.count("\n") == 1 and "gone.pth" in err and "--set model.options.weights=PATH" in err
+
+
+def test_npz_weights_are_read_without_pickle(tmp_path):
+    from expost.experiments.models._weights import read_state_dict
+
+    good = tmp_path / "w.npz"
+    np.savez(good, a=np.arange(6, dtype=np.float32).reshape(2, 3))
+    state = read_state_dict(good)
+    assert list(state) == ["a"] and torch.equal(state["a"], torch.arange(6.0).reshape(2, 3))
+    bad = tmp_path / "pickled.npz"
+    np.savez(bad, a=np.array([{"code": "rm -rf"}], dtype=object))
+    with pytest.raises(ValueError, match=r"`weights` must be an \.npz file of numeric arrays"):
+        read_state_dict(bad)
+
+
+def test_vit_layouts_are_told_apart_and_renamed():
+    from expost.experiments.models.vit import _TIMM_RULES, _TV_LEGACY, _rename, checkpoint_layout
+
+    t = torch.zeros(1)
+    timm_state = {"cls_token": t, "pos_embed": t, "patch_embed.proj.weight": t,
+                  "blocks.11.attn.qkv.weight": t, "blocks.0.mlp.fc2.bias": t, "norm.weight": t,
+                  "head.weight": t, "pre_logits.fc.bias": t}
+    assert checkpoint_layout(timm_state) == "timm"
+    assert checkpoint_layout({"class_token": t, POS_KEY: t}) == "torchvision"
+    assert sorted(_rename(timm_state, _TIMM_RULES)) == sorted([
+        "class_token", POS_KEY, "conv_proj.weight",
+        "encoder.layers.encoder_layer_11.self_attention.in_proj_weight",
+        "encoder.layers.encoder_layer_0.mlp.3.bias", "encoder.ln.weight", "heads.head.weight",
+        "heads.pre_logits.bias"])
+    legacy = {"encoder.layers.encoder_layer_3.mlp.linear_1.weight": t,
+              "encoder.layers.encoder_layer_3.mlp.linear_2.bias": t}
+    assert sorted(_rename(legacy, _TV_LEGACY)) == [
+        "encoder.layers.encoder_layer_3.mlp.0.weight", "encoder.layers.encoder_layer_3.mlp.3.bias"]
 
 
 def test_torchvision_models_check_inputs():
@@ -289,12 +404,3 @@ def test_torchvision_builders_are_called_and_weights_loaded(monkeypatch, tmp_pat
     vit = build_model("vit", n_classes=10, input_shape=(3, 64, 64), dropout=0.1)
     assert calls[-1] == ("vit_b_16", None, 64, 10, 0.1, 0.0)
     assert vit(torch.randn(1, 3, 64, 64)).shape == (1, 10)
-
-
-@pytest.mark.skipif(not HAS_TORCHVISION, reason="torchvision not installed (optional)")
-def test_real_torchvision_models():  # pragma: no cover - runs where torchvision is installed
-    torch.manual_seed(0)
-    dn = build_model("densenet121", n_classes=15, input_shape=(3, 32, 32))
-    assert dn(torch.randn(1, 3, 32, 32)).shape == (1, 15)
-    vit = build_model("vit", n_classes=10, input_shape=(3, 32, 32))
-    assert vit(torch.randn(1, 3, 32, 32)).shape == (1, 10)

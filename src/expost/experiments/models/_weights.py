@@ -1,10 +1,11 @@
 """Pretrained weights from a file the user has, and the optional torchvision import.
 
 expost never downloads: ``weights`` is the path of a ``state_dict`` saved with
-:func:`torch.save` (torchvision key names for the torchvision architectures).
-Everything but the classification head must match the model; the head is
-loaded when its shape fits ``n_classes`` and kept freshly initialised (i.e.
-replaced) otherwise.
+:func:`torch.save` (torchvision key names for the torchvision architectures;
+:mod:`.vit` also converts timm's layout and the original ``.npz`` files of
+google-research/vision_transformer). Everything but the classification head
+must match the model; the head is loaded when its shape fits ``n_classes`` and
+kept freshly initialised (i.e. replaced) otherwise.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,30 +42,71 @@ def import_torchvision(model: str) -> Any:
     return torchvision
 
 
-def no_weights_message(model: str, tv_builder: str) -> str:
-    return _error(
-        "weights",
-        "the path of a state_dict file when pretrained=True (expost never downloads weights)",
-        "None",
-    ) + (
-        " Save one on a machine with internet access, e.g. python -c \"import torch, "
-        f"torchvision; torch.save(torchvision.models.{tv_builder}(weights='DEFAULT')"
-        f".state_dict(), '{model}.pth')\", then pass weights='{model}.pth'."
-    )
+#: How to fix a weights error on the command line (and in YAML); every weights error ends with it.
+WEIGHTS_FIX = "Give the file with --set model.options.weights=PATH"
+PRETRAINED_FIX = ", or train from random weights with --set model.options.pretrained=false"
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
+def weights_fix(pretrained_option: bool) -> str:
+    """The sentence that ends a weights error: which option to set, and how."""
+    return WEIGHTS_FIX + (PRETRAINED_FIX if pretrained_option else "") + "."
+
+
+def _weights_error(expected: str, got: str, fix: str) -> str:
+    """``_error("weights", ...)`` followed by the fix."""
+    return _error("weights", expected, got)[:-1] + f". {fix}"
+
+
+def no_weights_message(model: str, where: str) -> str:
+    """The error of ``pretrained: true`` without a ``weights`` file; ``where`` says which
+    file the paper's recipe wants and how to save it."""
+    return (f"`weights` must be a file when pretrained: true for {model!r} (nothing is "
+            f"downloaded), got None. {weights_fix(True)} {where}")
+
+
+def pretrained_check(model: str, where: str) -> Callable[..., None]:
+    """A registry ``check`` refusing ``pretrained: true`` with ``weights: null`` when the
+    config loads, before any data is read or any run directory is made."""
+
+    def check(*, pretrained: bool = False, weights: Any = None, **_: Any) -> None:
+        if pretrained and weights is None:
+            raise ValueError(no_weights_message(model, where))
+
+    return check
+
+
+def _npz_state(p: Path, fix: str) -> StateDict:
+    """The arrays of an ``.npz`` file (no pickled objects) as tensors, by their names."""
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            return {k: torch.from_numpy(np.array(npz[k])) for k in npz.files}
+    except Exception as exc:
+        raise ValueError(_weights_error("an .npz file of numeric arrays (no pickled objects)",
+                                        f"{str(p)!r}, which numpy cannot read ({exc})", fix)) from exc
+
+
+def read_state_dict(path: str | os.PathLike[str], *, pretrained_option: bool = False) -> StateDict:
     """A state_dict from ``path`` (unwrapping ``{"state_dict": ...}`` / ``{"model": ...}``
-    and the ``module.`` prefix of DataParallel checkpoints)."""
+    and the ``module.`` prefix of DataParallel checkpoints).
+
+    A file whose name ends in ``.npz`` is read with ``np.load(allow_pickle=False)``
+    (the original ViT checkpoints are such files); anything else with
+    ``torch.load(weights_only=True)``. Neither can run code from the file.
+    ``pretrained_option`` adds ``pretrained=false`` to the fix an error suggests.
+    """
+    fix = weights_fix(pretrained_option)
     p = Path(path).expanduser()
     if not p.is_file():
-        raise FileNotFoundError(_error("weights", "the path of an existing state_dict file",
-                                       f"{str(p)!r}, which does not exist"))
+        raise FileNotFoundError(_weights_error("the path of an existing state_dict file",
+                                               f"{str(p)!r}, which does not exist", fix))
+    if p.suffix == ".npz":
+        return _npz_state(p, fix)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(_error("weights", "a file saved with torch.save(model.state_dict())",
-                                f"{str(p)!r}, which torch.load cannot read ({exc})")) from exc
+        raise ValueError(_weights_error("a file saved with torch.save(model.state_dict())",
+                                        f"{str(p)!r}, which torch.load cannot read ({exc})", fix)
+                         ) from exc
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
@@ -71,8 +114,8 @@ def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
     if not isinstance(obj, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
     ):
-        raise TypeError(_error("weights", "a state_dict (a mapping of names to tensors)",
-                               f"{describe(obj)} in {str(p)!r}"))
+        raise TypeError(_weights_error("a state_dict (a mapping of names to tensors)",
+                                       f"{describe(obj)} in {str(p)!r}", fix))
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
@@ -82,6 +125,8 @@ def load_weights(
     *,
     head: str,
     key_map: Callable[[StateDict, StateDict], StateDict] | None = None,
+    layouts: str = "torchvision key names",
+    pretrained_option: bool = False,
 ) -> nn.Module:
     """Load a state_dict file into ``model``, strictly except the head.
 
@@ -99,7 +144,13 @@ def load_weights(
         nothing else.
     key_map : callable, optional
         ``key_map(state, target) -> state`` adapting the file (legacy key
-        names, a position embedding for another image size) before the check.
+        names, another library's layout, a position embedding for another
+        image size) before the check.
+    layouts : str
+        The layouts the file may have, for the error message.
+    pretrained_option : bool
+        Whether the model has a ``pretrained`` option (errors then suggest
+        ``pretrained=false`` as well as another file).
 
     Examples
     --------
@@ -112,7 +163,7 @@ def load_weights(
     >>> torch.equal(dst[0].weight, src[0].weight), dst[2].weight.shape
     (True, torch.Size([3, 8]))
     """
-    state = read_state_dict(path)
+    state = read_state_dict(path, pretrained_option=pretrained_option)
     target = model.state_dict()
     if key_map is not None:
         state = key_map(state, target)
@@ -136,11 +187,10 @@ def load_weights(
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
         if wrong:
             parts.append(f"{len(wrong)} of another shape (e.g. {wrong[:2]})")
-        raise ValueError(
-            _error("weights", f"a state_dict of this architecture ({type(model).__name__}, "
-                   "torchvision key names) except possibly the head",
-                   f"{str(path)!r} with keys " + "; ".join(parts))
-        )
+        raise ValueError(_weights_error(
+            f"a state_dict of this architecture ({type(model).__name__}, {layouts}) except "
+            "possibly the head", f"{str(path)!r} with keys " + "; ".join(parts),
+            weights_fix(pretrained_option)))
     head_fits = all(state[k].shape == target[k].shape for k in target if is_head(k) and k in state)
     keep = {k: v for k, v in state.items() if head_fits or not is_head(k)}
     model.load_state_dict(keep, strict=False)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ..._validation import _error, describe
 from ._api import register_model
-from ._weights import StateDict, import_torchvision, load_weights, no_weights_message
+from ._weights import StateDict, import_torchvision, load_weights, pretrained_check
 
 
 class _DenseLayer(nn.Module):
@@ -206,7 +206,14 @@ def densenet_small(
     return model
 
 
-@register_model("densenet121")
+#: The DenseNet-121 checkpoint the paper's chest X-ray recipe wants, and how to get it.
+PAPER_DENSENET_WEIGHTS = (
+    "The paper wants ImageNet weights: torch.save(torchvision.models.densenet121(weights="
+    "'DEFAULT').state_dict(), PATH) where there is internet."
+)
+
+
+@register_model("densenet121", check=pretrained_check("densenet121", PAPER_DENSENET_WEIGHTS))
 def densenet121(
     *,
     n_classes: int,
@@ -230,8 +237,9 @@ def densenet121(
         Loaded strictly except the ``classifier`` head, which is replaced when
         its size differs from ``n_classes``.
     pretrained : bool, default False
-        Require ``weights`` (an error explains how to obtain the file; nothing
-        is ever downloaded).
+        Require ``weights`` (nothing is ever downloaded): ``pretrained: true``
+        without ``weights`` is refused when the config loads, with the fix and
+        :data:`PAPER_DENSENET_WEIGHTS` (which file the paper's recipe wants).
     drop_rate : float, default 0.0
     memory_efficient : bool, default False
         torchvision's checkpointed dense layers (less memory, slower).
@@ -247,11 +255,11 @@ def densenet121(
                                 "'densenet121' (e.g. the option as_rgb=True of 'medmnist', or "
                                 "the native 'densenet_small')", describe(input_shape)))
     _check_drop(drop_rate)
-    if pretrained and weights is None:
-        raise ValueError(no_weights_message("densenet121", "densenet121"))
+    pretrained_check("densenet121", PAPER_DENSENET_WEIGHTS)(pretrained=pretrained, weights=weights)
     tv = import_torchvision("densenet121")
     model = tv.models.densenet121(weights=None, num_classes=n_classes,
                                   drop_rate=float(drop_rate), memory_efficient=memory_efficient)
     if weights is not None:
-        load_weights(model, weights, head="classifier", key_map=densenet_key_map)
+        load_weights(model, weights, head="classifier", key_map=densenet_key_map,
+                     pretrained_option=True)
     return model
