@@ -199,6 +199,7 @@ def _splits(
     image_size: int | None,
     normalize: str,
     limit: int | None,
+    train_limit: int | None,
     stats: tuple[tuple[float, ...], tuple[float, ...]],
     meta: dict[str, Any],
 ) -> DataSplits:
@@ -206,6 +207,7 @@ def _splits(
         raise ValueError(_error("val_fraction", "a number in (0, 1)", describe(val_fraction)))
     check_positive_int(image_size, "image_size")
     check_positive_int(limit, "limit")
+    check_positive_int(train_limit, "train_limit")
     check_augment(augment)
     if val_from == "stratified":
         train, val = stratified_split(train_y, (1.0 - val_fraction, val_fraction), seed=seed)
@@ -215,6 +217,7 @@ def _splits(
     else:
         raise ValueError(_error("val_from", "'stratified' or 'tail'", describe(val_from)))
     train = train[subsample(train_y[train], limit, seed=seed)]
+    train = train[subsample(train_y[train], train_limit, seed=seed + 3)]
     val = val[subsample(train_y[val], limit, seed=seed + 1)]
     test = subsample(test_y, limit, seed=seed + 2)
     mean, std = _norm(normalize, *stats)
@@ -253,6 +256,7 @@ def cifar10(
     image_size: int | None = None,
     normalize: Normalize = "dataset",
     limit: int | None = None,
+    train_limit: int | None = None,
 ) -> DataSplits:
     """CIFAR-10: 50,000 training and 10,000 test images of 32 x 32 pixels, 10 classes.
 
@@ -291,6 +295,9 @@ def cifar10(
         ImageNet's, mean = std = 0.5 (the ViT recipe, [-1, 1]) or none ([0, 1]).
     limit : int, optional
         At most this many images in each split (stratified), for smoke runs.
+    train_limit : int, optional
+        At most this many training images (stratified); validation and test
+        untouched (the CPU row ``configs/cifar10_cpu.yaml``).
 
     Examples
     --------
@@ -320,7 +327,7 @@ def cifar10(
     return _splits(
         "cifar10", train_x, train_y, test_x, test_y, names, seed=seed,
         val_fraction=val_fraction, val_from=val_from, augment=augment, image_size=image_size,
-        normalize=normalize, limit=limit, stats=(CIFAR10_MEAN, CIFAR10_STD),
+        normalize=normalize, limit=limit, train_limit=train_limit, stats=(CIFAR10_MEAN, CIFAR10_STD),
         meta={"root": str(folder.resolve()), "format": fmt},
     )
 
@@ -336,6 +343,7 @@ def cifar100(
     image_size: int | None = None,
     normalize: Normalize = "dataset",
     limit: int | None = None,
+    train_limit: int | None = None,
     label_kind: Literal["fine", "coarse"] = "fine",
 ) -> DataSplits:
     """CIFAR-100 from the official ``cifar-100-python`` folder: 100 fine classes.
@@ -381,6 +389,6 @@ def cifar100(
         _pickle_images(test), np.asarray(test[key], dtype=np.int64),
         _names(meta[f"{label_kind}_label_names"]), seed=seed,
         val_fraction=val_fraction, val_from=val_from, augment=augment, image_size=image_size,
-        normalize=normalize, limit=limit, stats=(CIFAR100_MEAN, CIFAR100_STD),
+        normalize=normalize, limit=limit, train_limit=train_limit, stats=(CIFAR100_MEAN, CIFAR100_STD),
         meta={"root": str(d.resolve()), "format": "pickle", "label_kind": label_kind},
     )
