@@ -137,6 +137,10 @@ def test_cifar_val_from_tail_inception_crop_and_384(tmp_path):
     strat = load_dataset("cifar10", root=tmp_path, val_fraction=0.1)
     assert strat.meta["val_from"] == "stratified"
     assert np.bincount(strat.val_labels).tolist() == [2] * 10
+    part = load_dataset("cifar10", root=tmp_path, val_fraction=0.1, train_limit=50)
+    assert (len(part.train), len(part.val), len(part.test)) == (50, 20, 50)  # train only
+    assert np.bincount(part.train_labels).tolist() == [5] * 10
+    assert set(part.meta["indices"]["train"]) <= set(strat.meta["indices"]["train"])
     with pytest.raises(ValueError, match="val_from"):
         load_dataset("cifar10", root=tmp_path, val_from="head")
     with pytest.raises(ValueError, match="augment"):

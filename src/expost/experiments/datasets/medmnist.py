@@ -87,7 +87,6 @@ def medmnist(
 
     >>> import pathlib, tempfile
     >>> import numpy as np
-import torch
     >>> from expost.experiments.datasets import load_dataset
     >>> root = pathlib.Path(tempfile.mkdtemp())
     >>> arrays = {}
