@@ -351,7 +351,8 @@ def test_medmnist_tiny_file(tmp_path):
         np.testing.assert_allclose(x[:, 0].numpy() * 255.0, arrays[f"{split}_images"], atol=1e-3)
     rgb = load_dataset("medmnist", flag="pneumoniamnist", root=tmp_path, as_rgb=True)
     assert rgb.input_shape == (3, 28, 28)
-    assert torch.equal(rgb.train.tensors[0][:, 2], data.train.tensors[0][:, 0])
+    assert torch.equal(_tensors(rgb.train)[0][:, 2], _tensors(data.train)[0][:, 0])
+    assert data.train.images.dtype == torch.uint8  # kept as stored: 4 x less than float32
 
 
 def test_medmnist_rgb_unknown_flag_and_env(tmp_path, monkeypatch):
@@ -401,7 +402,7 @@ def test_medmnist_real_files(flag, sizes, train_counts, channels):
     assert (len(data.train), len(data.val), len(data.test)) == sizes
     np.testing.assert_array_equal(data.class_counts("train"), train_counts)
     assert data.input_shape == (channels, 28, 28) and data.n_classes == len(train_counts)
-    x = data.train.tensors[0]
+    x, _ = _tensors(data.train)
     assert x.dtype == torch.float32 and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
 
 

@@ -184,6 +184,9 @@ Schedule = Annotated[
 ]
 
 
+#: The evaluation batch size when the config gives none, by device type.
+EVAL_BATCH_SIZE = {"cpu": 128, "cuda": 1024}
+
 #: Bounds on a training's length (a typo such as ``epochs: 1e12`` is refused at load).
 MAX_EPOCHS, MAX_STEPS, MAX_INTERVALS = 100_000, 100_000_000, 1_000_000
 
@@ -192,18 +195,26 @@ class TrainingConfig(_Section):
     """Length (``epochs`` or ``steps``, exactly one), batch sizes and the evaluation interval.
 
     ``eval_every`` is ``"epoch"`` or a number of optimizer steps; the last step is
-    always evaluated too. ``num_workers`` > 0 uses DataLoader worker processes
-    for data sets without a batch fast path (resumed runs are then reproducible
-    in distribution, not bit for bit).
+    always evaluated too. ``eval_batch_size`` defaults to 128 on a CPU (measured
+    about twice as fast per image as 1024 there) and 1024 on a GPU.
+    ``num_workers`` > 0 uses DataLoader worker processes (persistent, one set
+    per training) for data sets without a batch fast path (resumed runs are
+    then reproducible in distribution, not bit for bit). ``checkpoint_every``
+    k writes a checkpoint every k evaluation intervals and at the last one
+    (the intervals in between are committed without one; a resumed training
+    redoes them, identically on a CPU). ``compile: true`` runs the model
+    through :func:`torch.compile`.
     """
 
     epochs: int | None = Field(None, gt=0, le=MAX_EPOCHS)
     steps: int | None = Field(None, gt=0, le=MAX_STEPS)
     batch_size: int = Field(64, gt=0)
     eval_every: Literal["epoch"] | Annotated[int, Field(gt=0)] = "epoch"
-    eval_batch_size: int = Field(1024, gt=0)
+    eval_batch_size: int | None = Field(None, gt=0)
     grad_clip: float | None = Field(None, gt=0)
     num_workers: int = Field(0, ge=0)
+    checkpoint_every: int = Field(1, gt=0)
+    compile: bool = False
 
     @field_validator("eval_every", mode="before")
     @classmethod
@@ -221,3 +232,9 @@ class TrainingConfig(_Section):
             raise ValueError(f"steps / eval_every must be at most {MAX_INTERVALS} evaluation "
                              f"intervals, got {self.steps} / {self.eval_every}")
         return self
+
+    def eval_batch_size_on(self, device_type: str) -> int:
+        """``eval_batch_size``, or the default for ``device_type`` (:data:`EVAL_BATCH_SIZE`)."""
+        if self.eval_batch_size is not None:
+            return self.eval_batch_size
+        return EVAL_BATCH_SIZE.get(device_type, EVAL_BATCH_SIZE["cuda"])

@@ -63,13 +63,35 @@ class EpochSampler:
             self._order = self.draw(self.generator)
 
 
+class _Passes:
+    """The batch sampler of a persistent :class:`~torch.utils.data.DataLoader`: the index
+    batches of the current pass, set before each pass."""
+
+    def __init__(self) -> None:
+        self.chunks: list[torch.Tensor] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter([c.tolist() for c in self.chunks])
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+
 class BatchSource:
     """Batches of one split, with labels that may differ from the data set's (MetaCost).
 
-    Three paths: a :class:`~torch.utils.data.TensorDataset` is indexed directly
-    (moved to the GPU once when it fits); a data set with ``get_batch(indices)``
-    builds whole batches itself; anything else goes through a
-    :class:`~torch.utils.data.DataLoader` over our own index batches.
+    Four paths: a :class:`~torch.utils.data.TensorDataset` is indexed directly
+    (moved to the GPU once when it fits); a data set with ``to_device`` (uint8
+    images, :class:`~expost.experiments.datasets._base.ImageArrayDataset`) is
+    placed on the device once and builds every batch there, augmentation and
+    resize included (``get_batch(indices, device=...)``, on the CPU too); a
+    data set with ``get_batch(indices)`` builds whole batches itself; anything
+    else goes through one :class:`~torch.utils.data.DataLoader` over our own
+    index batches, built on first use and kept (persistent workers when
+    ``num_workers`` > 0) for the source's lifetime: one per training.
+
+    Batches arrive on ``device`` (copied from pinned memory without blocking on
+    a GPU), in ``memory_format`` (``torch.channels_last`` for convolutional nets).
 
     >>> ds = torch.utils.data.TensorDataset(torch.arange(5.0)[:, None], torch.zeros(5))
     >>> src = BatchSource(ds, np.array([0, 1, 0, 1, 1]), torch.device("cpu"))
@@ -78,14 +100,22 @@ class BatchSource:
     """
 
     def __init__(self, dataset: Any, labels: NDArray[np.int64], device: torch.device, *,
-                 num_workers: int = 0) -> None:
+                 num_workers: int = 0,
+                 memory_format: torch.memory_format = torch.contiguous_format) -> None:
         self.dataset = dataset
         self.n = len(dataset)
         self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
         self.device = device
         self.num_workers = num_workers
+        self.memory_format = memory_format
         self.x: torch.Tensor | None = None
-        if isinstance(dataset, torch.utils.data.TensorDataset):
+        self.on_device = hasattr(dataset, "to_device")
+        self._loader: torch.utils.data.DataLoader[Any] | None = None
+        self._passes = _Passes()
+        if self.on_device:
+            self.dataset = dataset.to_device(device)
+            self.labels = self.labels.to(device)
+        elif isinstance(dataset, torch.utils.data.TensorDataset):
             x = dataset.tensors[0]
             if device.type != "cpu" and x.element_size() * x.nelement() < _DEVICE_COPY_LIMIT:
                 x = x.to(device)
@@ -100,7 +130,7 @@ class BatchSource:
         ds = copy.copy(self.dataset)
         ds.augment = False
         return BatchSource(ds, self.labels.cpu().numpy(), self.device,
-                           num_workers=self.num_workers)
+                           num_workers=self.num_workers, memory_format=self.memory_format)
 
     def batches(self, order: torch.Tensor, batch_size: int, *, loader_seed: int = 0
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -108,13 +138,25 @@ class BatchSource:
         chunks = [order[i:i + batch_size] for i in range(0, order.numel(), batch_size)]
         if self.x is not None:
             pairs = self._indexed(chunks)
+        elif self.on_device:
+            pairs = ((self.dataset.get_batch(idx, device=self.device)[0], self._label(idx))
+                     for idx in chunks)
         elif hasattr(self.dataset, "get_batch"):
             pairs = ((self.dataset.get_batch(idx)[0], self.labels[idx]) for idx in chunks)
         else:
             pairs = self._loaded(chunks, loader_seed)
-        nb = self.device.type != "cpu"
+        gpu = self.device.type != "cpu"
         for x, y in pairs:
-            yield x.to(self.device, non_blocking=nb), y.to(self.device, non_blocking=nb)
+            if gpu and x.device.type == "cpu" and not x.is_pinned():
+                x = x.pin_memory()
+            if x.ndim == 4:
+                x = x.to(self.device, non_blocking=gpu, memory_format=self.memory_format)
+            else:
+                x = x.to(self.device, non_blocking=gpu)
+            yield x, y.to(self.device, non_blocking=gpu)
+
+    def _label(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.labels[idx.to(self.labels.device)]
 
     def _indexed(self, chunks: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         assert self.x is not None
@@ -125,12 +167,16 @@ class BatchSource:
 
     def _loaded(self, chunks: list[torch.Tensor], loader_seed: int
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=[c.tolist() for c in chunks],
-            num_workers=self.num_workers, pin_memory=self.device.type != "cpu",
-            generator=torch.Generator().manual_seed(int(loader_seed)),
-        )
-        for idx, (x, _) in zip(chunks, loader, strict=True):
+        if self._loader is None:
+            self._loader = torch.utils.data.DataLoader(
+                self.dataset, batch_sampler=self._passes, num_workers=self.num_workers,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=self.num_workers > 0,
+            )
+        # the workers' base seed of this pass (drawn when the pass starts)
+        self._loader.generator = torch.Generator().manual_seed(int(loader_seed))
+        self._passes.chunks = chunks
+        for idx, (x, _) in zip(chunks, self._loader, strict=True):
             yield x, self.labels[idx]
 
 

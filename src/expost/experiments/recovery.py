@@ -61,8 +61,8 @@ def check_divergence(train_key: str, interval: int, n_classes: int, losses: dict
                            "set training.grad_clip.")
 
 
-def restore(build: Callable[[], Any], key: str, run_dir: Path, row: dict[str, Any]
-            ) -> tuple[Any, TrainingState]:
+def restore(build: Callable[[], Any], key: str, run_dir: Path, row: dict[str, Any], *,
+            checkpoint_every: int = 1) -> tuple[Any, TrainingState]:
     """The training's pieces (``build()``, train.py's ``_Training``) at its last good
     checkpoint (parts and generators restored) and its state.
 
@@ -71,8 +71,13 @@ def restore(build: Callable[[], Any], key: str, run_dir: Path, row: dict[str, An
     (the intervals after it are trained again, identically), else a fresh start,
     with a warning. Then every other checkpoint and temporary file of the
     training is removed (orphans of a kill between commit and deletion).
+
+    With ``checkpoint_every`` k, the intervals after the last multiple of k are
+    committed without a checkpoint: resuming from that multiple is expected, not
+    warned about.
     """
     done = row["done_intervals"]
+    expected = done - done % checkpoint_every  # the interval the last checkpoint is after
     training = build()
     recorded = checkpoint_file(run_dir, row["checkpoint"], key) if row["checkpoint"] \
         else None
@@ -86,12 +91,12 @@ def restore(build: Callable[[], Any], key: str, run_dir: Path, row: dict[str, An
             warn(f"{exc} Resuming {key!r} from an earlier checkpoint or from the start.")
             training = build()  # parts may be half restored
             continue
-        if state.interval != done:
+        if state.interval not in (done, expected):
             warn(f"resuming {key!r} from interval {state.interval} (the store is at {done}).")
         remove_orphans(training.checkpoint_dir, keep=path)
         training.sampler.resume(state)
         return training, state
-    if done:
+    if expected:
         warn(f"no usable checkpoint of {key!r}: training it again from the start.")
     remove_orphans(training.checkpoint_dir, keep=None)
     state = TrainingState()

@@ -12,7 +12,9 @@ every N steps, and at the last step). At each evaluation it
    of the loss being trained, or a step decay);
 3. writes a checkpoint atomically (temporary file + ``os.replace``) and then
    commits the interval's rows and the pointer to that checkpoint in one
-   transaction (:meth:`~expost.experiments.store.ResultStore.commit_interval`).
+   transaction (:meth:`~expost.experiments.store.ResultStore.commit_interval`);
+   with ``training.checkpoint_every`` k, only every k-th and the last interval
+   write a checkpoint, and the others are committed with the pointer unmoved.
 
 Reproducibility. The seed fixes, in this order, Python's, numpy's and torch's
 global generators, the model's initial weights (so every regime of one seed
@@ -21,7 +23,8 @@ for the data order. A checkpoint (:mod:`~expost.experiments.checkpoint`) holds
 the model, optimizer and scheduler states, every generator's state and the
 position in the epoch (the generator state at the start of the epoch, from
 which the epoch's order is redrawn), so that a resumed training continues bit
-for bit like an uninterrupted one on CPU.
+for bit like an uninterrupted one on CPU (from its last checkpoint: the
+intervals committed after it are trained again and their rows replaced).
 
 Losses. ``weighted`` and ``inverse_prior`` train with
 :class:`expost.nn.UtilityWeightedCrossEntropy` (``reduction="mean"``, the
@@ -153,12 +156,31 @@ class Reporter(Protocol):
 
 
 def _build_model(setup: TrainingSetup) -> torch.nn.Module:
+    """The config's model on the device; channels last for a convolutional net on a GPU,
+    where TF32 matrix products and convolutions are allowed too."""
     from .models import build_model
 
     cfg = setup.config.model
     model = build_model(cfg.name, n_classes=setup.n_classes,
                         input_shape=tuple(setup.data.input_shape), **cfg.options)
-    return model.to(setup.device)
+    if setup.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    model = model.to(setup.device)
+    if _memory_format(setup, model) == torch.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model
+
+
+def _memory_format(setup: TrainingSetup, model: torch.nn.Module) -> torch.memory_format:
+    """``channels_last`` for a convolutional net on image batches on a GPU (cuDNN's fast
+    layout); contiguous otherwise (on a CPU it was measured faster for some nets, slower
+    for others: benchmarks/throughput.py)."""
+    convolutional = any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
+    if setup.device.type == "cuda" and convolutional and len(setup.data.input_shape) == 3:
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def _seed_everything(seed: int) -> None:
@@ -183,7 +205,7 @@ def _relabel(setup: TrainingSetup, base_key: str) -> tuple[NDArray[np.int64], ND
     for split in ("train", "val"):
         src = BatchSource(getattr(setup.data, split), setup.data.labels(split), setup.device,
                           num_workers=t.num_workers).without_augmentation()
-        lp = predict_log_probs(model, src, batch_size=t.eval_batch_size,
+        lp = predict_log_probs(model, src, batch_size=t.eval_batch_size_on(setup.device.type),
                                precision=setup.config.precision)
         labels.append(decide(decode_probabilities(lp), setup.objective.utility).astype(np.int64))
     return labels[0], labels[1]
@@ -228,6 +250,7 @@ class _Training:
     parts: TrainingParts
     loss: torch.nn.Module
     schedule_when: str  # "step", "interval", "plateau" or "none"
+    forward: torch.nn.Module  # parts.model, or its torch.compile wrapper (training.compile)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -285,11 +308,16 @@ def _build_training(setup: TrainingSetup, job: TrainingJob) -> _Training:
     sampler = _build_sampler(setup, job)
     _seed_everything(job.seed)  # the model's initial weights depend on the seed only
     model = _build_model(setup)
+    for source in (train, val, test):
+        source.memory_format = _memory_format(setup, model)
     optimizer = build_optimizer(setup.config, model.parameters())
     scheduler, when = build_scheduler(setup.config, optimizer, total_steps)
     parts = TrainingParts(model, optimizer, scheduler, sampler.generator)
+    # checkpoints hold parts.model's own state dict; the compiled wrapper only runs it
+    forward = torch.compile(model) if setup.config.training.compile else model
     return _Training(setup, job, steps, spe, utility, train, val, test, val_labels, sampler,
-                     parts, _build_loss(utility, job.kind, setup.device), when)
+                     parts, _build_loss(utility, job.kind, setup.device), when,
+                     forward)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- the loop
@@ -325,7 +353,8 @@ def run_training(setup: TrainingSetup, job: TrainingJob, reporter: Reporter | No
 def _train(setup: TrainingSetup, job: TrainingJob, row: dict[str, Any],
            reporter: Reporter | None) -> None:
     training, state = restore(lambda: _build_training(setup, job), job.train_key,
-                              setup.run_dir, row)
+                              setup.run_dir, row,
+                              checkpoint_every=setup.config.training.checkpoint_every)
     if reporter is not None:
         reporter.start(job, len(training.steps), state.interval)
     training.parts.model.train()
@@ -389,7 +418,7 @@ def _optimizer_step(training: _Training, x: torch.Tensor, y: torch.Tensor) -> to
     """One step on one batch; the batch's loss (detached)."""
     cfg, parts = training.setup.config, training.parts
     with autocast(training.setup.device, cfg.precision):
-        logits = parts.model(x)
+        logits = training.forward(x)
     loss = training.loss(logits.float(), y)
     parts.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -404,8 +433,9 @@ def _optimizer_step(training: _Training, x: torch.Tensor, y: torch.Tensor) -> to
 def _evaluate(training: _Training) -> _Evaluation:
     """Metrics of every run of this training, from the stored float16 copy, and the
     validation loss of the loss being trained."""
-    setup, model = training.setup, training.parts.model
-    batch_size, precision = setup.config.training.eval_batch_size, setup.config.precision
+    setup, model = training.setup, training.forward
+    batch_size = setup.config.training.eval_batch_size_on(setup.device.type)
+    precision = setup.config.precision
     test_lp = predict_log_probs(model, training.test, batch_size=batch_size, precision=precision)
     val_lp = predict_log_probs(model, training.val, batch_size=batch_size, precision=precision)
     if not (np.isfinite(test_lp).all() and np.isfinite(val_lp).all()):
@@ -447,15 +477,22 @@ def _commit(training: _Training, state: TrainingState, rec: dict[str, Any],
     """Write the checkpoint, then commit the interval with it (the database is the source
     of truth) and delete the previous checkpoint; the seconds spent writing the checkpoint.
 
+    With ``training.checkpoint_every`` k > 1 only every k-th interval and the last one
+    write a checkpoint; the others are committed with the pointer left at the previous
+    checkpoint (a resumed training redoes them, and its commits replace their rows).
     ``clock`` is the ``time.perf_counter()`` at the interval's start and after its evaluation.
     """
     setup, key = training.setup, training.job.train_key
     started, evaluated = clock
-    name = f"ckpt-{state.interval - 1:05d}.pt"
-    relative = f"checkpoints/{key}/{name}"
-    save_atomic(state.to_checkpoint(key, training.parts, setup.device),
-                training.checkpoint_dir / name)
     previous = setup.store.training(key)["checkpoint"]
+    every = setup.config.training.checkpoint_every
+    if state.interval % every == 0 or state.interval == len(training.steps):
+        name = f"ckpt-{state.interval - 1:05d}.pt"
+        relative = f"checkpoints/{key}/{name}"
+        save_atomic(state.to_checkpoint(key, training.parts, setup.device),
+                    training.checkpoint_dir / name)
+    else:
+        relative = previous
     io_seconds = time.perf_counter() - evaluated
     setup.store.commit_interval(
         key, rec, evaluation.test_log_probs, evaluation.metrics, checkpoint=relative,

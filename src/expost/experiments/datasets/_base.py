@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+import copy
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -35,6 +37,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 SPLITS = ("train", "val", "test")
+
+#: Bytes of uint8 images that :meth:`ImageArrayDataset.to_device` moves onto a GPU
+#: (larger sets stay in pinned CPU memory and are copied a batch at a time).
+DEVICE_COPY_LIMIT = 8 * 1024**3
 
 
 @dataclass(repr=False)
@@ -348,27 +354,95 @@ def random_crop_flip(x: torch.Tensor, *, pad: int, flip: bool) -> torch.Tensor:
     return x.contiguous()
 
 
+#: The Inception crop of google-research/vision_transformer (``inception_crop``: TF's
+#: ``sample_distorted_bounding_box`` with ``area_range=(0.05, 1)``, aspect ratios 3/4 to 4/3).
+INCEPTION_AREA = (0.05, 1.0)
+INCEPTION_RATIO = (3.0 / 4.0, 4.0 / 3.0)
+
+
+def inception_boxes(b: int, h: int, w: int, *, area: tuple[float, float] = INCEPTION_AREA,
+                    ratio: tuple[float, float] = INCEPTION_RATIO, tries: int = 10
+                    ) -> torch.Tensor:
+    """``b`` random crop boxes ``(x0, y0, width, height)`` in pixels, float64 (b, 4).
+
+    Each box covers a uniform share ``area`` of the image with a log-uniform
+    aspect ratio (width / height) in ``ratio``; the first of ``tries`` draws
+    that fits is kept, else the whole image (as TF and torchvision do). Drawn
+    on the CPU from torch's global generator, whatever device the images are on.
+    """
+    target = torch.empty(b, tries, dtype=torch.float64).uniform_(*area) * (h * w)
+    log_r = torch.empty(b, tries, dtype=torch.float64).uniform_(math.log(ratio[0]),
+                                                                 math.log(ratio[1]))
+    cw = torch.sqrt(target * torch.exp(log_r)).round()
+    ch = torch.sqrt(target / torch.exp(log_r)).round()
+    fits = (cw >= 1) & (ch >= 1) & (cw <= w) & (ch <= h)
+    first = fits.to(torch.int8).argmax(dim=1, keepdim=True)  # the first draw that fits
+    found = fits.any(dim=1)
+    cw = torch.where(found, cw.gather(1, first).squeeze(1), float(w))
+    ch = torch.where(found, ch.gather(1, first).squeeze(1), float(h))
+    x0 = (torch.rand(b, dtype=torch.float64) * (w - cw + 1)).floor()
+    y0 = (torch.rand(b, dtype=torch.float64) * (h - ch + 1)).floor()
+    return torch.stack([x0, y0, cw, ch], dim=1)
+
+
+def inception_crop_flip(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Inception-style random resized crop to ``size`` x ``size`` and random horizontal flip.
+
+    ``x`` is a float batch (B, C, H, W) on any device. Every image gets its own box
+    (:func:`inception_boxes`), resampled bilinearly (no antialiasing, as
+    ``tf.image.resize``) in one :func:`torch.nn.functional.grid_sample`; a flip
+    mirrors the sampling grid. All random draws come from the CPU generator, so
+    a batch is the same on every device up to floating-point rounding.
+    """
+    b, _, h, w = x.shape
+    x0, y0, cw, ch = inception_boxes(b, h, w).unbind(1)
+    flip = torch.rand(b) < 0.5
+    # output pixel u in [-1, 1] samples input coordinate a u + t (align_corners=False)
+    theta = torch.zeros(b, 2, 3, dtype=torch.float64)
+    theta[:, 0, 0] = torch.where(flip, -cw / w, cw / w)
+    theta[:, 0, 2] = (2 * x0 + cw) / w - 1
+    theta[:, 1, 1] = ch / h
+    theta[:, 1, 2] = (2 * y0 + ch) / h - 1
+    grid = torch.nn.functional.affine_grid(theta.to(x.device, x.dtype), [b, x.shape[1], size, size],
+                                           align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border",
+                                           align_corners=False)
+
+
+#: The values of ``augment``: False (none), True (pad-4 crop and flip), "inception_crop".
+Augment = bool | Literal["inception_crop"]
+
+
+def check_augment(augment: Any) -> None:
+    if not (isinstance(augment, bool) or augment == "inception_crop"):
+        raise ValueError(_error("augment", "true, false or 'inception_crop'", describe(augment)))
+
+
 class ImageArrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """In-memory uint8 images, converted to normalised float32 on access.
+    """In-memory uint8 images, converted to normalised float32 a batch at a time.
 
     Storing uint8 keeps CIFAR-10's 50,000 training images at 150 MB instead of
     600 MB (and 7.5 GB at 224 x 224). The images are kept as they are stored
     on disk, channels last; ``__getitems__`` transforms a whole batch at once
     (vectorised), and :class:`torch.utils.data.DataLoader` calls it instead of
-    ``__getitem__`` one index at a time.
+    ``__getitem__`` one index at a time. The harness keeps the uint8 images on
+    the training device (:meth:`to_device`) and builds every batch there
+    (:meth:`get_batch` with ``device``): on a GPU the augmentation and the resize
+    run on the GPU, and the same code runs on the CPU.
 
-    Per batch: channels first, optional random crop (zero padding ``pad``) and
-    horizontal flip (training split only), scale to [0, 1], resize to
-    ``image_size`` with bilinear interpolation, then ``(x - mean) / std`` per
-    channel.
+    Per batch: channels first, scale to [0, 1], then the augmentation (training
+    split only) and the resize to ``image_size`` (bilinear), then
+    ``(x - mean) / std`` per channel. ``augment=True`` is a random crop after
+    zero padding by ``pad`` and a random horizontal flip, before the resize;
+    ``augment="inception_crop"`` is an Inception-style random resized crop
+    straight to ``image_size`` and a random flip (:func:`inception_crop_flip`).
 
     Parameters
     ----------
     images : uint8 tensor of shape (n, H, W, C)
     labels : int64 tensor of shape (n,)
     mean, std : sequence of C floats
-    augment : bool
-        Random crop (pad 4) and horizontal flip.
+    augment : bool or "inception_crop"
     image_size : int or None
         Output side length (None keeps H x W).
 
@@ -390,13 +464,14 @@ class ImageArrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         *,
         mean: Sequence[float],
         std: Sequence[float],
-        augment: bool = False,
+        augment: Augment = False,
         image_size: int | None = None,
         pad: int = 4,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise TypeError(_error("images", "a uint8 tensor (n, H, W, C)",
                                    f"{images.dtype} of shape {tuple(images.shape)}"))
+        check_augment(augment)
         self.images = images
         self.labels = labels
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
@@ -415,14 +490,31 @@ class ImageArrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         s = self.image_size
         return (int(c), s, s) if s is not None else (int(c), int(h), int(w))
 
+    def to_device(self, device: torch.device | str, *,
+                  limit: int = DEVICE_COPY_LIMIT) -> ImageArrayDataset:
+        """A shallow copy whose uint8 images (and labels) live on ``device``.
+
+        On a GPU, images of ``limit`` bytes or more stay in CPU memory and each
+        batch is copied over from pinned memory, asynchronously.
+        """
+        device = torch.device(device)
+        if self.images.device == device or (device.type != "cpu"
+                                            and self.images.nelement() >= limit):
+            return self
+        out = copy.copy(self)
+        out.images, out.labels = self.images.to(device), self.labels.to(device)
+        return out
+
     def transform(self, batch: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, H, W, C) -> normalised float32 (B, C, S, S)."""
+        """uint8 (B, H, W, C) -> normalised float32 (B, C, S, S), on ``batch``'s device."""
         batch = batch.permute(0, 3, 1, 2)
-        if self.augment:
+        if self.augment is True:
             batch = random_crop_flip(batch, pad=self.pad, flip=True)
         x = batch.to(torch.float32).div_(255.0)
         s = self.image_size
-        if s is not None and (x.shape[-2], x.shape[-1]) != (s, s):
+        if self.augment == "inception_crop":
+            x = inception_crop_flip(x, s if s is not None else int(x.shape[-1]))
+        elif s is not None and (x.shape[-2], x.shape[-1]) != (s, s):
             x = torch.nn.functional.interpolate(x, size=(s, s), mode="bilinear",
                                                 align_corners=False)
         mean, std = self.mean.to(x.device), self.std.to(x.device)
@@ -433,13 +525,22 @@ class ImageArrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The transformed batch ``(x, y)`` of ``indices`` as two stacked tensors.
 
-        With ``device`` (e.g. "cuda"), the uint8 batch moves there first and is
-        transformed there (4 x less to copy, and the resize runs on the GPU).
+        With ``device`` (e.g. "cuda"), the uint8 batch is on or moves to ``device``
+        first and is transformed there (4 x less to copy, and the augmentation
+        and resize run on the GPU); without, it is built where the images are.
         """
         idx = torch.as_tensor(indices, dtype=torch.long)
+        if idx.device != self.images.device:
+            idx = idx.to(self.images.device)
         images, labels = self.images[idx], self.labels[idx]
         if device is not None:
-            images, labels = images.to(device), labels.to(device)
+            device = torch.device(device)
+            if images.device != device:
+                copy_async = device.type == "cuda"
+                if copy_async:
+                    images = images.pin_memory()
+                images = images.to(device, non_blocking=copy_async)
+                labels = labels.to(device, non_blocking=copy_async)
         return self.transform(images), labels
 
     def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -30,9 +30,11 @@ from ._api import register_dataset
 from ._base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    Augment,
     DataSplits,
     ImageArrayDataset,
     channels_last,
+    check_augment,
     check_positive_int,
     find_root,
     stratified_split,
@@ -192,10 +194,12 @@ def _splits(
     *,
     seed: int,
     val_fraction: float,
-    augment: bool,
+    val_from: str,
+    augment: Augment,
     image_size: int | None,
     normalize: str,
     limit: int | None,
+    train_limit: int | None,
     stats: tuple[tuple[float, ...], tuple[float, ...]],
     meta: dict[str, Any],
 ) -> DataSplits:
@@ -203,14 +207,23 @@ def _splits(
         raise ValueError(_error("val_fraction", "a number in (0, 1)", describe(val_fraction)))
     check_positive_int(image_size, "image_size")
     check_positive_int(limit, "limit")
-    train, val = stratified_split(train_y, (1.0 - val_fraction, val_fraction), seed=seed)
+    check_positive_int(train_limit, "train_limit")
+    check_augment(augment)
+    if val_from == "stratified":
+        train, val = stratified_split(train_y, (1.0 - val_fraction, val_fraction), seed=seed)
+    elif val_from == "tail":  # TFDS's train[:98%] / train[98%:] for val_fraction 0.02
+        cut = round(train_y.size * (1.0 - val_fraction))
+        train, val = np.arange(cut, dtype=np.int64), np.arange(cut, train_y.size, dtype=np.int64)
+    else:
+        raise ValueError(_error("val_from", "'stratified' or 'tail'", describe(val_from)))
     train = train[subsample(train_y[train], limit, seed=seed)]
+    train = train[subsample(train_y[train], train_limit, seed=seed + 3)]
     val = val[subsample(train_y[val], limit, seed=seed + 1)]
     test = subsample(test_y, limit, seed=seed + 2)
     mean, std = _norm(normalize, *stats)
 
     def make(x: NDArray[np.uint8], idx: NDArray[np.int64], y: NDArray[np.int64],
-             aug: bool) -> ImageArrayDataset:
+             aug: Augment) -> ImageArrayDataset:
         # fancy indexing copies: the datasets never alias the arrays read from disk
         return ImageArrayDataset(torch.from_numpy(x[idx]), torch.from_numpy(y[idx]),
                                  mean=mean, std=std, augment=aug, image_size=image_size)
@@ -227,7 +240,7 @@ def _splits(
         n_classes=len(class_names),
         class_names=class_names,
         input_shape=tr.item_shape,
-        meta={**meta, "mean": mean, "std": std, "augment": augment,
+        meta={**meta, "mean": mean, "std": std, "augment": augment, "val_from": val_from,
               "indices": {"train": train, "val": val, "test": test}},
     )
 
@@ -238,10 +251,12 @@ def cifar10(
     seed: int,
     root: Path | None = None,
     val_fraction: float = 0.1,
-    augment: bool = False,
+    val_from: Literal["stratified", "tail"] = "stratified",
+    augment: bool | Literal["inception_crop"] = False,
     image_size: int | None = None,
     normalize: Normalize = "dataset",
     limit: int | None = None,
+    train_limit: int | None = None,
 ) -> DataSplits:
     """CIFAR-10: 50,000 training and 10,000 test images of 32 x 32 pixels, 10 classes.
 
@@ -260,16 +275,29 @@ def cifar10(
         Fixes the validation split and ``limit``'s subsets.
     root : path, optional
     val_fraction : float, default 0.1
-    augment : bool, default False
-        Training split only: random crop after zero padding by 4 pixels and a
-        random horizontal flip, drawn from torch's global generator per batch.
+    val_from : {"stratified", "tail"}, default "stratified"
+        Where the validation split comes from: a stratified random
+        ``val_fraction`` (fixed by ``seed``), or the last ``val_fraction`` of the
+        official training order (``tail``: TFDS's ``train[98%:]`` for 0.02, as
+        google-research/vision_transformer validates its CIFAR fine-tuning).
+    augment : bool or "inception_crop", default False
+        Training split only, drawn from torch's global generator per batch:
+        ``true`` is a random crop after zero padding by 4 pixels and a random
+        horizontal flip; ``"inception_crop"`` an Inception-style random resized
+        crop (5% to 100% of the area, aspect ratio 3/4 to 4/3) straight to
+        ``image_size`` and a random horizontal flip (the ViT repository's CIFAR
+        fine-tuning).
     image_size : int, optional
-        Resize (bilinear) to ``image_size`` x ``image_size``, e.g. 224 for a ViT-B/16.
+        Resize (bilinear) to ``image_size`` x ``image_size``, e.g. 224 or 384 for
+        a ViT-B/16.
     normalize : {"dataset", "imagenet", "half", "none"}, default "dataset"
         Per-channel ``(x - mean) / std`` with the published CIFAR-10 statistics,
         ImageNet's, mean = std = 0.5 (the ViT recipe, [-1, 1]) or none ([0, 1]).
     limit : int, optional
         At most this many images in each split (stratified), for smoke runs.
+    train_limit : int, optional
+        At most this many training images (stratified); validation and test
+        untouched (the CPU row ``configs/cifar10_cpu.yaml``).
 
     Examples
     --------
@@ -298,8 +326,8 @@ def cifar10(
     train_x, train_y, test_x, test_y, names, fmt = _read_cifar10(folder, named=root is not None)
     return _splits(
         "cifar10", train_x, train_y, test_x, test_y, names, seed=seed,
-        val_fraction=val_fraction, augment=augment, image_size=image_size,
-        normalize=normalize, limit=limit, stats=(CIFAR10_MEAN, CIFAR10_STD),
+        val_fraction=val_fraction, val_from=val_from, augment=augment, image_size=image_size,
+        normalize=normalize, limit=limit, train_limit=train_limit, stats=(CIFAR10_MEAN, CIFAR10_STD),
         meta={"root": str(folder.resolve()), "format": fmt},
     )
 
@@ -310,10 +338,12 @@ def cifar100(
     seed: int,
     root: Path | None = None,
     val_fraction: float = 0.1,
-    augment: bool = False,
+    val_from: Literal["stratified", "tail"] = "stratified",
+    augment: bool | Literal["inception_crop"] = False,
     image_size: int | None = None,
     normalize: Normalize = "dataset",
     limit: int | None = None,
+    train_limit: int | None = None,
     label_kind: Literal["fine", "coarse"] = "fine",
 ) -> DataSplits:
     """CIFAR-100 from the official ``cifar-100-python`` folder: 100 fine classes.
@@ -358,7 +388,7 @@ def cifar100(
         "cifar100", _pickle_images(train), np.asarray(train[key], dtype=np.int64),
         _pickle_images(test), np.asarray(test[key], dtype=np.int64),
         _names(meta[f"{label_kind}_label_names"]), seed=seed,
-        val_fraction=val_fraction, augment=augment, image_size=image_size,
-        normalize=normalize, limit=limit, stats=(CIFAR100_MEAN, CIFAR100_STD),
+        val_fraction=val_fraction, val_from=val_from, augment=augment, image_size=image_size,
+        normalize=normalize, limit=limit, train_limit=train_limit, stats=(CIFAR100_MEAN, CIFAR100_STD),
         meta={"root": str(d.resolve()), "format": "pickle", "label_kind": label_kind},
     )

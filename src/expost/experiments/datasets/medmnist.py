@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import torch
 
 from ..._validation import _error, describe
 from ._api import register_dataset
-from ._base import DataSplits, channels_last, find_root, tensor_dataset, whole_labels
+from ._base import DataSplits, ImageArrayDataset, channels_last, find_root, whole_labels
 
 #: Class names of the single-label 2-D MedMNIST sets (the ``label`` fields of
 #: the medmnist package's ``INFO``).
@@ -61,8 +62,9 @@ def medmnist(
     The file (keys ``train_images``, ``train_labels``, ``val_images``,
     ``val_labels``, ``test_images``, ``test_labels``; labels of shape
     ``(n, 1)``) is read from ``root``, else ``$EXPOST_DATA/medmnist``, else
-    ``../shared/data/medmnist``. Pixels are scaled to [0, 1], channels first.
-    Multi-label sets (ChestMNIST) are rejected.
+    ``../shared/data/medmnist``. The images stay uint8 in memory
+    (:class:`~expost.experiments.datasets._base.ImageArrayDataset`); each batch
+    is scaled to [0, 1], channels first. Multi-label sets (ChestMNIST) are rejected.
 
     Parameters
     ----------
@@ -75,7 +77,7 @@ def medmnist(
         Folder holding the file.
     size : {28, 64, 128, 224}, default 28
         Image side; sizes above 28 are the MedMNIST+ files ``<flag>_<size>.npz``.
-        The images are held as float32: 224 px needs about 0.6 MB per image.
+        The images are held as uint8: 224 px needs 50 KB per grey image.
     as_rgb : bool, default False
         Repeat grayscale images to 3 channels (for ImageNet-style models).
 
@@ -134,22 +136,29 @@ def medmnist(
     if names is None:
         top = max(int(v.max()) for v in labels.values() if v.size)
         names = [str(k) for k in range(top + 1)]
-    xs = {}
+    sets = {}
     for split in ("train", "val", "test"):
-        x = channels_last(arrays[f"{split}_images"]).transpose(0, 3, 1, 2)
-        if as_rgb and x.shape[1] == 1:
-            x = np.broadcast_to(x, (x.shape[0], 3, *x.shape[2:]))
-        xs[split] = np.ascontiguousarray(x, dtype=np.float32) / np.float32(255.0)
+        x = channels_last(np.asarray(arrays[f"{split}_images"]))
+        if x.dtype != np.uint8:
+            raise ValueError(_error(f"{split}_images of {fname}", "uint8 pixels (0 to 255)",
+                                    f"dtype {x.dtype}"))
+        if as_rgb and x.shape[-1] == 1:
+            x = np.repeat(x, 3, axis=-1)
+        c = x.shape[-1]
+        # uint8 in memory (on the training device in the harness); [0, 1] per batch
+        sets[split] = ImageArrayDataset(
+            torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(labels[split].copy()),
+            mean=(0.0,) * c, std=(1.0,) * c)
     return DataSplits(
         name="medmnist",
-        train=tensor_dataset(xs["train"], labels["train"], copy=False),
-        val=tensor_dataset(xs["val"], labels["val"], copy=False),
-        test=tensor_dataset(xs["test"], labels["test"], copy=False),
+        train=sets["train"],
+        val=sets["val"],
+        test=sets["test"],
         train_labels=labels["train"],
         val_labels=labels["val"],
         test_labels=labels["test"],
         n_classes=len(names),
         class_names=list(names),
-        input_shape=tuple(xs["train"].shape[1:]),
+        input_shape=sets["train"].item_shape,
         meta={"flag": flag, "file": str(path.resolve()), "size": size},
     )
