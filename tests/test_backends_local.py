@@ -12,8 +12,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from backend_cases import LONG, TINY, committed, dump, integrity, wait_for
 
+from backend_cases import LONG, TINY, committed, dump, integrity, wait_for
 from expost.experiments.backends import BackendOptions
 from expost.experiments.runners import run_experiment
 from expost.experiments.store import WORKER_ENV, ResultStore
@@ -133,7 +133,7 @@ def test_a_run_that_fails_before_its_first_interval_leaves_nothing_behind(tmp_pa
     bad = {**TINY, "seeds": [0], "regimes": ["weighted"], "dataset": {"name": "digits"},
            "model": {"name": "densenet_small", "options": {"weights": str(tmp_path / "no.pt")}}}
     for backend in (None, BackendOptions(jobs=1)):
-        with pytest.raises((FileNotFoundError, RuntimeError), match="no.pt"):
+        with pytest.raises((FileNotFoundError, RuntimeError), match=r"no\.pt"):
             run_experiment(bad, output_dir=tmp_path / "r", progress=False, backend=backend)
         assert not (tmp_path / "r" / "results.sqlite").exists()
         assert not (tmp_path / "r" / "checkpoints").exists()

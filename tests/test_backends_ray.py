@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
-from backend_cases import LONG, TINY, dump, integrity
-from test_backends_local import kill_worker_mid_training
 
+from backend_cases import LONG, TINY, dump, integrity
 from expost.cli import main
 from expost.experiments.backends import BackendOptions, run_job
 from expost.experiments.runners import run_experiment
 from expost.experiments.store import ResultStore
 from expost.experiments.sweep import run_sweep
+from test_backends_local import kill_worker_mid_training
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
@@ -30,7 +31,7 @@ def cluster():
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
-                 p for p in os.sys.path if p)}})
+                 p for p in sys.path if p)}})
     yield
     ray.shutdown()
 
@@ -107,8 +108,6 @@ def test_a_ray_worker_cannot_open_the_store_for_writing(cluster, tmp_path):
 
 
 def test_ray_missing_says_how_to_install(monkeypatch, tmp_path, capsys):
-    import sys
-
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     assert main(["run", "--backend", "ray", "--out", str(tmp_path / "r"), "--no-report"]) == 1
     err = capsys.readouterr().err

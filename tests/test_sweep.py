@@ -7,8 +7,8 @@ import json
 
 import pytest
 import yaml
-from backend_cases import TINY, dump
 
+from backend_cases import TINY, dump
 from expost.cli import main
 from expost.experiments.config import load_config
 from expost.experiments.sweep import expand_grid, parse_grid, sweep_points
