@@ -155,3 +155,17 @@ def test_a_run_that_fails_before_its_first_interval_leaves_nothing_behind(tmp_pa
 def test_bad_backend_options_name_the_option(kwargs, match):
     with pytest.raises(ValueError, match=match):
         BackendOptions(**kwargs)
+
+
+def test_a_shared_storage_path_holds_the_checkpoints(tmp_path):
+    from expost.experiments.config import config_hash, load_config
+
+    cfg = {**TINY, "seeds": [0], "regimes": ["weighted"],
+           "training": {"epochs": 1, "batch_size": 256}}
+    run_dir = run_experiment(cfg, output_dir=tmp_path / "r", progress=False,
+                             backend=BackendOptions(storage=str(tmp_path / "shared")))
+    root = tmp_path / "shared" / config_hash(load_config(cfg))[:16]
+    assert [p.name for p in (root / "checkpoints" / "weighted-s0").iterdir()] == ["ckpt-00000.pt"]
+    assert not (run_dir / "checkpoints").exists()
+    with ResultStore(run_dir, readonly=True) as store:
+        assert store.training("weighted-s0")["checkpoint"] == "checkpoints/weighted-s0/ckpt-00000.pt"
