@@ -23,23 +23,25 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def sequential(tmp_path_factory):
-    """The reference: TINY and LONG run one after another in this process."""
-    root = tmp_path_factory.mktemp("sequential")
-    return {name: dump(run_experiment(cfg, output_dir=root / name, progress=False))
-            for name, cfg in (("tiny", TINY), ("long", LONG))}
+    """The reference: TINY run one after another in this process."""
+    return dump(run_experiment(TINY, output_dir=tmp_path_factory.mktemp("seq") / "r",
+                               progress=False))
 
 
-@pytest.fixture(scope="module")
-def two_jobs(tmp_path_factory):
-    return run_experiment(TINY, output_dir=tmp_path_factory.mktemp("pool") / "r", progress=False,
-                          backend=BackendOptions(jobs=2))
-
-
-def test_two_jobs_give_the_sequential_results(sequential, two_jobs):
-    run_dir = two_jobs
-    assert dump(run_dir) == sequential["tiny"]
+def test_two_jobs_give_the_sequential_results(sequential, tmp_path, monkeypatch):
+    run_dir = run_experiment(TINY, output_dir=tmp_path / "r", progress=False,
+                             backend=BackendOptions(jobs=2))
+    assert dump(run_dir) == sequential
     assert integrity(run_dir) == "ok"
     assert not list((run_dir / "spool").rglob("*.json"))  # every record ingested, then deleted
+    # The workers ran with this guard set (any writer there would have failed the run):
+    monkeypatch.setenv(WORKER_ENV, "1")
+    with pytest.raises(RuntimeError, match="only the driver writes the results store"):
+        ResultStore(run_dir)
+    with pytest.raises(RuntimeError, match="only the driver"):
+        ResultStore.create(tmp_path / "other", {"config_hash": "x"})
+    with ResultStore(run_dir, readonly=True) as store:  # reading stays possible
+        assert {t["status"] for t in store.trainings()} == {"finished"}
 
 
 def kill_worker_mid_training(storage_root: Path, key: str, after: int) -> dict:
@@ -73,7 +75,7 @@ def kill_worker_mid_training(storage_root: Path, key: str, after: int) -> dict:
     return seen
 
 
-def test_a_killed_worker_is_retried_from_its_checkpoint(sequential, tmp_path, capsys):
+def test_a_killed_worker_is_retried_from_its_checkpoint(tmp_path, capsys):
     run_dir = tmp_path / "r"
     seen = kill_worker_mid_training(run_dir, "weighted-s0", after=3)
     run_experiment(LONG, output_dir=run_dir, progress=False,
@@ -84,7 +86,7 @@ def test_a_killed_worker_is_retried_from_its_checkpoint(sequential, tmp_path, ca
     got = dump(run_dir)
     n = LONG["training"]["epochs"]
     assert [i for _, i, *_ in got["intervals"]] == list(range(n))  # none twice, none missing
-    assert got == sequential["long"]
+    assert got == dump(run_experiment(LONG, output_dir=tmp_path / "seq", progress=False))
     assert integrity(run_dir) == "ok"
     assert sorted(p.name for p in (run_dir / "checkpoints" / "weighted-s0").iterdir()) == [
         f"ckpt-{n - 1:05d}.pt"]
@@ -109,24 +111,11 @@ def test_a_killed_driver_is_recovered_by_rerunning_the_command(sequential, tmp_p
     finally:
         driver.wait(60)
     partial = dump(out)
-    assert 0 < len(partial["intervals"]) < len(sequential["tiny"]["intervals"])
+    assert 0 < len(partial["intervals"]) < len(sequential["intervals"])
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert dump(out) == sequential["tiny"]
+    assert dump(out) == sequential
     assert integrity(out) == "ok"
-
-
-def test_workers_cannot_open_the_store_for_writing(two_jobs, tmp_path, monkeypatch):
-    """The pool's workers ran with the guard below set (any writer there would have failed
-    the run); here the guard itself is checked."""
-    run_dir = two_jobs
-    monkeypatch.setenv(WORKER_ENV, "1")  # what every pool and Ray worker has
-    with pytest.raises(RuntimeError, match="only the driver writes the results store"):
-        ResultStore(run_dir)
-    with pytest.raises(RuntimeError, match="only the driver"):
-        ResultStore.create(tmp_path / "other", {"config_hash": "x"})
-    with ResultStore(run_dir, readonly=True) as store:  # reading stays possible
-        assert {t["status"] for t in store.trainings()} == {"finished"}
 
 
 def test_a_run_that_fails_before_its_first_interval_leaves_nothing_behind(tmp_path):

@@ -21,6 +21,7 @@ from expost.experiments.sweep import run_sweep
 from test_backends_local import kill_worker_mid_training
 
 ray = pytest.importorskip("ray")
+# Two tests share the module's cluster (with `--dist loadgroup` both run on one xdist worker).
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 GRID = ["objective.ratio=3,9"]
@@ -55,6 +56,7 @@ def test_a_ray_sweep_gives_the_sequential_tables(cluster, tmp_path):
     text = tables(on_ray)
     assert text == tables(seq)
     assert text.count("## p00") == 2 and "ratio=9" in text
+    worker_cannot_open_the_store_for_writing(on_ray / points[0])
 
 
 def test_a_killed_ray_worker_is_retried_from_its_checkpoint_on_fsspec_storage(cluster,
@@ -91,10 +93,8 @@ def _probe(spec: dict, run_dir: str) -> str:
     return "opened"
 
 
-def test_a_ray_worker_cannot_open_the_store_for_writing(cluster, tmp_path):
-    cfg = {**TINY, "seeds": [0], "regimes": ["weighted"],
-           "training": {"epochs": 1, "batch_size": 256}}
-    run_dir = run_experiment(cfg, output_dir=tmp_path / "r", progress=False)
+def worker_cannot_open_the_store_for_writing(run_dir: Path) -> None:
+    """A Ray task running a (finished) training cannot then open the store for writing."""
     with ResultStore(run_dir, readonly=True) as store:
         row = store.training("weighted-s0")
         config = store.experiment_info()["config"]

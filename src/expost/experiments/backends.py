@@ -295,6 +295,10 @@ class ProcessPool:
         if idle is None:
             idle = self._spawn(len(self._workers))
             self._workers.append(idle)
+        elif not idle.process.is_alive():  # died while idle: a fresh one in its place
+            idle.conn.close()
+            fresh = self._spawn(idle.slot)
+            idle.process, idle.conn = fresh.process, fresh.conn
         self._next += 1
         idle.spec, idle.handle, idle.attempt = spec, self._next, 0
         idle.conn.send(spec)
