@@ -54,6 +54,8 @@ def place(tmp_path_factory):
     np.save(d / "p_3d.npy", np.zeros((2, 2, 2)))
     (d / "u_ragged.csv").write_text("1,0\n0\n")
     (d / "empty_dir").mkdir()
+    (d / "bad_sweep").mkdir()
+    (d / "bad_sweep" / "sweep.json").write_text("{not json")
     shutil.copytree(d / "run", d / "garbage_run")
     (d / "garbage_run" / "results.sqlite").write_bytes(b"\x00garbage" * 1000)
     return d
@@ -78,7 +80,24 @@ CASES = [
     ("run {d}/c.yaml --out {d}/file.txt", "run", "--out"),
     ("run {d}/c.yaml --out {d}/file.txt/sub", "run", "file.txt"),
     ("run {d}/missing.yaml", "run", "missing.yaml"),
-    ("run {d}/c.yaml --runner bogus", "run", "--runner"),
+    ("run {d}/c.yaml --backend bogus", "run", "--backend"),
+    ("run {d}/c.yaml --jobs 0", "run", "--jobs"),
+    ("run {d}/c.yaml --jobs two", "run", "--jobs"),
+    ("run {d}/c.yaml --backend ray --jobs 2", "run", "--jobs"),
+    ("run {d}/c.yaml --address auto", "run", "--address"),
+    ("run {d}/c.yaml --retries -1", "run", "--retries"),
+    ("run {d}/c.yaml --cpus-per-run -2", "run", "--cpus-per-run"),
+    ("run {d}/c.yaml --storage s3://bucket/x", "run", "--storage"),
+    # sweep
+    ("sweep {d}/c.yaml", "sweep", "--grid"),
+    ("sweep {d}/c.yaml --grid objective.ratio", "sweep", "--grid"),
+    ("sweep {d}/c.yaml --grid objective.ratio=9,", "sweep", "--grid"),
+    ("sweep {d}/c.yaml --grid objective.ratio=9,-1", "sweep", "--grid objective.ratio=-1"),
+    ("sweep {d}/c.yaml --grid nosuch.key=1,2", "sweep", "--grid nosuch.key=1"),
+    ("sweep {d}/c.yaml --grid output_dir=a,b", "sweep", "--grid"),
+    ("sweep {d}/c.yaml --grid seeds=1 --grid seeds=2", "sweep", "given twice"),
+    ("sweep {d}/missing.yaml --grid seeds=1", "sweep", "missing.yaml"),
+    ("table {d}/bad_sweep", "table", "sweep.json"),
     ("run {d}/c.yaml --no-such-flag", "", "--no-such-flag"),
     ("run {d}/other.yaml --out {d}/run", "run", "--force-new"),
     ("run {d}/c.yaml --out {d}/garbage_run", "run", "results.sqlite"),

@@ -600,17 +600,6 @@ def test_progress_reporters():
     assert "weighted-s0" in text and "0.4321" in text and "2/30" in text
 
 
-def test_ray_runner_needs_ray(tmp_path, capsys):
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        assert main(["run", "--runner", "ray", "--out", str(tmp_path / "r")]) == 1
-        assert "needs the 'ray' package" in capsys.readouterr().err
-        assert not (tmp_path / "r" / "results.sqlite").exists()
-    else:  # pragma: no cover - only where ray is installed
-        pytest.skip("ray is installed")
-
-
 def test_one_writer_per_directory(tmp_path):
     fcntl = pytest.importorskip("fcntl")
     d = tmp_path / "locked"

@@ -3,6 +3,8 @@
 ::
 
     expost run [CONFIG.yaml] [--out DIR] [--set key=value ...] [--quiet] [--force-new]
+               [--backend local|ray] [--jobs N] [--address A] [--storage PATH|URL] ...
+    expost sweep CONFIG.yaml --grid KEY=V1,V2 [--grid ...] [--out DIR] [backend options]
     expost evaluate RUN_DIR (--utility U.csv | --emphasize CLASS [--ratio R ...]) [--out F.csv]
     expost decide --utility U.csv --probs P.csv [--out D.csv]
     expost data describe NAME [--set dataset.options.KEY=VALUE ...] | data cache CONFIG
@@ -46,7 +48,7 @@ EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 
 #: The commands of this module; the others (table, plot, report, theory) are the report
 #: layer's, registered only when asked for, so that these never import matplotlib.
-CORE_COMMANDS = ("run", "evaluate", "decide", "data")
+CORE_COMMANDS = ("run", "sweep", "evaluate", "decide", "data")
 
 
 def _fail(command: str, message: Any, code: int = EXIT_ERROR) -> int:
@@ -105,14 +107,15 @@ def failure_message(exc: BaseException, limit: int = 600) -> str:
 
 # ---------------------------------------------------------------- run
 def _cmd_run(args: argparse.Namespace) -> int:
+    from .experiments.backends import options_from_args
     from .experiments.config import ConfigError
-    from .experiments.runners import RayRunner, diverged_trainings, run_experiment
+    from .experiments.runners import diverged_trainings, run_experiment
 
     check_output(args.out, "--out", folder=True)
     try:
-        runner = RayRunner() if args.runner == "ray" else None
         run_dir = run_experiment(args.config, output_dir=args.out, overrides=args.set or (),
-                                 force_new=args.force_new, quiet=args.quiet, runner=runner)
+                                 force_new=args.force_new, quiet=args.quiet,
+                                 backend=options_from_args(args))
     except ConfigError as exc:  # every invalid key on one line, exit 1 like every failure
         return _fail("run", failure_message(exc))
     except KeyboardInterrupt:
@@ -138,6 +141,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if key != "table1_markdown":
             print(f"{key}: {path}")
     return _fail("run", note) if note else EXIT_OK
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .experiments.backends import options_from_args
+    from .experiments.sweep import run_sweep
+
+    check_output(args.out, "--out", folder=True)
+    out = run_sweep(args.config, args.grid or (), output_dir=args.out, overrides=args.set or (),
+                    backend=options_from_args(args), quiet=args.quiet)
+    print(f"Sweep: {out} (Table 1 of every point: expost table {out})")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------- evaluate
@@ -274,6 +288,7 @@ def build_parser(*, report_commands: bool = True) -> argparse.ArgumentParser:
     imports: matplotlib); :func:`main` does so when another command is run.
     """
     from . import __version__
+    from .experiments.backends import add_backend_arguments
 
     parser = _Parser(
         prog="expost",
@@ -300,9 +315,25 @@ def build_parser(*, report_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true",
                    help="plain fixed-column log lines instead of progress bars")
     p.add_argument("--no-report", action="store_true", help="skip Table 1, figures and report")
-    p.add_argument("--runner", choices=("local", "ray"), default="local",
-                   help="run trainings in this process (default) or in parallel with Ray")
+    add_backend_arguments(p)
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("sweep", help="run a config over a grid of values, one experiment per "
+                                     "point, as one pool of trainings",
+                       description="Expand CONFIG over --grid values into one sweep folder "
+                                   "(sweep.json + one experiment per point). Rerunning resumes; "
+                                   "`expost table DIR` prints Table 1 of every point.")
+    p.add_argument("config", help="experiment YAML")
+    p.add_argument("--grid", action="append", metavar="KEY=V1,V2",
+                   help="a config key and its values, comma-separated, parsed like --set "
+                        "values (repeatable: the cartesian product)")
+    p.add_argument("--out", metavar="DIR", help="sweep folder (default runs/<name>-sweep)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key of every point (repeatable)")
+    p.add_argument("--quiet", action="store_true",
+                   help="plain fixed-column log lines instead of progress bars")
+    add_backend_arguments(p)
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("evaluate", help="re-evaluate stored predictions under other utilities "
                                         "(the ex post frontier)",

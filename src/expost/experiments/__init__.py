@@ -31,8 +31,9 @@ _EXPORTS = {
     "regime_view": "regimes",
     "ExperimentMismatchError": "runners",
     "LocalRunner": "runners",
-    "RayRunner": "runners",
+    "BackendOptions": "backends",
     "run_experiment": "runners",
+    "run_experiments": "runners",
     "ResultStore": "store",
 }
 

@@ -5,7 +5,10 @@ timestamped log lines, one per interval, for ``--quiet`` and for a stderr that i
 a terminal), :class:`RichReporter` (the live rich view: a bar per training with its
 regimes, seed, ETA and metrics) and the choice between them (``_reporter``). The
 runners (:mod:`expost.experiments.runners`) call a reporter's ``start``, ``interval``,
-``finish`` and ``close``; rich is imported only when the live view is used.
+``finish`` and ``close``; with worker processes (:mod:`expost.experiments.backends`) the
+driver calls them as the workers' records arrive, and ``status`` with the count of
+trainings done / running / pending / failed and the ETA. rich is imported only when the
+live view is used.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class LogReporter:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stdout
         self._header = False
+        self._status: tuple[int, int, int, int] | None = None
 
     def _print(self, line: str) -> None:
         print(line, file=self.stream, flush=True)
@@ -54,8 +58,28 @@ class LogReporter:
     def finish(self, job: Any) -> None:
         pass
 
+    def status(self, *, done: int, running: int, pending: int, failed: int,
+               eta: float | None) -> None:
+        """A line whenever the count of trainings done / running / pending / failed changes."""
+        counts = (done, running, pending, failed)
+        if counts != self._status:
+            self._status = counts
+            self._print(f"trainings: {_status_text(done, running, pending, failed, eta)}  "
+                        f"{time.strftime('%H:%M:%S')}")
+
     def close(self) -> None:
         pass
+
+
+def _status_text(done: int, running: int, pending: int, failed: int, eta: float | None) -> str:
+    """>>> _status_text(3, 2, 1, 0, 75.0)
+    '3 done, 2 running, 1 pending, 0 failed; ETA 0:01:15'
+    """
+    left = "--"
+    if eta is not None:
+        minutes, sec = divmod(round(eta), 60)
+        left = f"{minutes // 60}:{minutes % 60:02d}:{sec:02d}"
+    return f"{done} done, {running} running, {pending} pending, {failed} failed; ETA {left}"
 
 
 class RichReporter:
@@ -82,6 +106,7 @@ class RichReporter:
         )
         self.progress.start()
         self._tasks: dict[str, Any] = {}
+        self._overall: Any = None
         self.n_trainings = n_trainings
 
     def start(self, job: Any, n_intervals: int, done: int) -> None:
@@ -104,6 +129,16 @@ class RichReporter:
 
     def finish(self, job: Any) -> None:
         pass
+
+    def status(self, *, done: int, running: int, pending: int, failed: int,
+               eta: float | None) -> None:
+        """The overall line of a run with workers: trainings done / running / pending /
+        failed and the ETA."""
+        text = _status_text(done, running, pending, failed, eta)
+        if self._overall is None:
+            self._overall = self.progress.add_task("trainings", total=None, metrics=text)
+        self.progress.update(self._overall, description=f"trainings {done}/"
+                             f"{done + running + pending + failed}", metrics=text)
 
     def close(self) -> None:
         self.progress.stop()

@@ -3,14 +3,13 @@
 :func:`run_experiment` is what ``expost run`` calls. It validates the config,
 opens (or creates) the experiment directory, refuses a directory that holds a
 different experiment (config hash mismatch) unless asked to start afresh,
-loads the data set, resolves the objective, and runs every unfinished training
-with the local runner, one after another. Re-running the same command resumes:
-finished trainings are skipped, unfinished ones continue from their last
-checkpoint.
-
-An optional Ray runner (:class:`RayRunner`) runs the trainings of different
-seeds in parallel processes that share the directory (SQLite in WAL mode
-serialises their commits); Ray is imported only when it is used.
+loads the data set, resolves the objective, and runs every unfinished training:
+in this process one after another (:class:`LocalRunner`, the default), or in a
+local process pool or on Ray (:mod:`~expost.experiments.backends`), the
+process that called it being the only writer of the store. Re-running the same
+command resumes: finished trainings are skipped, unfinished ones continue from
+their last checkpoint. :func:`run_experiments` runs several experiments (a
+sweep's points) as one pool of trainings.
 """
 
 from __future__ import annotations
@@ -28,19 +27,23 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from .backends import BackendOptions, ExperimentUnit, drive
 from .config import ExperimentConfig, config_hash, load_config
 from .objective import reported_recall_class, resolve_objective
 from .progress import _reporter
 from .regimes import TRAININGS, plan_trainings
+from .storage import Storage, experiment_storage
 from .store import DB_NAME, ResultStore
 
 __all__ = [
+    "BackendOptions",
     "ExperimentMismatchError",
     "LocalRunner",
-    "RayRunner",
     "diverged_trainings",
+    "load_parts",
     "prepare_experiment",
     "run_experiment",
+    "run_experiments",
 ]
 
 
@@ -123,7 +126,8 @@ def _check_directory(run_dir: Path, digest: str, force_new: bool) -> tuple[bool,
 
 
 #: What an experiment directory holds of its own (``--force-new`` moves these only).
-_OWN_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", "checkpoints", "report")
+_OWN_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", "checkpoints", "spool", "workers",
+              "report")
 
 
 def _move_aside(run_dir: Path) -> Path:
@@ -163,16 +167,27 @@ def _blas_threads(n: int | None) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------- setup
-def prepare_experiment(config: ExperimentConfig, run_dir: Path, *, exists: bool) -> Any:
-    """Load the data, resolve the objective, create or check the store; return the setup
-    and the training jobs."""
-    from .datasets import data_provenance, load_dataset
-    from .train import TrainingJob, TrainingSetup, eval_steps, resolve_device
+def load_parts(config: ExperimentConfig) -> tuple[Any, Any, int, Any]:
+    """The data, resolved objective, recall class and device of a config (what the driver
+    and every worker build alike)."""
+    from .datasets import load_dataset
+    from .train import resolve_device
 
     data = load_dataset(config.dataset.name, seed=config.dataset.seed, **config.dataset.options)
     objective = resolve_objective(config.objective, data)
     recall_of = reported_recall_class(objective, data)
-    device = resolve_device(config.device)
+    return data, objective, recall_of, resolve_device(config.device)
+
+
+def prepare_experiment(config: ExperimentConfig, run_dir: Path, *, exists: bool,
+                       checkpoint_root: Path | None = None) -> Any:
+    """Load the data, resolve the objective, create or check the store; return the setup
+    and the training jobs (``checkpoint_root``: where ``checkpoints/`` goes, default
+    ``run_dir``)."""
+    from .datasets import data_provenance
+    from .train import TrainingJob, TrainingSetup, eval_steps
+
+    data, objective, recall_of, device = load_parts(config)
     digest = config_hash(config)
     if exists:
         store = ResultStore(run_dir)
@@ -209,7 +224,7 @@ def prepare_experiment(config: ExperimentConfig, run_dir: Path, *, exists: bool)
             "val_labels": np.asarray(data.val_labels, dtype=np.int64),
             "train_prior": objective.prior})
     setup = TrainingSetup(config=config, data=data, objective=objective, recall_of=recall_of,
-                          store=store, run_dir=run_dir, device=device)
+                          store=store, run_dir=checkpoint_root or run_dir, device=device)
     steps, total, _ = eval_steps(config, int(data.train_labels.size))
     plan = plan_trainings(config.regimes, config.seeds)
     needs_best = {TRAININGS[k].relabel_from for _, k, _, _ in plan} - {None}
@@ -226,59 +241,13 @@ def prepare_experiment(config: ExperimentConfig, run_dir: Path, *, exists: bool)
 
 # ---------------------------------------------------------------- runners
 class LocalRunner:
-    """Runs the trainings one after another in this process."""
+    """Runs the trainings one after another in this process (the default)."""
 
     def run(self, setup: Any, jobs: Sequence[Any], reporter: Any = None) -> None:
         from .train import run_training
 
         for job in jobs:
             run_training(setup, job, reporter)
-
-
-class RayRunner:
-    """Runs the trainings of different seeds in parallel Ray tasks (optional).
-
-    Each task reopens the experiment directory and runs its seed's trainings in
-    order (MetaCost after the training it relabels with); the store's WAL
-    journal serialises the commits. Needs ``pip install ray``.
-    """
-
-    def __init__(self, num_cpus_per_task: float = 1.0, num_gpus_per_task: float = 0.0) -> None:
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise ImportError(
-                "The Ray runner needs the 'ray' package (pip install 'ray[default]'); "
-                "use the local runner (the default) otherwise."
-            ) from None
-        self.num_cpus = num_cpus_per_task
-        self.num_gpus = num_gpus_per_task
-
-    def run(self, setup: Any, jobs: Sequence[Any], reporter: Any = None) -> None:
-        import ray
-
-        if not ray.is_initialized():
-            ray.init(ignore_reinit_error=True)
-        by_seed: dict[int, list[Any]] = {}
-        for job in jobs:
-            by_seed.setdefault(job.seed, []).append(job)
-        config = setup.config.model_dump(mode="json")
-        remote = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus)(_ray_task)
-        ray.get([remote.remote(config, str(setup.run_dir), [j.train_key for j in js])
-                 for js in by_seed.values()])
-
-
-def _ray_task(config: dict[str, Any], run_dir: str, keys: list[str]) -> None:  # pragma: no cover
-    from .train import run_training
-
-    cfg = load_config(config)
-    setup, jobs = prepare_experiment(cfg, Path(run_dir), exists=True)
-    try:
-        for job in jobs:
-            if job.train_key in keys:
-                run_training(setup, job, None)
-    finally:
-        setup.store.close()
 
 
 def diverged_trainings(run_dir: str | Path) -> list[str]:
@@ -297,6 +266,7 @@ def run_experiment(
     quiet: bool = False,
     progress: bool = True,
     runner: Any = None,
+    backend: BackendOptions | None = None,
     stream: TextIO | None = None,
 ) -> Path:
     """Run (or resume) an experiment; return its directory.
@@ -319,7 +289,11 @@ def run_experiment(
         ends.
     progress : bool
         False: no per-interval output at all.
-    runner : LocalRunner or RayRunner, optional
+    runner : object with ``run(setup, jobs, reporter)``, optional
+        Runs the trainings of a sequential run (default :class:`LocalRunner`).
+    backend : BackendOptions, optional
+        Where the trainings run: in this process one after another (the default), a
+        local process pool (``jobs``) or Ray (:mod:`~expost.experiments.backends`).
     stream : text stream, optional
         Where quiet log lines go (default stdout).
 
@@ -328,37 +302,103 @@ def run_experiment(
     Path
         The experiment directory, ready for :class:`~expost.experiments.store.ResultStore`
         and :func:`expost.report.build_outputs`.
-    """
-    import torch
 
+    A run that fails before its first interval is committed leaves nothing behind
+    that blocks the corrected rerun: when this call created the store, what it
+    created (database, checkpoints, spool) is removed.
+    """
     cfg = load_config(config, overrides=overrides)
     if output_dir is not None:
         cfg = cfg.model_copy(update={"output_dir": str(output_dir)})
-    run_dir = cfg.run_dir
-    digest = config_hash(cfg)
+    return run_experiments([cfg], backend=backend, force_new=force_new, quiet=quiet,
+                           progress=progress, runner=runner, stream=stream)[0]
+
+
+def run_experiments(
+    configs: Sequence[ExperimentConfig],
+    *,
+    names: Sequence[str] | None = None,
+    backend: BackendOptions | None = None,
+    force_new: bool = False,
+    quiet: bool = False,
+    progress: bool = True,
+    runner: Any = None,
+    stream: TextIO | None = None,
+) -> list[Path]:
+    """Run (or resume) several validated experiments (each in its ``run_dir``) as one pool
+    of trainings; return their directories. See :func:`run_experiment`."""
+    import torch
+
+    options = backend if backend is not None else BackendOptions()
+    if runner is not None and not options.sequential:
+        raise ValueError("runner: only for a sequential run (no --jobs, --backend local).")
+    names = list(names) if names is not None else [""] * len(configs)
     threads = torch.get_num_threads()
-    if cfg.num_threads is not None:
-        torch.set_num_threads(cfg.num_threads)
+    first = configs[0].num_threads if configs else None
+    if first is not None:
+        torch.set_num_threads(first)
     reporter: Any = None
     t0 = time.perf_counter()
     try:
         with ExitStack() as stack:
-            stack.enter_context(_directory_lock(run_dir))  # before anything is moved aside
-            exists, _ = _check_directory(run_dir, digest, force_new)
-            stack.enter_context(_blas_threads(cfg.num_threads))
-            setup, jobs = prepare_experiment(cfg, run_dir, exists=exists)
+            prepared = []
+            for cfg in configs:
+                stack.enter_context(_directory_lock(cfg.run_dir))  # before anything moves
+                prepared.append(_prepare(cfg, options, force_new, stack))
+            stack.enter_context(_blas_threads(first))
             try:
                 if progress:
-                    reporter = _reporter(quiet, stream, len(jobs))
-                (runner or LocalRunner()).run(setup, jobs, reporter)
+                    reporter = _reporter(quiet, stream, sum(len(p[3]) for p in prepared))
+                if options.sequential:
+                    for _, _, setup, jobs, _ in prepared:
+                        (runner or LocalRunner()).run(setup, jobs, reporter)
+                else:
+                    drive([ExperimentUnit(name, cfg.model_dump(mode="json"), setup.store,
+                                          storage, jobs, setup.store.training(
+                                              jobs[0].train_key)["n_intervals"])
+                           for name, (cfg, storage, setup, jobs, _) in
+                           zip(names, prepared, strict=True) if jobs],
+                          options, reporter)
+            except BaseException:
+                for cfg, storage, setup, _, created in prepared:
+                    if created and not setup.store.intervals():
+                        _remove_created(cfg.run_dir, storage, setup.store)
+                raise
             finally:
                 if reporter is not None:
                     reporter.close()
-                setup.store.close()
     finally:
         torch.set_num_threads(threads)
     if progress and quiet:
-        print(f"experiment {cfg.name!r} done in {time.perf_counter() - t0:.1f} s: {run_dir}",
-              file=stream if stream is not None else sys.stdout, flush=True)
-    return run_dir
+        for cfg in configs:
+            print(f"experiment {cfg.name!r} done in {time.perf_counter() - t0:.1f} s: "
+                  f"{cfg.run_dir}", file=stream if stream is not None else sys.stdout, flush=True)
+    return [cfg.run_dir for cfg in configs]
 
+
+def _prepare(cfg: ExperimentConfig, options: BackendOptions, force_new: bool, stack: ExitStack
+             ) -> tuple[ExperimentConfig, Storage, Any, list[Any], bool]:
+    """Check the directory, open or create the store (closed by ``stack``), plan the jobs."""
+    run_dir, digest = cfg.run_dir, config_hash(cfg)
+    exists, _ = _check_directory(run_dir, digest, force_new)
+    storage = experiment_storage(options.storage, run_dir, digest)
+    try:
+        setup, jobs = prepare_experiment(cfg, run_dir, exists=exists,
+                                         checkpoint_root=storage.local_root)
+    except BaseException:
+        if not exists:
+            _remove_created(run_dir, storage, None)
+        raise
+    stack.callback(setup.store.close)
+    return cfg, storage, setup, jobs, not exists
+
+
+def _remove_created(run_dir: Path, storage: Storage, store: Any) -> None:
+    """Remove what a run that failed before its first commit created (its database,
+    checkpoints, spool), so that the corrected rerun starts afresh."""
+    if store is not None:
+        store.close()
+    for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"):
+        (run_dir / name).unlink(missing_ok=True)
+    for sub in ("checkpoints", "spool", "workers"):
+        storage.remove_tree(sub)

@@ -24,6 +24,7 @@ interval in progress, and SQLite's WAL keeps the file consistent.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
@@ -56,6 +57,19 @@ SCHEMA_VERSION = 2  # 2: a checksum per prediction blob (version 1 stores are mi
 #: (stopped by the user) are kept apart from ``failed`` (an error). A rerun retries all three.
 STATUSES = ("pending", "running", "finished", "failed", "diverged", "interrupted")
 SPLITS = ("test", "val")
+
+
+#: Set (to any value) in the environment of worker processes (the local process pool's and
+#: Ray's): constructing a store writer there raises, so that the driver stays the only writer.
+WORKER_ENV = "EXPOST_WORKER"
+
+
+def _refuse_writer_in_worker(path: Path) -> None:
+    if os.environ.get(WORKER_ENV):
+        raise RuntimeError(
+            f"a worker process (pid {os.getpid()}) tried to open {str(path)!r} for writing; "
+            "only the driver writes the results store (workers ship records through the spool)."
+        )
 
 
 def utc_now() -> str:
@@ -102,6 +116,8 @@ class ResultStore:
                 f"No experiment in {str(self.run_dir)!r}: {str(self.path)!r} does not exist "
                 "(start one with `expost run CONFIG.yaml --out RUN_DIR`)."
             )
+        if not readonly:
+            _refuse_writer_in_worker(self.path)
         try:
             self._conn = connect_readonly(self.path) if readonly else connect_writer(self.path)
             if not readonly:
@@ -146,6 +162,7 @@ class ResultStore:
         if "config_hash" not in info:
             raise ValueError(_error("info", "a mapping with a 'config_hash'", describe(info)))
         run_dir = Path(run_dir)
+        _refuse_writer_in_worker(run_dir / DB_NAME)
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / DB_NAME
         conn = connect_writer(path)
@@ -324,6 +341,33 @@ class ResultStore:
                  float(timings.get("wall", 0.0)), float(timings.get("train", 0.0)),
                  float(timings.get("eval", 0.0)), float(timings.get("io", 0.0)), train_key),
             )
+
+    def ingest_interval(
+        self,
+        train_key: str,
+        interval: Mapping[str, Any],
+        test_log_probs: NDArray[np.float16],
+        metrics: Sequence[tuple[str, str, Mapping[str, float]]],
+        *,
+        checkpoint: str | None,
+        timings: Mapping[str, float],
+    ) -> bool:
+        """Commit an interval a worker shipped (:mod:`~expost.experiments.spool`), exactly once.
+
+        A replay of an interval already stored with the same predictions (a record
+        ingested twice, or recomputed identically after a retry) is a no-op and
+        returns False; otherwise it is :meth:`commit_interval` (``INSERT OR
+        REPLACE``: a recomputed interval replaces the stored one) and returns True.
+        """
+        lp = np.ascontiguousarray(test_log_probs, dtype=np.float16)
+        row = self._conn.execute(
+            "SELECT checksum FROM intervals WHERE train_key=? AND interval=?",
+            (train_key, int(interval["interval"]))).fetchone()
+        if row is not None and row[0] == blob_digest(lp.tobytes()):
+            return False
+        self.commit_interval(train_key, interval, lp, metrics, checkpoint=checkpoint,
+                             timings=timings)
+        return True
 
     def reopen_training(self, train_key: str) -> None:
         """Mark a training ``pending`` from the start (its final checkpoint is lost: it is

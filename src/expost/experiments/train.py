@@ -64,7 +64,6 @@ from .objective import ResolvedObjective
 from .recovery import DIVERGENCE_FACTOR, TrainingDiverged, check_divergence, restore, warn
 from .regimes import TRAININGS, train_key
 from .schedule import build_optimizer, build_scheduler, eval_steps
-from .store import ResultStore
 
 if TYPE_CHECKING:
     from .datasets import DataSplits
@@ -132,15 +131,31 @@ class TrainingJob:
     keep_best: bool = False  # keep the best-validation model (MetaCost relabels with it)
 
 
+class StoreSink(Protocol):
+    """Where the loop reads its training rows and writes its intervals: the driver's
+    :class:`~expost.experiments.store.ResultStore` (a sequential run), or a worker's
+    :class:`~expost.experiments.spool.SpoolSink` that ships records to the driver."""
+
+    def training(self, train_key: str) -> dict[str, Any]: ...
+    def runs(self) -> list[dict[str, Any]]: ...
+    def start_training(self, train_key: str) -> None: ...
+    def commit_interval(self, train_key: str, interval: Any, test_log_probs: Any, metrics: Any,
+                        *, checkpoint: str | None, timings: Any) -> None: ...
+    def finish_training(self, train_key: str, *, extra_wall: float = 0.0) -> None: ...
+    def fail_training(self, train_key: str, error: str, *, status: str = "failed") -> None: ...
+    def reopen_training(self, train_key: str) -> None: ...
+
+
 @dataclass
 class TrainingSetup:
-    """Everything shared by the trainings of one experiment."""
+    """Everything shared by the trainings of one experiment (``run_dir``: where the
+    ``checkpoints/`` folder is, the experiment directory or a worker's storage)."""
 
     config: ExperimentConfig
     data: DataSplits
     objective: ResolvedObjective
     recall_of: int
-    store: ResultStore
+    store: StoreSink
     run_dir: Path
     device: torch.device
     n_classes: int = field(init=False)

@@ -26,15 +26,33 @@ FORMATS = {"md": "table1.md", "csv": "table1.csv", "latex": "table1.tex", "json"
 ALL_FORMATS = ("md", "csv", "latex")
 # ---------------------------------------------------------------- commands
 def _cmd_table(args: argparse.Namespace) -> int:
+    check_output(args.out, "--out", folder=True)
+    manifest = Path(args.run_dir) / "sweep.json"
+    if not manifest.is_file():
+        return _table(args, args.run_dir, args.out)
+    import json
+
+    try:  # a sweep folder (expost sweep): one Table 1 per point, in the grid's order
+        points = json.loads(manifest.read_text(encoding="utf-8"))["points"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{str(manifest)!r} is not a sweep manifest ({exc}).") from None
+    for point in points:
+        values = ", ".join(f"{k}={v}" for k, v in point["values"].items())
+        print(f"\n## {point['dir']} ({values})\n", flush=True)
+        out = None if args.out is None else Path(args.out) / point["dir"]
+        _table(args, Path(args.run_dir) / point["dir"], out)
+    return 0
+
+
+def _table(args: argparse.Namespace, run_dir: Any, out_dir: Any) -> int:
+    """Table 1 of one experiment directory on stdout (and its files in ``out_dir``)."""
     import json
 
     from ._data import gather, open_store
     from .summary import summary_dict, summary_text
 
-    check_output(args.out, "--out", folder=True)
-
     metrics = args.metric or ("weighted_loss", "classification_utility")
-    with open_store(args.run_dir) as (store, where):
+    with open_store(run_dir) as (store, where):
         data = gather(store, where, n_boot=args.bootstrap, seed=args.seed,
                       baseline=args.baseline, treatment=args.treatment, metrics=metrics,
                       protocols=(args.select,), why=False)
@@ -48,10 +66,11 @@ def _cmd_table(args: argparse.Namespace) -> int:
     if args.format != "json":  # the table alone on stdout; what it means on stderr
         sys.stderr.write(summary_text(data, tab))
     sys.stdout.write("\n".join(texts[f] for f in chosen))
-    if args.out is not None:
+    sys.stdout.flush()
+    if out_dir is not None:
         from .._atomic import atomic_write
 
-        out = Path(args.out)
+        out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         for f in chosen:
             atomic_write(out / FORMATS[f], texts[f])

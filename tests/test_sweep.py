@@ -1,0 +1,85 @@
+"""expost sweep: the grid's cartesian product, one experiment per point, a manifest, resume,
+and expost table SWEEP_DIR with one Table 1 per point."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from backend_cases import TINY, dump
+from expost.cli import main
+from expost.experiments.config import load_config
+from expost.experiments.sweep import expand_grid, parse_grid, sweep_points
+
+SMALL = {**TINY, "seeds": [0, 1], "regimes": ["weighted", "expost"],
+         "training": {"epochs": 1, "batch_size": 256}}
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sweep")
+    (d / "c.yaml").write_text(yaml.safe_dump(SMALL))
+    argv = ["sweep", str(d / "c.yaml"), "--grid", "objective.emphasized=3,8",
+            "--grid", "objective.ratio=9,99", "--out", str(d / "s"), "--quiet"]
+    assert main(argv) == 0
+    return d, argv
+
+
+def test_the_grid_is_a_cartesian_product_with_a_manifest(swept):
+    d, _ = swept
+    manifest = json.loads((d / "s" / "sweep.json").read_text())
+    assert manifest["grid"] == [{"key": "objective.emphasized", "values": ["3", "8"]},
+                                {"key": "objective.ratio", "values": ["9", "99"]}]
+    points = sweep_points(d / "s")
+    assert [p["values"] for p in points] == [
+        {"objective.emphasized": e, "objective.ratio": r} for e in ("3", "8") for r in ("9", "99")]
+    for p in points:
+        with open(d / "s" / p["dir"] / "results.sqlite", "rb"):
+            pass
+        from expost.experiments.store import ResultStore
+
+        with ResultStore(d / "s" / p["dir"], readonly=True) as store:
+            cfg = store.experiment_info()["config"]
+            assert cfg["objective"]["emphasized"] == int(p["values"]["objective.emphasized"])
+            assert cfg["objective"]["ratio"] == float(p["values"]["objective.ratio"])
+            assert {t["status"] for t in store.trainings()} == {"finished"}
+
+
+def test_rerunning_a_sweep_resumes_and_another_grid_is_refused(swept, capsys):
+    d, argv = swept
+    before = {p["dir"]: dump(d / "s" / p["dir"]) for p in sweep_points(d / "s")}
+    assert main(argv) == 0  # nothing left to train
+    assert {p["dir"]: dump(d / "s" / p["dir"]) for p in sweep_points(d / "s")} == before
+    capsys.readouterr()
+    assert main([a.replace("=9,99", "=5") for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("expost sweep: error: --out") and "another sweep" in err
+
+
+def test_table_prints_one_block_per_point(swept, capsys):
+    d, _ = swept
+    capsys.readouterr()
+    assert main(["table", str(d / "s"), "--format", "csv", "--bootstrap", "20"]) == 0
+    out = capsys.readouterr().out
+    points = sweep_points(d / "s")
+    assert [line for line in out.splitlines() if line.startswith("## ")] == [
+        f"## {p['dir']} (objective.emphasized={p['values']['objective.emphasized']}, "
+        f"objective.ratio={p['values']['objective.ratio']})" for p in points]
+    # each block is that point's own Table 1, as `expost table POINT_DIR` prints it
+    for p in points:
+        assert main(["table", str(d / "s" / p["dir"]), "--format", "csv", "--bootstrap",
+                     "20"]) == 0
+        assert capsys.readouterr().out in out
+
+
+def test_grid_parsing():
+    assert parse_grid(["a.b=1, 2"]) == [("a.b", ["1", "2"])]
+    base = load_config(SMALL)
+    points = expand_grid(base, [("objective.ratio", ["9", "99"]), ("seeds", ["[0]", "2"])])
+    assert [name for name, _ in points] == [
+        "p000-ratio=9-seeds=_0_", "p001-ratio=9-seeds=2", "p002-ratio=99-seeds=_0_",
+        "p003-ratio=99-seeds=2"]
+    with pytest.raises(ValueError, match=r"^--grid objective.ratio=-1: "):
+        expand_grid(base, [("objective.ratio", ["9", "-1"])])
