@@ -98,6 +98,21 @@ class _EmphasisScores:
         (top_lo, arg_lo, sec_lo), (top_hi, arg_hi, sec_hi) = self.below, self.above
         return (np.where(arg_lo == e, sec_lo, top_lo), np.where(arg_hi == e, sec_hi, top_hi))
 
+    @staticmethod
+    def _denominators(qb: NDArray[np.float64], e: int, b: NDArray[np.float64],
+                      at_e: NDArray[np.float64]) -> NDArray[np.float64]:
+        r""":math:`\langle w_k, q_i\rangle = b_k \sum_{a \ne e} q_{ia} + t_k q_{ie}`, (samples, kb).
+
+        ``at_e`` holds :math:`t_k q_{ie}`. An outer product and a sum instead of the
+        (samples x m) @ (m x kb) product: the sum without e is taken over the row (not
+        as a difference with the row sum, which would cancel where q_ie is near 1), so
+        it equals the product to rounding.
+        """
+        rest = qb[:, :e].sum(axis=1) + qb[:, e + 1:].sum(axis=1)
+        d = np.multiply.outer(rest, b)
+        d += at_e
+        return d
+
     def _score(self, e: int, idx: NDArray[np.intp], totals: Totals) -> None:
         stats, kb = self.stats, idx.size
         b, t = self.b[idx], self.t[idx]
@@ -117,13 +132,13 @@ class _EmphasisScores:
                 v = np.multiply.outer(qb[:, c], wc)  # w_c q_ic, as the general path's z[c]
                 low = np.multiply.outer(low_q[r0:r1], b)
                 high = np.multiply.outer(high_q[r0:r1], b)
+                at_e = v if c == e else np.multiply.outer(qb[:, e], t)  # t q_ie
                 if c != e:
-                    np.maximum(low if e < c else high, np.multiply.outer(qb[:, e], t),
-                               out=low if e < c else high)
+                    np.maximum(low if e < c else high, at_e, out=low if e < c else high)
                 hit = v > low
                 hit &= v >= high
                 right += np.count_nonzero(hit, axis=0)
-                acc.add(v[None], qb @ cs)
+                acc.add(v[None], self._denominators(qb, e, b, at_e))
             slog = acc.result()[0]
             utility += wc * right
             loss += wc * slog
