@@ -144,8 +144,8 @@ _TABLE_METRICS = ("weighted_loss", "classification_utility")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .experiments.metrics import METRICS
     from .experiments.evaluate import as_matrix
+    from .experiments.metrics import METRICS
     from .experiments.reevaluate import (
         BestIntervals,
         experiment_info,
