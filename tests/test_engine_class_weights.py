@@ -180,3 +180,20 @@ def test_class_weights_need_no_square_matrix_per_utility(rng):
     finally:
         tracemalloc.stop()
     assert peak < 12 * 2**20, peak / 2**20
+
+
+def test_ratio_factors_of_every_class_at_once_equal_one_class_at_a_time(rng):
+    """The fast path takes the running products' sizes for all classes in one go."""
+    log_ratios = importlib.import_module("expost._log_ratios")
+    kb, m = 7, 6
+    spans = 10.0 * (1 + np.arange(m))  # columns of different widths: different sizes
+    lo = 10.0 ** (rng.uniform(-1, 0, (kb, m)) * spans)
+    hi = lo * 10.0 ** rng.uniform(0, 2, (kb, m))
+    dlo = 10.0 ** rng.uniform(-3, 0, (kb, m))
+    dhi = dlo * 10.0 ** rng.uniform(0, 3, (kb, m))
+    lo[3, 1] = 0.0  # a class without a positive lower bound: no products (1)
+    dlo[0, 4] = -1e-300
+    got = log_ratios._ratio_factors_by_column(lo, hi, dlo, dhi)
+    want = [log_ratios._ratio_factors(lo[:, c], hi[:, c], dlo[:, c], dhi[:, c]) for c in range(m)]
+    assert got.tolist() == want
+    assert got[1] == got[4] == 1 and len(set(want)) > 2

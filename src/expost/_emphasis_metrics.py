@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._class_blocks import Totals, _ClassStats, _row_blocks, _run_jobs
-from ._log_ratios import _LogRatios, _ratio_factors
+from ._log_ratios import _LogRatios, _ratio_factors_by_column
 
 _FAST_BLOCK = 1 << 16  # float64 values of one (samples x utilities) array of the fast path
 _FAST_UTILITIES = 512  # utilities per block of the fast path
@@ -117,15 +117,16 @@ class _EmphasisScores:
         stats, kb = self.stats, idx.size
         b, t = self.b[idx], self.t[idx]
         cs = np.ascontiguousarray(self.w[idx].T)  # (m, kb)
-        den_bounds = stats.bounds(self.w[idx])
+        dlo, dhi = stats.all_bounds(self.w[idx])  # (kb, m): of the denominators, > 0 by Eq 1
+        diag = np.arange(cs.shape[0])
+        factors = _ratio_factors_by_column(cs.T * stats.qmin[diag, diag],
+                                           cs.T * stats.qmax[diag, diag], dlo, dhi)
         low_q, high_q = self._competitors(e)
         loss, utility, log_loss = (np.zeros(kb) for _ in range(3))
         rows_max = max(1, _FAST_BLOCK // kb)
         for c in stats.classes:
             wc = cs[c]
-            dlo, dhi = den_bounds(c)
-            acc = _LogRatios(_ratio_factors(wc * stats.qmin[c, c], wc * stats.qmax[c, c],
-                                            dlo, dhi), (1, kb))
+            acc = _LogRatios(int(factors[c]), (1, kb))
             right = np.zeros(kb, dtype=np.int64)
             for r0, r1 in _row_blocks(stats.starts, c, rows_max):
                 qb = stats.qs[r0:r1]
