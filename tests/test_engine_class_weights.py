@@ -28,8 +28,9 @@ ROUNDED = ("weighted_loss", "log_loss")
 
 def _both_paths(q, y, w, monkeypatch, n_jobs=1):
     recall = np.argmax(w, axis=1)
-    fast = engine.batched_metrics(q, y, w, view="ex_post", recall_of=recall, n_jobs=n_jobs)
     with monkeypatch.context() as mp:
+        mp.setattr(engine, "_DIRECT_UTILITIES", 0)  # the batched paths, however few utilities
+        fast = engine.batched_metrics(q, y, w, view="ex_post", recall_of=recall, n_jobs=n_jobs)
         mp.setattr(engine, "_emphasis_form", lambda w: None)
         general = engine.batched_metrics(q, y, w, view="ex_post", recall_of=recall)
     return fast, general
@@ -71,6 +72,47 @@ def test_fast_path_equals_the_general_path(data, n, m, k, tied, small_blocks):
             mp.setattr(emphasis, "_FAST_UTILITIES", 2)
         fast, general = _both_paths(q, y, w, mp)
     _assert_same(fast, general)
+
+
+@settings(deadline=None, max_examples=60)
+@given(data=st.data(), n=st.integers(1, 60), m=st.integers(2, 7), k=st.integers(1, 4),
+       tied=st.booleans(), emphasis_style=st.booleans())
+def test_direct_path_for_few_utilities_equals_the_batched_paths(data, n, m, k, tied,
+                                                                emphasis_style):
+    """The harness's path (a few utilities, all samples at once) against both batched paths:
+    decisions exactly (ties to the lowest action), losses to rounding."""
+    if tied:
+        grid = np.array(data.draw(st.lists(st.integers(0, 3), min_size=n * m, max_size=n * m)))
+        q = grid.reshape(n, m) + 1.0
+        q /= q.sum(axis=1, keepdims=True)
+    else:
+        q = data.draw(simplex_rows(n, m))
+    y = np.array(data.draw(st.lists(st.integers(0, m - 1), min_size=n, max_size=n)))
+    if emphasis_style:
+        w = data.draw(emphasis_weights(k, m))
+    else:
+        w = np.array(data.draw(st.lists(st.lists(st.sampled_from([0.5, 1.0, 2.0, 7.0]),
+                                                 min_size=m, max_size=m),
+                                        min_size=k, max_size=k)))
+    direct = engine.batched_metrics(q, y, w, view="ex_post", recall_of=np.argmax(w, axis=1))
+    with pytest.MonkeyPatch.context() as mp:
+        fast, general = _both_paths(q, y, w, mp)
+    _assert_same(direct, general)
+    _assert_same(direct, fast)
+
+
+def test_direct_path_is_taken_for_few_utilities_only(monkeypatch, rng):
+    q = rng.dirichlet(np.ones(4), size=50)
+    y = rng.integers(0, 4, 50)
+    calls = []
+    real = engine._ex_post_direct
+    monkeypatch.setattr(engine, "_ex_post_direct", lambda *a: calls.append(a[2].shape) or real(*a))
+    for k in (1, engine._DIRECT_UTILITIES, engine._DIRECT_UTILITIES + 1):
+        engine.batched_metrics(q, y, np.ones((k, 4)), view="ex_post", recall_of=np.zeros(k, int))
+    assert calls == [(1, 4), (engine._DIRECT_UTILITIES, 4)]
+    monkeypatch.setattr(engine, "_DIRECT_VALUES", 199)  # 50 samples x 4 actions: too many
+    engine.batched_metrics(q, y, np.ones((1, 4)), view="ex_post", recall_of=np.zeros(1, int))
+    assert len(calls) == 2
 
 
 def test_exact_ties_between_the_emphasised_class_and_the_others(monkeypatch):
@@ -138,3 +180,20 @@ def test_class_weights_need_no_square_matrix_per_utility(rng):
     finally:
         tracemalloc.stop()
     assert peak < 12 * 2**20, peak / 2**20
+
+
+def test_ratio_factors_of_every_class_at_once_equal_one_class_at_a_time(rng):
+    """The fast path takes the running products' sizes for all classes in one go."""
+    log_ratios = importlib.import_module("expost._log_ratios")
+    kb, m = 7, 6
+    spans = 10.0 * (1 + np.arange(m))  # columns of different widths: different sizes
+    lo = 10.0 ** (rng.uniform(-1, 0, (kb, m)) * spans)
+    hi = lo * 10.0 ** rng.uniform(0, 2, (kb, m))
+    dlo = 10.0 ** rng.uniform(-3, 0, (kb, m))
+    dhi = dlo * 10.0 ** rng.uniform(0, 3, (kb, m))
+    lo[3, 1] = 0.0  # a class without a positive lower bound: no products (1)
+    dlo[0, 4] = -1e-300
+    got = log_ratios._ratio_factors_by_column(lo, hi, dlo, dhi)
+    want = [log_ratios._ratio_factors(lo[:, c], hi[:, c], dlo[:, c], dhi[:, c]) for c in range(m)]
+    assert got.tolist() == want
+    assert got[1] == got[4] == 1 and len(set(want)) > 2

@@ -343,3 +343,47 @@ def test_evaluate_streams_the_same_numbers_as_the_full_records(small_run, tmp_pa
             row = by_key[(lab, rec["run_id"], rec["interval"])]
             for m in METRICS:
                 assert float(row[m]) == pytest.approx(rec[m], rel=1e-15, abs=0, nan_ok=True)
+
+
+def test_utility_stack_holds_class_weights_not_one_matrix_per_utility(tmp_path):
+    """`expost evaluate`'s utilities: checked once, kept as weights (memory independent of
+    a matrix per utility), the same utilities, labels and recall classes as the list form."""
+    import tracemalloc
+
+    from expost.experiments.reevaluate import utilities_for_run, utility_stack
+
+    m = 100
+    prior = np.linspace(1.0, 2.0, m)
+    prior /= prior.sum()
+    info = {"class_names": [f"c{c}" for c in range(m)], "train_prior": prior.tolist(),
+            "utility": expost.Utility.emphasize(m, 7, 3.0).normalized(prior).matrix.tolist(),
+            "recall_class": 7}
+    ratios = [float(r) for r in np.geomspace(1.01, 1000.0, 2000)]
+    tracemalloc.start()
+    try:
+        stack = utility_stack(info, emphasize="c7", ratios=ratios)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert stack.values.shape == (2000, m)
+    assert peak < 8 * 2**20, peak / 2**20  # a 100 x 100 matrix per utility: 160 MB
+    us, labels, recall = utilities_for_run(info, emphasize="c7", ratios=ratios[:50])
+    assert stack.labels[:50] == labels and stack.recall_of[:50] == recall == [7] * 50
+    for k, u in enumerate(us):
+        assert np.array_equal(np.diag(stack.values[k]), u.matrix)
+    # files: a diagonal one keeps the weights form, a dense one turns the stack into matrices
+    diag, dense = tmp_path / "diag.csv", tmp_path / "dense.csv"
+    np.savetxt(diag, np.diag(np.arange(1.0, m + 1)), delimiter=",")
+    np.savetxt(dense, np.ones((m, m)) + np.eye(m), delimiter=",")
+    assert utility_stack(info, utility_files=[diag], emphasize="c7").values.shape == (2, m)
+    mixed = utility_stack(info, utility_files=[diag, dense], emphasize="c7", ratios=[3.0])
+    us, labels, recall = utilities_for_run(info, utility_files=[diag, dense], emphasize="c7",
+                                           ratios=[3.0])
+    assert mixed.values.shape == (3, m, m)
+    assert mixed.labels == labels == ["diag", "dense", "emphasize c7 3:1"]
+    assert mixed.recall_of == recall == [99, int(np.argmax((np.ones((m, m)) + np.eye(m)).T
+                                                           @ np.ones(m))), 7]
+    for k, u in enumerate(us):
+        assert np.array_equal(mixed.values[k], u.matrix)
+    with pytest.raises(ValueError, match="give --utility"):
+        utility_stack(info)

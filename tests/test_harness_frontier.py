@@ -139,6 +139,7 @@ SMALL_BLOCKS = [(48, 9, 5, 40.0), (200, 30, 7, 60.0), (64, 1, 255, 3.0), (512, 6
 def _blocks(setting):
     with pytest.MonkeyPatch.context() as mp:
         if setting is not None:
+            mp.setattr(engine_module, "_DIRECT_UTILITIES", 0)  # the blocks, however few utilities
             modules = (engine_module, engine_module, engine_module, log_ratios_module)
             for module, name, value in zip(
                     modules, ("_BLOCK", "_BLOCK_COLUMNS", "_MAX_ROWS", "_LOG2_SPAN"), setting,

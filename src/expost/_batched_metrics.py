@@ -40,6 +40,8 @@ BATCHED_METRICS: Final[tuple[str, ...]] = (
 _BLOCK = 1 << 19  # float64 values of one block (actions x samples x utilities): 4 MiB
 _BLOCK_COLUMNS = 4096  # actions x utilities per block
 _MAX_ROWS = 255  # samples per block: decision counts accumulate in uint8
+_DIRECT_UTILITIES = 4  # at most this many utilities (the harness scores one): the direct path
+_DIRECT_VALUES = 1 << 20  # ... when one utility's (samples x actions) values fit in 8 MiB
 
 
 def batched_metrics(q: NDArray[np.float64], labels: NDArray[np.intp], u: NDArray[np.float64],
@@ -89,8 +91,11 @@ def batched_metrics(q: NDArray[np.float64], labels: NDArray[np.intp], u: NDArray
     order = np.argsort(labels, kind="stable")
     starts = np.concatenate([[0], np.cumsum(counts)])
     weights = _class_weights(u)
+    n_a = m if weights is not None else u.shape[1]
     if view == "as_is":
         totals = _as_is_totals(q, labels, u, weights, order, starts)
+    elif u.shape[0] <= _DIRECT_UTILITIES and q.shape[0] * n_a <= _DIRECT_VALUES:
+        totals = _ex_post_direct(q, labels, u, weights)
     else:
         totals = _ex_post_totals(q[order], u, weights, starts, n_jobs)
     return _means(totals, q.shape[0], counts, recall_of)
@@ -144,10 +149,9 @@ def _as_is_totals(q: NDArray[np.float64], labels: NDArray[np.intp], u: NDArray[n
     conf = np.zeros((n_a, m))  # confusion counts: decision a, class c
     np.add.at(conf, (np.argmax(q, axis=1), labels), 1.0)
     logs = np.zeros((m, n_a))  # sum over the samples of class c of log q_ia
-    for c in range(m):
-        rows = order[starts[c]:starts[c + 1]]
-        if rows.size:
-            logs[c] = logq[rows].sum(axis=0)
+    present = np.flatnonzero(np.diff(starts))  # classes with samples (reduceat needs rows)
+    if present.size:  # row by row, in the samples' order, as a loop of sums over each class
+        logs[present] = np.add.reduceat(logq[order], starts[present], axis=0)
     hits = np.zeros(m)
     hits[:min(n_a, m)] = np.diagonal(conf)
     if weights is not None:  # class weights: only the diagonal counts
@@ -164,6 +168,53 @@ def _as_is_totals(q: NDArray[np.float64], labels: NDArray[np.intp], u: NDArray[n
 
 
 # ---------------------------------------------------------------- the "ex_post" view
+def _ex_post_direct(q: NDArray[np.float64], labels: NDArray[np.intp], u: NDArray[np.float64],
+                    weights: NDArray[np.float64] | None) -> Totals:
+    r"""Sums over samples for a few utilities, each over all samples at once (no blocks).
+
+    The harness scores one utility per call: there the per-class blocks, bounds and
+    running products of the batched paths cost more than they save. Per utility:
+    :math:`z_i = U q_i` (class weights: :math:`w_a q_{ia}`, the products the batched
+    paths compare), :math:`d_i = (\iota^\top U) q_i`, the decisions by ``argmax``
+    (ties to the lowest action, as :func:`expost.decide`) and :math:`\log(z_{ia} / d_i)`
+    value by value. The decisions equal the batched paths' exactly for class weights
+    (the same products) and the losses to rounding.
+    """
+    n_k, m = u.shape[0], u.shape[-1]
+    rows = np.arange(q.shape[0])
+    totals = {"weighted_loss": np.zeros(n_k), "utility": np.zeros(n_k),
+              "log_loss": np.zeros(n_k), "hits_by_class": np.zeros((n_k, m))}
+    for k in range(n_k):
+        if weights is not None:
+            w = weights[k]
+            z, d = q * w, q @ w
+        else:
+            mat = u[k]
+            z, d = q @ mat.T, q @ mat.sum(axis=0)
+        dec = np.argmax(z, axis=1)
+        hits = np.bincount(labels[dec == labels], minlength=m)
+        totals["hits_by_class"][k] = hits
+        # The utility class by class, summed in class order as the batched paths sum it.
+        if weights is not None:
+            per_class = w * hits
+        else:
+            conf = np.zeros((mat.shape[0], m))  # decision a, class c
+            np.add.at(conf, (dec, labels), 1.0)
+            per_class = (mat * conf).sum(axis=0)
+        totals["utility"][k] = np.cumsum(per_class)[-1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if weights is not None:  # only the true class's log p counts
+                log_py = np.log(z[rows, labels] / d)
+                totals["weighted_loss"][k] = _xlogy_sum(w[labels], log_py)
+            else:
+                logp = np.log(z / d[:, None])
+                totals["weighted_loss"][k] = _xlogy_sum(mat[:, labels].T, logp).sum()
+                log_py = (logp[rows, labels] if mat.shape[0] >= m or labels.max() < mat.shape[0]
+                          else np.full(1, np.nan))  # p over fewer actions than classes
+        totals["log_loss"][k] = -log_py.sum()
+    return totals
+
+
 def _ex_post_totals(qs: NDArray[np.float64], u: NDArray[np.float64],
                     weights: NDArray[np.float64] | None, starts: NDArray[np.intp],
                     n_jobs: int) -> Totals:

@@ -54,14 +54,23 @@ class _ClassStats:
             qmin[c], qmax[c] = qs[rows].min(axis=0), qs[rows].max(axis=0)
         return cls(qs, starts, classes, p_lo, p_hi, n_lo, qmin, qmax)
 
+    def all_bounds(self, mat: NDArray[np.float64]
+                   ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Bounds of mat @ q_i for the samples of every class: (..., n_classes) each."""
+        bottom, top = mat.min(axis=-1)[..., None], mat.max(axis=-1)[..., None]
+        lo = np.maximum(mat @ self.qmin.T, bottom * self.pos_lo + top * self.neg_lo)
+        return lo, np.minimum(mat @ self.qmax.T, top * self.pos_hi)
+
     def bounds(self, mat: NDArray[np.float64]
                ) -> Callable[[int], tuple[NDArray[np.float64], NDArray[np.float64]]]:
-        """Bounds of mat @ q_i (mat's last axis over classes) for the samples of class c."""
-        bottom, top = mat.min(axis=-1), mat.max(axis=-1)
+        """Bounds of mat @ q_i (mat's last axis over classes) for the samples of class c.
+
+        Computed for every class at once (two products, not two per class), then looked up.
+        """
+        lo, hi = self.all_bounds(mat)
 
         def of_class(c: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-            lo = np.maximum(mat @ self.qmin[c], bottom * self.pos_lo[c] + top * self.neg_lo[c])
-            return lo, np.minimum(mat @ self.qmax[c], top * self.pos_hi[c])
+            return lo[..., c], hi[..., c]
 
         return of_class
 

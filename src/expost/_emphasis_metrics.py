@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._class_blocks import Totals, _ClassStats, _row_blocks, _run_jobs
-from ._log_ratios import _LogRatios, _ratio_factors
+from ._log_ratios import _LogRatios, _ratio_factors_by_column
 
 _FAST_BLOCK = 1 << 16  # float64 values of one (samples x utilities) array of the fast path
 _FAST_UTILITIES = 512  # utilities per block of the fast path
@@ -98,32 +98,48 @@ class _EmphasisScores:
         (top_lo, arg_lo, sec_lo), (top_hi, arg_hi, sec_hi) = self.below, self.above
         return (np.where(arg_lo == e, sec_lo, top_lo), np.where(arg_hi == e, sec_hi, top_hi))
 
+    @staticmethod
+    def _denominators(qb: NDArray[np.float64], e: int, b: NDArray[np.float64],
+                      at_e: NDArray[np.float64]) -> NDArray[np.float64]:
+        r""":math:`\langle w_k, q_i\rangle = b_k \sum_{a \ne e} q_{ia} + t_k q_{ie}`, (samples, kb).
+
+        ``at_e`` holds :math:`t_k q_{ie}`. An outer product and a sum instead of the
+        (samples x m) @ (m x kb) product: the sum without e is taken over the row (not
+        as a difference with the row sum, which would cancel where q_ie is near 1), so
+        it equals the product to rounding.
+        """
+        rest = qb[:, :e].sum(axis=1) + qb[:, e + 1:].sum(axis=1)
+        d = np.multiply.outer(rest, b)
+        d += at_e
+        return d
+
     def _score(self, e: int, idx: NDArray[np.intp], totals: Totals) -> None:
         stats, kb = self.stats, idx.size
         b, t = self.b[idx], self.t[idx]
         cs = np.ascontiguousarray(self.w[idx].T)  # (m, kb)
-        den_bounds = stats.bounds(self.w[idx])
+        dlo, dhi = stats.all_bounds(self.w[idx])  # (kb, m): of the denominators, > 0 by Eq 1
+        diag = np.arange(cs.shape[0])
+        factors = _ratio_factors_by_column(cs.T * stats.qmin[diag, diag],
+                                           cs.T * stats.qmax[diag, diag], dlo, dhi)
         low_q, high_q = self._competitors(e)
         loss, utility, log_loss = (np.zeros(kb) for _ in range(3))
         rows_max = max(1, _FAST_BLOCK // kb)
         for c in stats.classes:
             wc = cs[c]
-            dlo, dhi = den_bounds(c)
-            acc = _LogRatios(_ratio_factors(wc * stats.qmin[c, c], wc * stats.qmax[c, c],
-                                            dlo, dhi), (1, kb))
+            acc = _LogRatios(int(factors[c]), (1, kb))
             right = np.zeros(kb, dtype=np.int64)
             for r0, r1 in _row_blocks(stats.starts, c, rows_max):
                 qb = stats.qs[r0:r1]
                 v = np.multiply.outer(qb[:, c], wc)  # w_c q_ic, as the general path's z[c]
                 low = np.multiply.outer(low_q[r0:r1], b)
                 high = np.multiply.outer(high_q[r0:r1], b)
+                at_e = v if c == e else np.multiply.outer(qb[:, e], t)  # t q_ie
                 if c != e:
-                    np.maximum(low if e < c else high, np.multiply.outer(qb[:, e], t),
-                               out=low if e < c else high)
+                    np.maximum(low if e < c else high, at_e, out=low if e < c else high)
                 hit = v > low
                 hit &= v >= high
                 right += np.count_nonzero(hit, axis=0)
-                acc.add(v[None], qb @ cs)
+                acc.add(v[None], self._denominators(qb, e, b, at_e))
             slog = acc.result()[0]
             utility += wc * right
             loss += wc * slog

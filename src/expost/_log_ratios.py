@@ -35,12 +35,23 @@ def _ratio_factors(lo: NDArray[np.float64], hi: NDArray[np.float64],
     e the largest :math:`|\log_2|` of the bounds and of their ratios: normal float64
     numbers for :math:`g e \le 1000`.
     """
-    if not (np.all(lo > 0) and np.all(dlo > 0)):
-        return 1
-    l_lo, l_hi, d_lo, d_hi = np.log2(lo), np.log2(hi), np.log2(dlo), np.log2(dhi)
-    e = float(np.max(np.abs(np.concatenate(
-        [np.ravel(v) for v in (l_lo, l_hi, d_lo, d_hi, l_lo - d_hi, l_hi - d_lo)]))))
-    return max(1, int(_LOG2_SPAN // max(e, 1.0)))
+    column = [np.asarray(v)[..., None] for v in (lo, hi, dlo, dhi)]
+    return int(_ratio_factors_by_column(*column)[0])
+
+
+def _ratio_factors_by_column(lo: NDArray[np.float64], hi: NDArray[np.float64],
+                             dlo: NDArray[np.float64], dhi: NDArray[np.float64]
+                             ) -> NDArray[np.intp]:
+    """:func:`_ratio_factors` of each column (last axis) of the bounds: many classes at once."""
+    lo, hi, dlo, dhi = np.broadcast_arrays(lo, hi, dlo, dhi)
+    rest = tuple(range(lo.ndim - 1))
+    positive = np.all(lo > 0, axis=rest) & np.all(dlo > 0, axis=rest)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        l_lo, l_hi, d_lo, d_hi = np.log2(lo), np.log2(hi), np.log2(dlo), np.log2(dhi)
+        e = np.max(np.abs(np.stack([l_lo, l_hi, d_lo, d_hi, l_lo - d_hi, l_hi - d_lo])),
+                   axis=(0, *(a + 1 for a in rest)))
+        g = np.maximum(1.0, _LOG2_SPAN // np.maximum(e, 1.0))
+    return np.where(positive, g, 1.0).astype(np.intp)
 
 
 class _LogRatios:

@@ -159,29 +159,31 @@ _TABLE_METRICS = ("weighted_loss", "classification_utility")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .experiments.evaluate import as_matrix
     from .experiments.metrics import METRICS
     from .experiments.reevaluate import (
         BestIntervals,
         experiment_info,
         is_own_objective,
         iter_scores,
-        utilities_for_run,
+        utility_stack,
     )
 
     check_output(args.out, "--out", folder=False)
     cols = ["utility", "run_id", "regime", "seed", "interval", "step", "epoch", *METRICS]
     info = experiment_info(args.run_dir)  # errors: main's boundary
-    utilities, labels, recall = utilities_for_run(
+    stack = utility_stack(  # checked once; class weights held as weights, not matrices
         info, utility_files=args.utility or (), emphasize=args.emphasize, ratios=args.ratio,
         normalize=not args.no_normalize)
-    best = BestIntervals(len(utilities), _TABLE_METRICS)
+    labels = stack.labels
+    best = BestIntervals(len(labels), _TABLE_METRICS)
     n_rows = 0
     with contextlib.ExitStack() as outputs:
         w = None
         if args.out:  # the CSV replaces --out only when every row was written
             w = csv.writer(outputs.enter_context(atomic_open(args.out, "w", newline="")))
             w.writerow(cols)
-        for run, metrics in iter_scores(args.run_dir, utilities, recall_of=recall):
+        for run, metrics in iter_scores(args.run_dir, stack):
             best.add(run, metrics)
             if w is not None:  # rows stream out: one interval of one run, every utility
                 fixed = [run[c] for c in cols[1:7]]
@@ -190,9 +192,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 n_rows += len(labels)
     if args.out:
         print(f"{n_rows} records written to {args.out}")
-    own = [is_own_objective(info, u.matrix) for u in utilities]
     for k, lab in enumerate(labels):
-        _print_evaluation(info, f"{lab}", best.records(k), own[k], args.bootstrap)
+        own = is_own_objective(info, as_matrix(stack.values, k))
+        _print_evaluation(info, f"{lab}", best.records(k), own, args.bootstrap)
     return EXIT_OK
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,6 +31,7 @@ from .._csv_input import read_csv_matrix
 from .._utility import Utility
 from .._validation import _error
 from .evaluate import (
+    _is_diagonal,
     as_matrix,
     checked_matrix,
     one_blas_thread,
@@ -43,8 +44,9 @@ from .objective import class_index
 from .regimes import REGIME_SPECS, TRAININGS, regime_label
 from .store import ResultStore
 
-__all__ = ["BestIntervals", "evaluate_run_dir", "experiment_info", "is_own_objective",
-           "iter_scores", "recall_classes", "trained_for_label", "utilities_for_run"]
+__all__ = ["BestIntervals", "UtilityStack", "evaluate_run_dir", "experiment_info",
+           "is_own_objective", "iter_scores", "recall_classes", "trained_for_label",
+           "utilities_for_run", "utility_stack"]
 
 #: With more utilities than this, ``evaluate_run_dir`` skips the calibration error (NaN).
 MAX_CALIBRATED_UTILITIES = 16
@@ -54,6 +56,49 @@ def experiment_info(run_dir: str | Path) -> dict[str, Any]:
     """The stored description of the experiment in ``run_dir`` (class names, prior, ...)."""
     with ResultStore(run_dir, readonly=True) as store:
         return store.experiment_info()
+
+
+class UtilityStack(NamedTuple):
+    """Checked utilities in the metric engine's form, with their labels and recall classes.
+
+    ``values`` is (K, n_classes) class weights when every utility is diagonal, else
+    (K, n_actions, n_classes) matrices (:func:`~expost.experiments.evaluate.stack_utilities`
+    with ``class_weights=True``). :func:`iter_scores` takes it as it is.
+    """
+
+    values: NDArray[np.float64]
+    labels: list[str]
+    recall_of: list[int]
+
+
+def _iter_utilities(
+    info: dict[str, Any], utility_files: Sequence[str | Path], emphasize: str | None,
+    ratios: Sequence[float] | None, normalize: bool,
+) -> Iterator[tuple[Utility, str, int | None]]:
+    """The utilities of :func:`utilities_for_run`, one at a time: (utility, label, emphasised)."""
+    class_names = list(info["class_names"])
+    m = len(class_names)
+    prior = np.asarray(info["train_prior"], dtype=np.float64)
+
+    def finish(u: Utility) -> Utility:
+        return u.normalized(prior) if normalize else u
+
+    for path in utility_files:
+        mat, header = read_csv_matrix(path, "--utility", class_names=class_names)
+        if header is not None and header != class_names:
+            raise ValueError(f"`--utility`: the header of {path!r} names the classes {header}, "
+                             f"the experiment's classes are {class_names} (in this order).")
+        u = Utility(mat)
+        if u.matrix.shape != (m, m):
+            raise ValueError(f"`--utility`: expected a {m} x {m} matrix (one row per action, one "
+                             f"column per class), got {u.matrix.shape[0]} x {u.matrix.shape[1]}.")
+        yield finish(u), Path(path).stem, None
+    if emphasize is not None:
+        idx = class_index(emphasize, class_names, "`--emphasize`")
+        for r in ratios or [99.0]:
+            yield finish(Utility.emphasize(m, idx, r)), f"emphasize {class_names[idx]} {r:g}:1", idx
+    if not utility_files and emphasize is None:
+        raise ValueError("give --utility U.csv or --emphasize CLASS [--ratio R ...].")
 
 
 def utilities_for_run(
@@ -70,38 +115,42 @@ def utilities_for_run(
     experiment's class names, in order); ``emphasize`` a class name or index,
     weighted ``r`` : 1 for each of ``ratios`` (default 99). Unless ``normalize``
     is False, each utility is normalised on the training prior (Eq 21).
+    :func:`utility_stack` gives the same utilities without one object per utility.
     """
-    class_names = list(info["class_names"])
-    m = len(class_names)
-    prior = np.asarray(info["train_prior"], dtype=np.float64)
-    utilities: list[Utility] = []
+    items = list(_iter_utilities(info, utility_files, emphasize, ratios, normalize))
+    utilities = [u for u, _, _ in items]
+    return (utilities, [lab for _, lab, _ in items],
+            recall_classes(info, utilities, [e for _, _, e in items]))
+
+
+def utility_stack(
+    info: dict[str, Any],
+    *,
+    utility_files: Sequence[str | Path] = (),
+    emphasize: str | None = None,
+    ratios: Sequence[float] | None = None,
+    normalize: bool = True,
+) -> UtilityStack:
+    """The utilities of :func:`utilities_for_run` as one checked :class:`UtilityStack`.
+
+    Each utility is built, checked and normalised once and kept only in the engine's
+    form: class weights (``--emphasize``, diagonal files) as one row of weights, so
+    memory grows by n_classes floats per utility, not by a matrix and an object.
+    """
+    rows: list[NDArray[np.float64]] = []
+    diagonal = True
     labels: list[str] = []
-    emphasized: list[int | None] = []
-
-    def finish(u: Utility) -> Utility:  # normalised as it comes: one matrix per utility held
-        return u.normalized(prior) if normalize else u
-
-    for path in utility_files:
-        mat, header = read_csv_matrix(path, "--utility", class_names=class_names)
-        if header is not None and header != class_names:
-            raise ValueError(f"`--utility`: the header of {path!r} names the classes {header}, "
-                             f"the experiment's classes are {class_names} (in this order).")
-        u = Utility(mat)
-        if u.matrix.shape != (m, m):
-            raise ValueError(f"`--utility`: expected a {m} x {m} matrix (one row per action, one "
-                             f"column per class), got {u.matrix.shape[0]} x {u.matrix.shape[1]}.")
-        utilities.append(finish(u))
-        labels.append(Path(path).stem)
-        emphasized.append(None)
-    if emphasize is not None:
-        idx = class_index(emphasize, class_names, "`--emphasize`")
-        for r in ratios or [99.0]:
-            utilities.append(finish(Utility.emphasize(m, idx, r)))
-            labels.append(f"emphasize {class_names[idx]} {r:g}:1")
-            emphasized.append(idx)
-    if not utilities:
-        raise ValueError("give --utility U.csv or --emphasize CLASS [--ratio R ...].")
-    return utilities, labels, recall_classes(info, utilities, emphasized)
+    recall: list[int] = []
+    for u, label, emphasized in _iter_utilities(info, utility_files, emphasize, ratios,
+                                                normalize):
+        mat = u.matrix
+        if diagonal and not _is_diagonal(mat):  # from here on, matrices
+            diagonal = False
+            rows = [np.diag(w) for w in rows]
+        rows.append(np.diagonal(mat).copy() if diagonal else mat)
+        labels.append(label)
+        recall.append(_recall_class_of(info, mat, emphasized))
+    return UtilityStack(np.stack(rows), labels, recall)
 
 
 def is_own_objective(info: dict[str, Any], matrix: Any) -> bool:
@@ -147,23 +196,26 @@ def recall_classes(info: dict[str, Any], utilities: Sequence[Utility | Any] | ND
     >>> recall_classes(info, us), recall_classes(info, us, [None, 1])
     ([1, 0], [1, 1])
     """
-    out = []
-    for k, mat in enumerate(checked_matrix(u, k) for k, u in enumerate(utilities)):
-        chosen = None if emphasized is None else emphasized[k]
-        if chosen is None and info.get("recall_class") is not None and is_own_objective(info, mat):
-            chosen = int(info["recall_class"])  # the objective's own: the stored metrics' class
-        out.append(recall_class(mat, chosen))
-    return out
+    return [_recall_class_of(info, mat, None if emphasized is None else emphasized[k])
+            for k, mat in enumerate(checked_matrix(u, k) for k, u in enumerate(utilities))]
 
 
-def iter_scores(run_dir: str | Path, utilities: Sequence[Utility | Any] | NDArray[np.float64],
+def _recall_class_of(info: dict[str, Any], mat: NDArray[np.float64], chosen: int | None) -> int:
+    if chosen is None and info.get("recall_class") is not None and is_own_objective(info, mat):
+        chosen = int(info["recall_class"])  # the objective's own: the stored metrics' class
+    return recall_class(mat, chosen)
+
+
+def iter_scores(run_dir: str | Path,
+                utilities: UtilityStack | Sequence[Utility | Any] | NDArray[np.float64],
                 *, recall_of: Sequence[int] | None = None, n_jobs: int | None = None
                 ) -> Iterator[tuple[dict[str, Any], dict[str, NDArray[np.float64]]]]:
     """``(run, metrics)`` for every run and stored interval, all utilities at once.
 
     ``run`` holds ``run_id``, ``regime``, ``seed``, ``interval``, ``step`` and
     ``epoch``; ``metrics`` maps each name of ``METRICS`` to an array of shape (K,).
-    The utilities are checked once, here; each interval is decoded once and
+    The utilities are checked once, here (a :class:`UtilityStack` is checked already,
+    and brings its recall classes); each interval is decoded once and
     scored with :func:`~expost.experiments.evaluate.score_regime` through its
     regime's view (``as_is``, ``ex_post``, or ``recovered_ex_post`` for
     ``inverse_prior``). With at most 16 utilities the calibration error is
@@ -173,8 +225,13 @@ def iter_scores(run_dir: str | Path, utilities: Sequence[Utility | Any] | NDArra
     on it.
     """
     jobs = min(2, os.cpu_count() or 1) if n_jobs is None else n_jobs
-    items = utilities if isinstance(utilities, np.ndarray) else list(utilities)
-    stack = stack_utilities(items, class_weights=True)  # class weights: (K, m), not K matrices
+    if isinstance(utilities, UtilityStack):  # checked already
+        items: Any = None
+        stack = utilities.values
+        recall_of = utilities.recall_of if recall_of is None else recall_of
+    else:
+        items = utilities if isinstance(utilities, np.ndarray) else list(utilities)
+        stack = stack_utilities(items, class_weights=True)  # class weights: (K, m), not K matrices
     with ResultStore(run_dir, readonly=True) as store, one_blas_thread():
         info = store.experiment_info()
         if recall_of is not None and len(recall_of) != stack.shape[0]:

@@ -36,6 +36,11 @@ __all__ = ["figure_png", "plot_curves", "plot_theory", "save_figure"]
 _X_LABELS = {"step": "Training step", "epoch": "Training epoch", "interval": "Training interval"}
 
 
+#: zlib level 1: saving takes about a sixth less time than at the default level 6 (measured
+#: on the default run's figures), files about 4% larger.
+_FAST_PNG: dict[str, Any] = {"compress_level": 1}
+
+
 def new_figure(figsize: tuple[float, float] = (6.4, 4.2), **kwargs: Any) -> Figure:
     """A Figure on its own Agg canvas (no pyplot, nothing global)."""
     fig = Figure(figsize=figsize, **kwargs)
@@ -52,7 +57,7 @@ def save_figure(fig: Figure, path: str | Path, *, pdf: bool = False, dpi: int = 
 
     png = Path(path).with_suffix(".png")
     with atomic_open(png, "wb") as fh:  # whole or not at all
-        fig.savefig(fh, dpi=dpi, format="png")
+        fig.savefig(fh, dpi=dpi, format="png", pil_kwargs=_FAST_PNG)
     out = [png]
     if pdf:
         with atomic_open(png.with_suffix(".pdf"), "wb") as fh:
@@ -64,7 +69,7 @@ def save_figure(fig: Figure, path: str | Path, *, pdf: bool = False, dpi: int = 
 def figure_png(fig: Figure, *, dpi: int = 110) -> bytes:
     """The PNG bytes of ``fig`` (for inlining in HTML)."""
     buf = io.BytesIO()
-    fig.savefig(buf, dpi=dpi, format="png")
+    fig.savefig(buf, dpi=dpi, format="png", pil_kwargs=_FAST_PNG)
     return buf.getvalue()
 
 
