@@ -224,6 +224,9 @@ def test_config_hash():
     assert config_hash(a) == config_hash(load_config(copy.deepcopy(BASE)))
     assert config_hash(a) == config_hash(load_config(BASE, overrides=["output_dir=/elsewhere"]))
     assert config_hash(a) != config_hash(load_config(BASE, overrides=["optimizer.lr=0.01"]))
+    # how often it checkpoints changes no result: a run resumes with another interval
+    assert config_hash(a) == config_hash(load_config(BASE, overrides=["training.checkpoint_every=4"]))
+    assert config_hash(a) != config_hash(load_config(BASE, overrides=["training.epochs=7"]))
     assert len(config_hash(a)) == 64
 
 

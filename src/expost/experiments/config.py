@@ -352,11 +352,15 @@ def default_config() -> ExperimentConfig:
 
 
 def config_hash(config: ExperimentConfig) -> str:
-    """SHA-256 of the canonical JSON of the config, ``output_dir`` excluded.
+    """SHA-256 of the canonical JSON of the config, ``output_dir`` and
+    ``training.checkpoint_every`` excluded.
 
     Two configs with the same hash describe the same experiment; a directory
-    holding one refuses the other.
+    holding one refuses the other. Neither excluded key changes a number of the
+    results (where the run is written, how often it is checkpointed), so a run
+    may be resumed with another checkpoint interval.
     """
-    payload = config.model_dump(mode="json", exclude={"output_dir"})
+    payload = config.model_dump(mode="json",
+                                exclude={"output_dir": True, "training": {"checkpoint_every": True}})
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
