@@ -195,8 +195,8 @@ class TrainingConfig(_Section):
     """Length (``epochs`` or ``steps``, exactly one), batch sizes and the evaluation interval.
 
     ``eval_every`` is ``"epoch"`` or a number of optimizer steps; the last step is
-    always evaluated too. ``eval_batch_size`` defaults to 128 on a CPU (measured
-    about twice as fast per image as 1024 there) and 1024 on a GPU.
+    always evaluated too. ``eval_batch_size`` defaults to 128 on a CPU (no slower
+    per image than 1024 there: benchmarks/throughput.py) and 1024 on a GPU.
     ``num_workers`` > 0 uses DataLoader worker processes (persistent, one set
     per training) for data sets without a batch fast path (resumed runs are
     then reproducible in distribution, not bit for bit). ``checkpoint_every``
