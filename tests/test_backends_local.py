@@ -75,10 +75,14 @@ def kill_worker_mid_training(storage_root: Path, key: str, after: int) -> dict:
     return seen
 
 
-def test_a_killed_worker_is_retried_from_its_checkpoint(tmp_path, capsys):
+@pytest.mark.parametrize("every", [1, 3], ids=["checkpoint-every-interval", "checkpoint-every-3"])
+def test_a_killed_worker_is_retried_from_its_checkpoint(tmp_path, capsys, every):
+    """With ``checkpoint_every`` 3 the kill falls between checkpoints: the retried worker
+    redoes the intervals after the last one, and the driver still records each once."""
+    config = {**LONG, "training": {**LONG["training"], "checkpoint_every": every}}
     run_dir = tmp_path / "r"
-    seen = kill_worker_mid_training(run_dir, "weighted-s0", after=3)
-    run_experiment(LONG, output_dir=run_dir, progress=False,
+    seen = kill_worker_mid_training(run_dir, "weighted-s0", after=4)
+    run_experiment(config, output_dir=run_dir, progress=False,
                    backend=BackendOptions(jobs=1, retries=2))
     seen["thread"].join(5)
     assert "killed" in seen
@@ -86,7 +90,7 @@ def test_a_killed_worker_is_retried_from_its_checkpoint(tmp_path, capsys):
     got = dump(run_dir)
     n = LONG["training"]["epochs"]
     assert [i for _, i, *_ in got["intervals"]] == list(range(n))  # none twice, none missing
-    assert got == dump(run_experiment(LONG, output_dir=tmp_path / "seq", progress=False))
+    assert got == dump(run_experiment(config, output_dir=tmp_path / "seq", progress=False))
     assert integrity(run_dir) == "ok"
     assert sorted(p.name for p in (run_dir / "checkpoints" / "weighted-s0").iterdir()) == [
         f"ckpt-{n - 1:05d}.pt"]
