@@ -53,17 +53,22 @@ def emphasis_weights(draw, k: int, m: int, ratios=(0.25, 0.5, 1.0, 2.0, 3.0, 7.5
     return w
 
 
+def _draw_probabilities(data, n: int, m: int, tied: bool) -> np.ndarray:
+    """Random rows of the simplex, or (``tied``) rows on a coarse grid: exact ties between
+    classes, and with w_e q_e."""
+    if not tied:
+        return data.draw(simplex_rows(n, m))
+    grid = np.array(data.draw(st.lists(st.integers(0, 3), min_size=n * m, max_size=n * m)))
+    q = grid.reshape(n, m) + 1.0
+    return q / q.sum(axis=1, keepdims=True)
+
+
 @settings(deadline=None, max_examples=60)
 @given(data=st.data(), n=st.integers(1, 60), m=st.integers(2, 7), k=st.integers(1, 9),
        tied=st.booleans(), small_blocks=st.booleans())
 def test_fast_path_equals_the_general_path(data, n, m, k, tied, small_blocks):
     """Random and exactly tied probabilities, several emphasised classes, small blocks."""
-    if tied:  # values on a coarse grid: exact ties between classes, and with w_e q_e
-        grid = np.array(data.draw(st.lists(st.integers(0, 3), min_size=n * m, max_size=n * m)))
-        q = grid.reshape(n, m) + 1.0
-        q /= q.sum(axis=1, keepdims=True)
-    else:
-        q = data.draw(simplex_rows(n, m))
+    q = _draw_probabilities(data, n, m, tied)
     y = np.array(data.draw(st.lists(st.integers(0, m - 1), min_size=n, max_size=n)))
     w = data.draw(emphasis_weights(k, m))
     with pytest.MonkeyPatch.context() as mp:
@@ -81,12 +86,7 @@ def test_direct_path_for_few_utilities_equals_the_batched_paths(data, n, m, k, t
                                                                 emphasis_style):
     """The harness's path (a few utilities, all samples at once) against both batched paths:
     decisions exactly (ties to the lowest action), losses to rounding."""
-    if tied:
-        grid = np.array(data.draw(st.lists(st.integers(0, 3), min_size=n * m, max_size=n * m)))
-        q = grid.reshape(n, m) + 1.0
-        q /= q.sum(axis=1, keepdims=True)
-    else:
-        q = data.draw(simplex_rows(n, m))
+    q = _draw_probabilities(data, n, m, tied)
     y = np.array(data.draw(st.lists(st.integers(0, m - 1), min_size=n, max_size=n)))
     if emphasis_style:
         w = data.draw(emphasis_weights(k, m))
