@@ -24,7 +24,9 @@ from expost.experiments.checkpoint import (
     TrainingParts,
     TrainingState,
     load_checkpoint,
+    pack_tensors,
     save_atomic,
+    unpack_tensors,
 )
 from expost.experiments.config import ConfigError, load_config
 from expost.experiments.evaluate import interval_metrics
@@ -381,11 +383,16 @@ def test_checkpoints_hold_tensors_and_plain_values_only(tiny):
         trainings = {t["train_key"]: t for t in s.trainings()}
     for key, t in trainings.items():
         path = tiny / t["checkpoint"]
-        ck = torch.load(path, map_location="cpu", weights_only=True)  # no code runs on load
-        assert ck["format"] == CHECKPOINT_FORMAT and ck["train_key"] == key
-        assert ck["interval"] == t["done_intervals"] == 3
-        kinds = {type(v) for v in _leaves(ck)}
-        assert kinds <= {torch.Tensor, torch.nn.Parameter, int, float, str, bool, type(None)}
+        raw = torch.load(path, map_location="cpu", weights_only=True)  # no code runs on load
+        assert raw["format"] == CHECKPOINT_FORMAT
+        kinds = {type(v) for v in _leaves(raw)}
+        assert kinds <= {torch.Tensor, int, float, str, bool, type(None)}
+        # packed: one flat tensor per dtype holds every tensor of the checkpoint
+        assert sum(isinstance(v, torch.Tensor) for v in _leaves(raw)) == len(raw["packed"]) <= 4
+        ck = load_checkpoint(path)
+        assert ck["train_key"] == key and ck["interval"] == t["done_intervals"] == 3
+        assert {type(v) for v in _leaves(ck)} <= kinds
+        assert all(isinstance(v, torch.Tensor) for v in ck["model"].values())
         # only the training MetaCost relabels with keeps its best-validation model
         assert (ck["best"]["model"] is not None) == key.startswith("unweighted")
         if key.startswith("unweighted"):
@@ -444,6 +451,41 @@ def test_training_state_round_trips_through_a_checkpoint(tmp_path):
     for i, s in fresh.optimizer.state_dict()["state"].items():
         assert all(torch.equal(s[k], moments[i][k]) for k in ("step", "exp_avg", "exp_avg_sq"))
     assert fresh.scheduler.state_dict() == parts.scheduler.state_dict()
+
+
+def test_packed_checkpoints_copy_every_tensor_exactly_and_format_2_still_loads(tmp_path):
+    parts = _parts(3)
+    parts.model(torch.randn(4, 3)).sum().backward()
+    parts.optimizer.step()
+    state = TrainingState(interval=1, step=1, best_val_loss=0.5,
+                          best_model={k: v.clone() for k, v in parts.model.state_dict().items()})
+    ck = state.to_checkpoint("weighted-s0", parts, torch.device("cpu"))
+    packed = pack_tensors(ck)
+    assert set(packed["packed"]) == {"torch.float32|cpu", "torch.int64|cpu", "torch.uint8|cpu"}
+    back = unpack_tensors(packed)
+    tensors_in, tensors_out = (
+        [v for v in _leaves(c) if isinstance(v, torch.Tensor)] for c in (ck, back))
+    assert len(tensors_in) == len(tensors_out) > 10
+    for a, b in zip(tensors_in, tensors_out, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    # each a tensor of its own, not a view of the flat one
+    assert len({b.untyped_storage().data_ptr() for b in tensors_out}) == len(tensors_out)
+    assert back["model"]._metadata == ck["model"]._metadata  # module versions kept
+    assert back["optimizer"]["param_groups"] == ck["optimizer"]["param_groups"]
+
+    old = tmp_path / "format2.pt"  # written before tensors were packed
+    torch.save({**ck, "format": 2}, old)
+    fresh = _parts(4)
+    restored = TrainingState.from_checkpoint(load_checkpoint(old), "weighted-s0", fresh)
+    assert restored.interval == 1 and restored.best_val_loss == 0.5
+    assert all(torch.equal(fresh.model.state_dict()[k], v)
+               for k, v in parts.model.state_dict().items())
+
+    bad = tmp_path / "bad.pt"  # a layout that points past its flat tensor
+    packed["packed"]["torch.float32|cpu"] = packed["packed"]["torch.float32|cpu"][:5]
+    torch.save(packed, bad)
+    with pytest.raises(RuntimeError, match="packed tensors do not match their layout"):
+        load_checkpoint(bad)
 
 
 def test_a_foreign_or_unsafe_checkpoint_is_refused(tmp_path):

@@ -13,6 +13,14 @@ Generator states are stored as tensors: Python's ``random`` state as its
 version, its 625 words (an int64 tensor) and the cached Gaussian; numpy's
 legacy global generator as the parts of its ``get_state(legacy=False)`` dict;
 torch's (and CUDA's) states are byte tensors already.
+
+On disk (format 3) the checkpoint's tensors are packed: one flat tensor per
+dtype and device holds them all, and each tensor's place in the nest of dicts
+and lists holds a small tuple naming its slice and shape (:func:`pack_tensors`).
+Pickling a tensor costs about twenty objects, so a training's twenty tensors
+cost 2 ms per checkpoint unpacked and a few tenths of one packed; the values
+are copied exactly, and :func:`load_checkpoint` unpacks them into the same
+nest as before (format 2 files, unpacked, still load).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import math
 import pickle
 import random
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +43,20 @@ __all__ = [
     "TrainingState",
     "checkpoint_file",
     "load_checkpoint",
+    "pack_tensors",
     "remove_orphans",
     "resume_candidates",
     "save_atomic",
+    "unpack_tensors",
 ]
 
-CHECKPOINT_FORMAT = 2  # 2: generator states as tensors (weights_only=True); 1 pickled them
+#: 3: tensors packed into one flat tensor per dtype and device (:func:`pack_tensors`);
+#: 2: generator states as tensors (weights_only=True), each tensor pickled on its own;
+#: 1 pickled the generator states. Formats 2 and 3 load.
+CHECKPOINT_FORMAT = 3
+_READABLE_FORMATS = (2, 3)
+#: Marks a packed tensor's place: ``(_TENSOR, group, offset, shape)``.
+_TENSOR = "\x00expost.tensor"
 
 
 class CheckpointError(RuntimeError):
@@ -163,12 +180,83 @@ def set_global_rng_states(states: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------- files
+def pack_tensors(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """``checkpoint`` with its tensors packed, one flat tensor per dtype and device.
+
+    Every tensor in the nest of dicts (ordered ones keep their ``_metadata``),
+    lists and tuples is replaced by ``(marker, group, offset, shape)`` and its
+    values copied into the flat tensor ``packed[group]`` from ``offset`` on;
+    :func:`unpack_tensors` reverses it exactly.
+
+    >>> ck = {"a": torch.arange(6).reshape(2, 3), "b": [torch.ones(()), 7]}
+    >>> back = unpack_tensors(pack_tensors(ck))
+    >>> torch.equal(back["a"], ck["a"]), back["b"][0].shape, back["b"][1]
+    (True, torch.Size([]), 7)
+    """
+    groups: dict[str, list[torch.Tensor]] = {}
+    sizes: dict[str, int] = {}
+
+    def walk(obj: Any) -> Any:
+        if isinstance(obj, torch.Tensor):
+            group = f"{obj.dtype}|{obj.device}"
+            flat = obj.detach().reshape(-1)
+            offset = sizes.get(group, 0)
+            groups.setdefault(group, []).append(flat)
+            sizes[group] = offset + flat.numel()
+            return (_TENSOR, group, offset, tuple(obj.shape))
+        if isinstance(obj, dict):
+            out = {k: walk(v) for k, v in obj.items()}
+            if isinstance(obj, OrderedDict):
+                ordered = OrderedDict(out)
+                if hasattr(obj, "_metadata"):  # a state dict's module versions
+                    ordered._metadata = obj._metadata  # type: ignore[attr-defined]
+                return ordered
+            return out
+        if isinstance(obj, list):
+            return [walk(v) for v in obj]
+        if isinstance(obj, tuple):
+            return tuple(walk(v) for v in obj)
+        return obj
+
+    nest = walk({k: v for k, v in checkpoint.items() if k != "format"})
+    packed = {g: ts[0] if len(ts) == 1 else torch.cat(ts) for g, ts in groups.items()}
+    return {"format": CHECKPOINT_FORMAT, "packed": packed, "nest": nest}
+
+
+def unpack_tensors(stored: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint :func:`pack_tensors` packed, each tensor a copy of its slice (no tensor
+    shares memory with another, nor keeps the flat ones alive)."""
+    packed = stored["packed"]
+
+    def walk(obj: Any) -> Any:
+        if isinstance(obj, tuple):
+            if len(obj) == 4 and obj[0] == _TENSOR:
+                _, group, offset, shape = obj
+                return packed[group][offset:offset + math.prod(shape)].view(shape).clone()
+            return tuple(walk(v) for v in obj)
+        if isinstance(obj, dict):
+            out = {k: walk(v) for k, v in obj.items()}
+            if isinstance(obj, OrderedDict):
+                ordered = OrderedDict(out)
+                if hasattr(obj, "_metadata"):
+                    ordered._metadata = obj._metadata  # type: ignore[attr-defined]
+                return ordered
+            return out
+        if isinstance(obj, list):
+            return [walk(v) for v in obj]
+        return obj
+
+    return {"format": stored["format"], **walk(stored["nest"])}
+
+
 def save_atomic(checkpoint: dict[str, Any], path: Path) -> None:
-    """Write ``checkpoint`` to ``path`` whole or not at all (temporary file, fsync, rename)."""
+    """Write ``checkpoint`` to ``path`` whole or not at all (temporary file, fsync, rename),
+    its tensors packed (:func:`pack_tensors`)."""
     from .._atomic import atomic_open
 
+    stored = pack_tensors(checkpoint)
     with atomic_open(path, "wb") as fh:
-        torch.save(checkpoint, fh)
+        torch.save(stored, fh)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -191,9 +279,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except Exception as exc:  # torch raises anything on a truncated file
         raise CheckpointError(f"the checkpoint {str(path)!r} cannot be read ({exc}).") from None
     found = checkpoint.get("format") if isinstance(checkpoint, dict) else None
-    if found != CHECKPOINT_FORMAT:
+    if found not in _READABLE_FORMATS:
         raise CheckpointError(f"{str(path)!r} is a checkpoint of format {found!r}, expected "
-                           f"{CHECKPOINT_FORMAT}: start the experiment afresh (--force-new).")
+                              f"{CHECKPOINT_FORMAT}: start the experiment afresh (--force-new).")
+    if found == 3:
+        try:
+            checkpoint = unpack_tensors(checkpoint)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"the checkpoint {str(path)!r} cannot be read (its packed "
+                                  f"tensors do not match their layout: {exc}).") from None
     return checkpoint
 
 
