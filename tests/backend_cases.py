@@ -21,7 +21,7 @@ TINY = {
 
 #: One training with many short intervals: a worker can be killed in the middle of it.
 LONG = {**TINY, "name": "long", "regimes": ["weighted"], "seeds": [0],
-        "training": {"epochs": 14, "batch_size": 32}}
+        "training": {"epochs": 14, "batch_size": 32, "checkpoint_every": 1}}
 
 
 def dump(run_dir: str | Path) -> dict[str, list[tuple]]:

@@ -158,6 +158,10 @@ def test_config_names_of_the_cifar_options():
         load_config(overrides=["dataset={name: cifar10, options: {val_from: random}}"])
     with pytest.raises(ConfigError, match="checkpoint_every"):
         load_config(overrides=["training={steps: 10, checkpoint_every: 0}"])
+    assert load_config().training.checkpoint_every == "auto"  # the default
+    for bad in ("weekly", "true", "1.5"):
+        with pytest.raises(ConfigError, match=r"checkpoint_every.*'auto' or a positive"):
+            load_config(overrides=[f"training.checkpoint_every={bad}"])
 
 
 # ---------------------------------------------------------------- the harness's batch path
@@ -343,6 +347,45 @@ def every_one(tmp_path_factory):
     return run_experiment(cfg, output_dir=tmp_path_factory.mktemp("k1") / "run", progress=False)
 
 
+def test_auto_checkpoints_by_time_and_at_the_last_interval(tmp_path, monkeypatch, every_one):
+    """The default ``checkpoint_every: auto``: a training this short writes only its last
+    checkpoint; one is due once AUTO_CHECKPOINT_SECONDS, or 20 times the last one's writing
+    time, have passed since the previous one."""
+    from types import SimpleNamespace
+
+    written = []
+    real = train_module.save_atomic
+
+    def spy(checkpoint, path):
+        written.append((checkpoint["train_key"], int(checkpoint["interval"])))
+        real(checkpoint, path)
+
+    monkeypatch.setattr(train_module, "save_atomic", spy)
+    cfg = copy.deepcopy(KILL)
+    cfg["training"].pop("checkpoint_every", None)
+    out = run_experiment(cfg, output_dir=tmp_path / "run", progress=False)
+    with ResultStore(out) as s:
+        trainings = s.trainings()
+    n = trainings[0]["n_intervals"]
+    assert n > 3 and len(trainings) == 2
+    assert sorted(written) == sorted((t["train_key"], n) for t in trainings)
+    assert _numbers(out) == _numbers(every_one)  # checkpoints change no number
+
+    def due(every, interval, now, last=(100.0, 0.0)):
+        training = SimpleNamespace(
+            steps=[1] * 10, last_checkpoint=last,
+            setup=SimpleNamespace(config=SimpleNamespace(
+                training=SimpleNamespace(checkpoint_every=every))))
+        return train_module._checkpoint_due(training, SimpleNamespace(interval=interval), now)
+
+    wait = train_module.AUTO_CHECKPOINT_SECONDS
+    assert due("auto", 10, 100.0)  # the last interval, always
+    assert not due("auto", 4, 100.0 + wait - 0.01) and due("auto", 4, 100.0 + wait)
+    assert not due("auto", 4, 100.0 + wait, last=(100.0, 2.0))  # 20 x 2 s to wait
+    assert due("auto", 4, 140.0, last=(100.0, 2.0))
+    assert due(3, 6, 0.0) and not due(3, 7, 1e9) and due(1, 7, 0.0)
+
+
 def test_checkpoints_every_k_intervals_and_at_the_last(tmp_path, monkeypatch, every_one):
     written = []
     real = train_module.save_atomic
@@ -404,3 +447,29 @@ def test_a_killed_training_resumes_exactly_from_its_last_checkpoint(tmp_path, mo
     assert resumed[0] == (kill_after // 3) * 3  # from the checkpoint, not from the start
     assert "warning" not in capsys.readouterr().err  # the expected rewind is not warned about
     assert _numbers(out) == _numbers(every_one)
+
+
+def test_in_order_gives_the_batches_of_the_whole_split_in_order():
+    """Evaluation's batches: a split in memory is sliced, any other is gathered; the same rows."""
+    from expost.experiments.batches import BatchSource
+
+    x = torch.arange(30.0).reshape(10, 3)
+    labels = np.arange(10) % 2
+    src = BatchSource(torch.utils.data.TensorDataset(x, torch.as_tensor(labels)), labels,
+                      torch.device("cpu"))
+    assert src.x is not None
+    got = list(src.in_order(4))
+    assert [b.shape[0] for b in got] == [4, 4, 2]
+    assert torch.equal(torch.cat(got), x)
+    assert got[0].data_ptr() == x.data_ptr()  # a view, no gather
+
+    class Rows(torch.utils.data.Dataset):  # no tensors to slice: through the loader
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            return x[i], int(labels[i])
+
+    other = BatchSource(Rows(), labels, torch.device("cpu"))
+    assert other.x is None
+    assert torch.equal(torch.cat(list(other.in_order(4))), x)

@@ -187,6 +187,11 @@ Schedule = Annotated[
 #: The evaluation batch size when the config gives none, by device type.
 EVAL_BATCH_SIZE = {"cpu": 128, "cuda": 1024}
 
+#: ``checkpoint_every: auto`` writes a checkpoint at the end of the first interval at
+#: least this many seconds (or 20 times the last checkpoint's writing time) after the
+#: previous one, and at the last interval.
+AUTO_CHECKPOINT_SECONDS = 30.0
+
 #: Bounds on a training's length (a typo such as ``epochs: 1e12`` is refused at load).
 MAX_EPOCHS, MAX_STEPS, MAX_INTERVALS = 100_000, 100_000_000, 1_000_000
 
@@ -202,8 +207,13 @@ class TrainingConfig(_Section):
     then reproducible in distribution, not bit for bit). ``checkpoint_every``
     k writes a checkpoint every k evaluation intervals and at the last one
     (the intervals in between are committed without one; a resumed training
-    redoes them, identically on a CPU). ``compile: true`` runs the model
-    through :func:`torch.compile`.
+    redoes them, identically on a CPU); ``"auto"`` (the default) writes one at
+    the last interval and at the end of any interval at least
+    :data:`AUTO_CHECKPOINT_SECONDS` (or 20 times the last checkpoint's
+    writing time, if longer) after the previous one, so that checkpoints cost
+    at most a few percent of a training's time and a kill loses at most about
+    that much training. ``compile: true`` runs the model through
+    :func:`torch.compile`.
     """
 
     epochs: int | None = Field(None, gt=0, le=MAX_EPOCHS)
@@ -213,7 +223,7 @@ class TrainingConfig(_Section):
     eval_batch_size: int | None = Field(None, gt=0)
     grad_clip: float | None = Field(None, gt=0)
     num_workers: int = Field(0, ge=0)
-    checkpoint_every: int = Field(1, gt=0)
+    checkpoint_every: Literal["auto"] | Annotated[int, Field(gt=0)] = "auto"
     compile: bool = False
 
     @field_validator("eval_every", mode="before")
@@ -222,6 +232,14 @@ class TrainingConfig(_Section):
         if v == "epoch" or (isinstance(v, int) and not isinstance(v, bool) and v > 0):
             return v
         raise ValueError(f"must be 'epoch' or a positive number of steps, got {describe(v)}")
+
+    @field_validator("checkpoint_every", mode="before")
+    @classmethod
+    def _checkpoints(cls, v: Any) -> Any:
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+            return v
+        raise ValueError(f"must be 'auto' or a positive number of evaluation intervals, got "
+                         f"{describe(v)}")
 
     @model_validator(mode="after")
     def _length(self) -> TrainingConfig:

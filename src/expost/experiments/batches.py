@@ -147,13 +147,28 @@ class BatchSource:
             pairs = self._loaded(chunks, loader_seed)
         gpu = self.device.type != "cpu"
         for x, y in pairs:
-            if gpu and x.device.type == "cpu" and not x.is_pinned():
-                x = x.pin_memory()
-            if x.ndim == 4:
-                x = x.to(self.device, non_blocking=gpu, memory_format=self.memory_format)
-            else:
-                x = x.to(self.device, non_blocking=gpu)
-            yield x, y.to(self.device, non_blocking=gpu)
+            yield self._to_device(x, gpu), y.to(self.device, non_blocking=gpu)
+
+    def in_order(self, batch_size: int) -> Iterator[torch.Tensor]:
+        """The inputs of the whole split in order, ``batch_size`` at a time, on the device.
+
+        The same batches as :meth:`batches` over ``arange(n)``; a split held in
+        memory is sliced (views, no gather).
+        """
+        if self.x is None:
+            for x, _ in self.batches(torch.arange(self.n), batch_size):
+                yield x
+            return
+        gpu = self.device.type != "cpu"
+        for start in range(0, self.n, batch_size):
+            yield self._to_device(self.x[start:start + batch_size], gpu)
+
+    def _to_device(self, x: torch.Tensor, gpu: bool) -> torch.Tensor:
+        if gpu and x.device.type == "cpu" and not x.is_pinned():
+            x = x.pin_memory()
+        if x.ndim == 4:
+            return x.to(self.device, non_blocking=gpu, memory_format=self.memory_format)
+        return x.to(self.device, non_blocking=gpu)
 
     def _label(self, idx: torch.Tensor) -> torch.Tensor:
         return self.labels[idx.to(self.labels.device)]
@@ -203,7 +218,7 @@ def predict_log_probs(model: torch.nn.Module, source: BatchSource, *, batch_size
     model.eval()
     out = []
     try:
-        for x, _ in source.batches(torch.arange(source.n), batch_size):
+        for x in source.in_order(batch_size):
             with autocast(source.device, precision):
                 logits = model(x)
             out.append(torch.log_softmax(logits.float(), dim=1).cpu())

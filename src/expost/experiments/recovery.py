@@ -62,7 +62,7 @@ def check_divergence(train_key: str, interval: int, n_classes: int, losses: dict
 
 
 def restore(build: Callable[[], Any], key: str, run_dir: Path, row: dict[str, Any], *,
-            checkpoint_every: int = 1) -> tuple[Any, TrainingState]:
+            checkpoint_every: int | str = 1) -> tuple[Any, TrainingState]:
     """The training's pieces (``build()``, train.py's ``_Training``) at its last good
     checkpoint (parts and generators restored) and its state.
 
@@ -74,13 +74,17 @@ def restore(build: Callable[[], Any], key: str, run_dir: Path, row: dict[str, An
 
     With ``checkpoint_every`` k, the intervals after the last multiple of k are
     committed without a checkpoint: resuming from that multiple is expected, not
-    warned about.
+    warned about; with ``"auto"``, resuming from the recorded checkpoint, or from
+    the start when none was recorded, is.
     """
     done = row["done_intervals"]
-    expected = done - done % checkpoint_every  # the interval the last checkpoint is after
-    training = build()
     recorded = checkpoint_file(run_dir, row["checkpoint"], key) if row["checkpoint"] \
         else None
+    if checkpoint_every == "auto":  # the interval the recorded checkpoint is after
+        expected = 0 if recorded is None else _checkpoint_interval(recorded, done)
+    else:
+        expected = done - done % int(checkpoint_every)
+    training = build()
     for path in resume_candidates(training.checkpoint_dir, recorded):
         try:
             checkpoint = load_checkpoint(path)
@@ -102,3 +106,13 @@ def restore(build: Callable[[], Any], key: str, run_dir: Path, row: dict[str, An
     state = TrainingState()
     training.sampler.resume(state)
     return training, state
+
+
+def _checkpoint_interval(path: Path, default: int) -> int:
+    """The intervals done at the checkpoint ``ckpt-<last interval, 0-based>.pt``.
+
+    >>> _checkpoint_interval(Path("checkpoints/k/ckpt-00004.pt"), 9)
+    5
+    """
+    digits = path.stem.removeprefix("ckpt-")
+    return int(digits) + 1 if digits.isdigit() else default

@@ -14,7 +14,9 @@ every N steps, and at the last step). At each evaluation it
    commits the interval's rows and the pointer to that checkpoint in one
    transaction (:meth:`~expost.experiments.store.ResultStore.commit_interval`);
    with ``training.checkpoint_every`` k, only every k-th and the last interval
-   write a checkpoint, and the others are committed with the pointer unmoved.
+   write a checkpoint, with ``auto`` (the default) the last one and one at least
+   every :data:`~expost.experiments._schema.AUTO_CHECKPOINT_SECONDS`, and the
+   others are committed with the pointer unmoved.
 
 Reproducibility. The seed fixes, in this order, Python's, numpy's and torch's
 global generators, the model's initial weights (so every regime of one seed
@@ -49,6 +51,7 @@ from numpy.typing import NDArray
 from .._decisions import decide
 from .._scoring import weighted_loss
 from .._utility import Utility
+from ._schema import AUTO_CHECKPOINT_SECONDS
 from .batches import BatchSource, EpochSampler, autocast, predict_log_probs
 from .checkpoint import (
     CheckpointError,
@@ -266,6 +269,11 @@ class _Training:
     loss: torch.nn.Module
     schedule_when: str  # "step", "interval", "plateau" or "none"
     forward: torch.nn.Module  # parts.model, or its torch.compile wrapper (training.compile)
+    #: the checkpoint the store records (its path relative to the run directory)
+    recorded_checkpoint: str | None = None
+    #: ``time.perf_counter()`` at the last checkpoint (or the training's start) and the
+    #: seconds it took to write, for ``checkpoint_every: auto``
+    last_checkpoint: tuple[float, float] = (0.0, 0.0)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -370,6 +378,8 @@ def _train(setup: TrainingSetup, job: TrainingJob, row: dict[str, Any],
     training, state = restore(lambda: _build_training(setup, job), job.train_key,
                               setup.run_dir, row,
                               checkpoint_every=setup.config.training.checkpoint_every)
+    training.recorded_checkpoint = setup.store.training(job.train_key)["checkpoint"]
+    training.last_checkpoint = (time.perf_counter(), 0.0)
     if reporter is not None:
         reporter.start(job, len(training.steps), state.interval)
     training.parts.model.train()
@@ -493,19 +503,22 @@ def _commit(training: _Training, state: TrainingState, rec: dict[str, Any],
     of truth) and delete the previous checkpoint; the seconds spent writing the checkpoint.
 
     With ``training.checkpoint_every`` k > 1 only every k-th interval and the last one
-    write a checkpoint; the others are committed with the pointer left at the previous
-    checkpoint (a resumed training redoes them, and its commits replace their rows).
+    write a checkpoint, with ``auto`` those :func:`_checkpoint_due` picks by time; the
+    others are committed with the pointer left at the previous checkpoint (a resumed
+    training redoes them, and its commits replace their rows).
     ``clock`` is the ``time.perf_counter()`` at the interval's start and after its evaluation.
     """
     setup, key = training.setup, training.job.train_key
     started, evaluated = clock
-    previous = setup.store.training(key)["checkpoint"]
-    every = setup.config.training.checkpoint_every
-    if state.interval % every == 0 or state.interval == len(training.steps):
+    previous = training.recorded_checkpoint
+    relative: str | None
+    if _checkpoint_due(training, state, evaluated):
         name = f"ckpt-{state.interval - 1:05d}.pt"
         relative = f"checkpoints/{key}/{name}"
+        written = time.perf_counter()
         save_atomic(state.to_checkpoint(key, training.parts, setup.device),
                     training.checkpoint_dir / name)
+        training.last_checkpoint = (time.perf_counter(), time.perf_counter() - written)
     else:
         relative = previous
     io_seconds = time.perf_counter() - evaluated
@@ -514,6 +527,18 @@ def _commit(training: _Training, state: TrainingState, rec: dict[str, Any],
         timings={"wall": time.perf_counter() - started, "train": rec["train_seconds"],
                  "eval": rec["eval_seconds"], "io": time.perf_counter() - evaluated},
     )
+    training.recorded_checkpoint = relative
     if previous and previous != relative:
         checkpoint_file(setup.run_dir, previous, key).unlink(missing_ok=True)
     return io_seconds
+
+
+def _checkpoint_due(training: _Training, state: TrainingState, now: float) -> bool:
+    """Whether the interval just done ends with a checkpoint (``training.checkpoint_every``)."""
+    if state.interval == len(training.steps):
+        return True
+    every = training.setup.config.training.checkpoint_every
+    if every != "auto":
+        return state.interval % every == 0
+    at, cost = training.last_checkpoint
+    return now - at >= max(AUTO_CHECKPOINT_SECONDS, 20.0 * cost)
