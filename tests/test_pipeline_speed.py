@@ -347,13 +347,9 @@ def every_one(tmp_path_factory):
     return run_experiment(cfg, output_dir=tmp_path_factory.mktemp("k1") / "run", progress=False)
 
 
-def test_auto_checkpoints_by_time_and_at_the_last_interval(tmp_path, monkeypatch, every_one):
-    """The default ``checkpoint_every: auto``: a training this short writes only its last
-    checkpoint; one is due once AUTO_CHECKPOINT_SECONDS, or 20 times the last one's writing
-    time, have passed since the previous one."""
-    from types import SimpleNamespace
-
-    written = []
+def spy_checkpoints(monkeypatch) -> list[tuple[str, int]]:
+    """The (training, interval) of every checkpoint written from now on, in order."""
+    written: list[tuple[str, int]] = []
     real = train_module.save_atomic
 
     def spy(checkpoint, path):
@@ -361,6 +357,16 @@ def test_auto_checkpoints_by_time_and_at_the_last_interval(tmp_path, monkeypatch
         real(checkpoint, path)
 
     monkeypatch.setattr(train_module, "save_atomic", spy)
+    return written
+
+
+def test_auto_checkpoints_by_time_and_at_the_last_interval(tmp_path, monkeypatch, every_one):
+    """The default ``checkpoint_every: auto``: a training this short writes only its last
+    checkpoint; one is due once AUTO_CHECKPOINT_SECONDS, or 20 times the last one's writing
+    time, have passed since the previous one."""
+    from types import SimpleNamespace
+
+    written = spy_checkpoints(monkeypatch)
     cfg = copy.deepcopy(KILL)
     cfg["training"].pop("checkpoint_every", None)
     out = run_experiment(cfg, output_dir=tmp_path / "run", progress=False)
@@ -387,14 +393,7 @@ def test_auto_checkpoints_by_time_and_at_the_last_interval(tmp_path, monkeypatch
 
 
 def test_checkpoints_every_k_intervals_and_at_the_last(tmp_path, monkeypatch, every_one):
-    written = []
-    real = train_module.save_atomic
-
-    def spy(checkpoint, path):
-        written.append((checkpoint["train_key"], int(checkpoint["interval"])))
-        real(checkpoint, path)
-
-    monkeypatch.setattr(train_module, "save_atomic", spy)
+    written = spy_checkpoints(monkeypatch)
     out = run_experiment(KILL, output_dir=tmp_path / "run", progress=False)
     with ResultStore(out) as s:
         trainings = s.trainings()
