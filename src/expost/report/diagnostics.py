@@ -22,7 +22,7 @@ from .._reliability import reliability_curve
 from .._scoring import percent_gain
 from .._utility import Utility
 from ..experiments.metrics import higher_is_better
-from .figures import new_figure
+from .figures import TITLE_Y, new_figure
 from .flags import run_decisions
 from .paired import paired_gains, paired_values
 from .records import METRIC_LABELS, best_intervals, regime_colour, regime_label
@@ -107,7 +107,7 @@ def plot_risk(rows: list[RiskRow]) -> Any:
         ax.text(float(x), m["total"], f"{m['total']:.4f}", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(xs, [regime_label(m["regime"]) for m in means], fontsize=8)
     ax.set_ylabel("Weighted loss (mean over runs)")
-    ax.set_title("Risk = learned + remainder (Proposition 1), best interval")
+    ax.set_title("Risk = learned + remainder (Proposition 1), best interval", y=TITLE_Y)
     ax.legend(frameon=False, fontsize="small")
     ax.grid(True, axis="y", alpha=0.3)
     fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.9)
@@ -144,7 +144,7 @@ def plot_reliability(curves: dict[str, Any], *, binary: bool = False) -> Any:
         ax.plot([0, 1], [0, 1], color="#98a2b3", ls="--", lw=0.9)
         ok = c.counts > 0
         ax.plot(c.confidence[ok], c.accuracy[ok], marker="o", ms=3.5, color=regime_colour(g))
-        ax.set_title(regime_label(g), fontsize=9)
+        ax.set_title(regime_label(g), fontsize=9, y=TITLE_Y)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_xlabel("P(positive class)" if binary else "Confidence (top label)", fontsize=8)
@@ -200,7 +200,7 @@ def plot_gain(curves: dict[str, list[dict[str, Any]]], baseline: str, treatment:
             ax.fill_between([b[0] for b in band], [b[1][0] for b in band],
                             [b[1][1] for b in band], color=colour, alpha=0.2, lw=0,
                             label="paired 95% bootstrap band")
-        ax.set_title(METRIC_LABELS[m], fontsize=9)
+        ax.set_title(METRIC_LABELS[m], fontsize=9, y=TITLE_Y)
         ax.set_xlabel("Training epoch", fontsize=8)
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel(f"% gain, {regime_label(treatment)}\nover {regime_label(baseline)}",

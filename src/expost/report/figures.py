@@ -40,6 +40,14 @@ _X_LABELS = {"step": "Training step", "epoch": "Training epoch", "interval": "Tr
 #: on the default run's figures), files about 4% larger.
 _FAST_PNG: dict[str, Any] = {"compress_level": 1}
 
+#: Titles sit just above the axes. Given explicitly, matplotlib does not place them by
+#: measuring every tick label first (automatic placement was a quarter of the report's
+#: drawing time; these axes have no tick labels on top, so the place is the same).
+TITLE_Y = 1.0
+
+#: Tick steps of the curve plots (times a power of ten): 0.1, 0.2, 0.5, never 0.15 or 0.25.
+_STEPS = [1, 2, 5, 10]
+
 
 def new_figure(figsize: tuple[float, float] = (6.4, 4.2), **kwargs: Any) -> Figure:
     """A Figure on its own Agg canvas (no pyplot, nothing global)."""
@@ -264,12 +272,16 @@ def _draw_curve(ax: Any, run: list[dict[str, Any]], metric: str, xname: str,
 def _style_curve_axes(ax: Any, curves: dict[Any, list[dict[str, Any]]], metric: str, xname: str,
                       *, logy: bool, title: str | None) -> None:
     ax.set_xlabel(_X_LABELS[xname])
-    if all(float(r[xname]).is_integer() for run in curves.values() for r in run):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "1.25 epochs" ticks
+    # at most six ticks an axis (every tick is a handful of artists to build and draw), at
+    # round steps; whole epochs or steps only when every interval ends on one
+    integral = all(float(r[xname]).is_integer() for run in curves.values() for r in run)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=_STEPS, integer=integral))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=_STEPS))  # log scale: its own
     ax.set_ylabel(METRIC_LABELS[metric])
     if logy:
         ax.set_yscale("log")
-    ax.set_title(title if title is not None else f"{METRIC_LABELS[metric]} on the test set")
+    ax.set_title(title if title is not None else f"{METRIC_LABELS[metric]} on the test set",
+                 y=TITLE_Y)
     ax.grid(True, alpha=0.3)
     ax.legend(frameon=False, fontsize="small")
 
@@ -337,7 +349,7 @@ def plot_theory(curves: Any, *, path: str | Path | None = None, pdf: bool = Fals
         r = np.where(np.isfinite(reference), reference, np.nan)
         ax.plot(q1, r, color=regime_colour("expost"), lw=1.8, label=ep_label)
         ax.plot(q1, w, color=regime_colour("weighted"), lw=1.8, label=wt_label)
-        ax.set_title(title)
+        ax.set_title(title, y=TITLE_Y)
         ax.set_xlabel("Probability $q_1$")
         ax.set_ylabel(ylabel)
         ax.set_xlim(0.0, 1.0)
