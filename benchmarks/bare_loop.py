@@ -4,8 +4,9 @@ The same work as ``expost run`` with the shipped default config, whose numbers
 (epochs, learning rate, batch size, hidden width, seeds, ratio) are read from
 ``src/expost/experiments/default.yaml`` so the two never drift apart (digits,
 70/20/10 split, an MLP, Adam, Weighted Training with the emphasised class and
-unweighted training, one thread), and the same per-epoch test evaluation: the log-probabilities
-of the test set after every epoch, kept as float16 as the harness stores them.
+unweighted training, one thread), and the same per-epoch evaluation: the log-probabilities
+of the test set after every epoch, kept as float16 as the harness stores them, and of the
+validation set (the harness's validation loss and its validation-selected Table 1).
 Nothing is written, no metrics, no report. ``benchmarks/harness_vs_bare.py`` times
 it beside the harness.
 
@@ -34,20 +35,21 @@ RATIO = float(_DEFAULT["objective"]["ratio"])
 EMPHASIZED = 8  # the class the default's "hardest" probe picks on digits (the report names it)
 
 
-def split(y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A stratified 70/20 train/test split (the rest would be validation)."""
+def split(y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A stratified 70/20/10 train/test/validation split."""
     rng = np.random.default_rng(seed)
-    train, test = [], []
+    train, test, val = [], [], []
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
         n_train, n_test = round(0.7 * idx.size), round(0.2 * idx.size)
         train.append(idx[:n_train])
         test.append(idx[n_train:n_train + n_test])
-    return np.concatenate(train), np.concatenate(test)
+        val.append(idx[n_train + n_test:])
+    return np.concatenate(train), np.concatenate(test), np.concatenate(val)
 
 
-def train(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, weights: torch.Tensor | None,
-          seed: int) -> list[np.ndarray]:
+def train(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, x_val: torch.Tensor,
+          weights: torch.Tensor | None, seed: int) -> list[np.ndarray]:
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], HIDDEN), torch.nn.ReLU(),
                                 torch.nn.Linear(HIDDEN, 10))
@@ -66,6 +68,7 @@ def train(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, weights: torch
         model.eval()
         with torch.no_grad():
             stored.append(F.log_softmax(model(x_test), dim=1).numpy().astype(np.float16))
+            F.log_softmax(model(x_val), dim=1).numpy()
     return stored
 
 
@@ -74,9 +77,9 @@ def main() -> None:
     torch.set_num_threads(1)
     data = load_digits()
     xs = (data.data / 16.0).astype(np.float32)
-    tr, te = split(data.target)
+    tr, te, va = split(data.target)
     x, y = torch.from_numpy(xs[tr]), torch.from_numpy(data.target[tr]).long()
-    x_test = torch.from_numpy(xs[te])
+    x_test, x_val = torch.from_numpy(xs[te]), torch.from_numpy(xs[va])
     w = torch.ones(10)
     w[EMPHASIZED] = RATIO
     prior = torch.bincount(y, minlength=10).double() / y.numel()
@@ -84,8 +87,8 @@ def main() -> None:
     n = 0
     for seed in range(SEEDS):
         for weights in (w, None):
-            n += len(train(x, y, x_test, weights, seed))
-    print(f"bare loop: {SEEDS * 2} trainings, {n} test evaluations, "
+            n += len(train(x, y, x_test, x_val, weights, seed))
+    print(f"bare loop: {SEEDS * 2} trainings, {n} test and validation evaluations, "
           f"wall {time.perf_counter() - t0:.2f} s, CPU {time.process_time() - c0:.2f} s")
 
 

@@ -472,3 +472,30 @@ def test_in_order_gives_the_batches_of_the_whole_split_in_order():
     other = BatchSource(Rows(), labels, torch.device("cpu"))
     assert other.x is None
     assert torch.equal(torch.cat(list(other.in_order(4))), x)
+
+
+def test_the_heap_is_frozen_while_training_and_reporting_then_thawed(tmp_path, monkeypatch):
+    """Python's collector skips the setup's objects during the trainings and the report."""
+    import gc
+
+    from expost.report import build as build_module
+
+    seen = []
+    real_evaluate, real_build = train_module._evaluate, build_module._build
+
+    def evaluate(training):
+        seen.append(("train", gc.get_freeze_count()))
+        return real_evaluate(training)
+
+    def build(*args, **kwargs):
+        seen.append(("report", gc.get_freeze_count()))
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_evaluate", evaluate)
+    monkeypatch.setattr(build_module, "_build", build)
+    out = run_experiment(TINY, output_dir=tmp_path / "run", progress=False)
+    assert gc.get_freeze_count() == 0
+    build_module.build_outputs(out, quiet=True)
+    assert gc.get_freeze_count() == 0
+    assert {kind for kind, _ in seen} == {"train", "report"}
+    assert all(count > 10_000 for _, count in seen)  # torch's and numpy's objects at least

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from .._heap import frozen_heap
 from .backends import BackendOptions, ExperimentUnit, drive
 from .config import ExperimentConfig, config_hash, load_config
 from .objective import reported_recall_class, resolve_objective
@@ -346,6 +347,7 @@ def run_experiments(
                 stack.enter_context(_directory_lock(cfg.run_dir))  # before anything moves
                 prepared.append(_prepare(cfg, options, force_new, stack))
             stack.enter_context(_blas_threads(first))
+            stack.enter_context(frozen_heap())
             try:
                 if progress:
                     reporter = _reporter(quiet, stream, sum(len(p[3]) for p in prepared))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import atomic_write, confined
+from .._heap import frozen_heap
 from ._data import gather, make_figures, open_store
 from .figures import save_figure
 from .html import render_html
@@ -60,6 +61,12 @@ def build_outputs(
     ValueError
         No run has finished.
     """
+    with frozen_heap():
+        return _build(run_dir, out_dir=out_dir, quiet=quiet, n_boot=n_boot, seed=seed, pdf=pdf)
+
+
+def _build(run_dir: Any, *, out_dir: str | Path | None, quiet: bool, n_boot: int, seed: int,
+           pdf: bool) -> dict[str, Any]:
     with open_store(run_dir) as (store, where):
         if out_dir is not None:
             out = Path(out_dir)
