@@ -475,6 +475,10 @@ def test_packed_checkpoints_copy_every_tensor_exactly_and_format_2_still_loads(t
     assert len({b.untyped_storage().data_ptr() for b in tensors_out}) == len(tensors_out)
     assert back["model"]._metadata == ck["model"]._metadata  # module versions kept
     assert back["optimizer"]["param_groups"] == ck["optimizer"]["param_groups"]
+    big = {"small": torch.arange(3), "big": torch.randn(100_000)}  # 400 KB: left as it is
+    stored = pack_tensors(big)
+    assert stored["nest"]["big"] is big["big"] and isinstance(stored["nest"]["small"], tuple)
+    assert torch.equal(unpack_tensors(stored)["big"], big["big"])
 
     old = tmp_path / "format2.pt"  # written before tensors were packed
     torch.save({**ck, "format": 2}, old)

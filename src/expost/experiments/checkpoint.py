@@ -14,13 +14,15 @@ version, its 625 words (an int64 tensor) and the cached Gaussian; numpy's
 legacy global generator as the parts of its ``get_state(legacy=False)`` dict;
 torch's (and CUDA's) states are byte tensors already.
 
-On disk (format 3) the checkpoint's tensors are packed: one flat tensor per
-dtype and device holds them all, and each tensor's place in the nest of dicts
-and lists holds a small tuple naming its slice and shape (:func:`pack_tensors`).
-Pickling a tensor costs about twenty objects, so a training's twenty tensors
-cost 2 ms per checkpoint unpacked and a few tenths of one packed; the values
-are copied exactly, and :func:`load_checkpoint` unpacks them into the same
-nest as before (format 2 files, unpacked, still load).
+On disk (format 3) the checkpoint's small tensors are packed: one flat tensor
+per dtype and device holds them, and each one's place in the nest of dicts and
+lists holds a small tuple naming its slice and shape (:func:`pack_tensors`).
+Pickling a tensor costs about twenty objects, so the default run's checkpoint
+(20 tensors) takes 2.2 ms to serialise unpacked and 1.3 ms packed
+(benchmarks/checkpoint.py); tensors of 256 KiB and more are left as they are,
+since copying them would cost more than it saves. The values are copied
+exactly, and :func:`load_checkpoint` unpacks them into the same nest as before
+(format 2 files, unpacked, still load).
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ __all__ = [
 #: 1 pickled the generator states. Formats 2 and 3 load.
 CHECKPOINT_FORMAT = 3
 _READABLE_FORMATS = (2, 3)
+#: Tensors below this size are packed; a larger one is pickled on its own (its twenty
+#: objects cost less than copying it into the flat tensor would).
+_PACK_BYTES = 1 << 18
 #: Marks a packed tensor's place: ``(_TENSOR, group, offset, shape)``.
 _TENSOR = "\x00expost.tensor"
 
@@ -181,12 +186,13 @@ def set_global_rng_states(states: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------- files
 def pack_tensors(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """``checkpoint`` with its tensors packed, one flat tensor per dtype and device.
+    """``checkpoint`` with its small tensors packed, one flat tensor per dtype and device.
 
-    Every tensor in the nest of dicts (ordered ones keep their ``_metadata``),
-    lists and tuples is replaced by ``(marker, group, offset, shape)`` and its
-    values copied into the flat tensor ``packed[group]`` from ``offset`` on;
-    :func:`unpack_tensors` reverses it exactly.
+    Every tensor under 256 KiB in the nest of dicts (ordered ones keep their
+    ``_metadata``), lists and tuples is replaced by ``(marker, group, offset,
+    shape)`` and its values copied into the flat tensor ``packed[group]`` from
+    ``offset`` on; larger ones stay where they are. :func:`unpack_tensors`
+    reverses it exactly.
 
     >>> ck = {"a": torch.arange(6).reshape(2, 3), "b": [torch.ones(()), 7]}
     >>> back = unpack_tensors(pack_tensors(ck))
@@ -197,7 +203,7 @@ def pack_tensors(checkpoint: dict[str, Any]) -> dict[str, Any]:
     sizes: dict[str, int] = {}
 
     def walk(obj: Any) -> Any:
-        if isinstance(obj, torch.Tensor):
+        if isinstance(obj, torch.Tensor) and obj.numel() * obj.element_size() < _PACK_BYTES:
             group = f"{obj.dtype}|{obj.device}"
             flat = obj.detach().reshape(-1)
             offset = sizes.get(group, 0)
