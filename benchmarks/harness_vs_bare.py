@@ -4,7 +4,8 @@ Both run as fresh processes, alternately (``--repeat`` rounds, so that a busy sp
 on a shared machine hits both alike): ``python -m expost run`` with the embedded
 default config (ten trainings, per-epoch test evaluation and metrics, the store,
 checkpoints, Table 1, figures and the HTML report) and ``benchmarks/bare_loop.py``
-(the same ten trainings and per-epoch test log-probabilities, nothing else).
+(the same ten trainings and per-epoch test and validation log-probabilities,
+nothing else).
 Printed side by side: wall and CPU seconds (the children's user + system time,
 imports included) of each, and the ratio harness / bare, per round and the median.
 Goal (issue 14): at most 1.15x.
