@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -50,10 +51,12 @@ def main() -> None:
           f"{'harness CPU':>12} {'bare CPU':>9} {'ratio':>6}")
     ratios: dict[str, list[float]] = {"wall": [], "cpu": []}
     seconds: dict[str, list[float]] = {"harness": [], "bare": []}
+    parts: list[dict[str, float]] = []
     for r in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
             h = timed([sys.executable, "-m", "expost", "run", "--out", str(Path(tmp) / "run"),
                        "--quiet"])
+            parts.append(harness_parts(Path(tmp) / "run", h[0]))
         b = timed([sys.executable, str(BARE)])
         seconds["harness"].append(h[0])
         seconds["bare"].append(b[0])
@@ -66,6 +69,27 @@ def main() -> None:
     # the fastest round of each: what a load spell that hit one of them more cannot inflate
     print(f"fastest harness / fastest bare loop (wall): {min(seconds['harness']):.2f} s / "
           f"{min(seconds['bare']):.2f} s = {min(seconds['harness']) / min(seconds['bare']):.2f}x")
+    print("where the harness's wall time went (median over rounds, from its store's timings):")
+    for name in parts[0]:
+        print(f"  {name:<58} {statistics.median(p[name] for p in parts):6.2f} s")
+
+
+def harness_parts(run_dir: Path, wall: float) -> dict[str, float]:
+    """The harness's wall time split by what its store records of every interval."""
+    conn = sqlite3.connect(f"file:{run_dir / 'results.sqlite'}?mode=ro", uri=True)
+    try:
+        train, evaluation, io, intervals = conn.execute(
+            "SELECT SUM(train_seconds), SUM(eval_seconds), SUM(io_seconds), SUM(wall_seconds)"
+            " FROM trainings").fetchone()
+    finally:
+        conn.close()
+    return {"training loops (optimizer steps and batches)": train,
+            "evaluation (predictions, metrics, validation loss)": evaluation,
+            "checkpoints and commits": io,
+            "the rest of the intervals (divergence checks, schedule, best model)":
+                intervals - train - evaluation - io,
+            "outside the intervals (start-up, set-up, progress, Table 1, report)":
+                wall - intervals}
 
 
 if __name__ == "__main__":
