@@ -31,6 +31,7 @@ import math
 import pickle
 import random
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,19 +211,7 @@ def pack_tensors(checkpoint: dict[str, Any]) -> dict[str, Any]:
             groups.setdefault(group, []).append(flat)
             sizes[group] = offset + flat.numel()
             return (_TENSOR, group, offset, tuple(obj.shape))
-        if isinstance(obj, dict):
-            out = {k: walk(v) for k, v in obj.items()}
-            if isinstance(obj, OrderedDict):
-                ordered = OrderedDict(out)
-                if hasattr(obj, "_metadata"):  # a state dict's module versions
-                    ordered._metadata = obj._metadata  # type: ignore[attr-defined]
-                return ordered
-            return out
-        if isinstance(obj, list):
-            return [walk(v) for v in obj]
-        if isinstance(obj, tuple):
-            return tuple(walk(v) for v in obj)
-        return obj
+        return _rebuilt(obj, walk)
 
     nest = walk({k: v for k, v in checkpoint.items() if k != "format"})
     packed = {g: ts[0] if len(ts) == 1 else torch.cat(ts) for g, ts in groups.items()}
@@ -235,24 +224,31 @@ def unpack_tensors(stored: dict[str, Any]) -> dict[str, Any]:
     packed = stored["packed"]
 
     def walk(obj: Any) -> Any:
-        if isinstance(obj, tuple):
-            if len(obj) == 4 and obj[0] == _TENSOR:
-                _, group, offset, shape = obj
-                return packed[group][offset:offset + math.prod(shape)].view(shape).clone()
-            return tuple(walk(v) for v in obj)
-        if isinstance(obj, dict):
-            out = {k: walk(v) for k, v in obj.items()}
-            if isinstance(obj, OrderedDict):
-                ordered = OrderedDict(out)
-                if hasattr(obj, "_metadata"):
-                    ordered._metadata = obj._metadata  # type: ignore[attr-defined]
-                return ordered
-            return out
-        if isinstance(obj, list):
-            return [walk(v) for v in obj]
-        return obj
+        if isinstance(obj, tuple) and len(obj) == 4 and isinstance(obj[0], str) \
+                and obj[0] == _TENSOR:
+            _, group, offset, shape = obj
+            return packed[group][offset:offset + math.prod(shape)].view(shape).clone()
+        return _rebuilt(obj, walk)
 
     return {"format": stored["format"], **walk(stored["nest"])}
+
+
+def _rebuilt(obj: Any, walk: Callable[[Any], Any]) -> Any:
+    """``obj`` with ``walk`` applied to each item of a dict, list or tuple (an ordered dict
+    stays one and keeps its ``_metadata``, a state dict's module versions); else ``obj``."""
+    if isinstance(obj, dict):
+        out = {k: walk(v) for k, v in obj.items()}
+        if not isinstance(obj, OrderedDict):
+            return out
+        ordered = OrderedDict(out)
+        if hasattr(obj, "_metadata"):
+            ordered._metadata = obj._metadata  # type: ignore[attr-defined]
+        return ordered
+    if isinstance(obj, list):
+        return [walk(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(walk(v) for v in obj)
+    return obj
 
 
 def save_atomic(checkpoint: dict[str, Any], path: Path) -> None:

@@ -515,10 +515,11 @@ def _commit(training: _Training, state: TrainingState, rec: dict[str, Any],
     if _checkpoint_due(training, state, evaluated):
         name = f"ckpt-{state.interval - 1:05d}.pt"
         relative = f"checkpoints/{key}/{name}"
-        written = time.perf_counter()
+        begun = time.perf_counter()
         save_atomic(state.to_checkpoint(key, training.parts, setup.device),
                     training.checkpoint_dir / name)
-        training.last_checkpoint = (time.perf_counter(), time.perf_counter() - written)
+        done = time.perf_counter()
+        training.last_checkpoint = (done, done - begun)
     else:
         relative = previous
     io_seconds = time.perf_counter() - evaluated
