@@ -23,22 +23,16 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-TINY: dict[str, Any] = {
-    "name": "tiny",
-    "dataset": {"name": "digits", "options": {"flatten": True}},
-    "model": {"name": "mlp", "options": {"hidden": [16]}},
-    "objective": {"kind": "emphasize", "emphasized": 3, "ratio": 9},
-    "regimes": ["weighted", "expost", "metacost"],
-    "seeds": [0, 1],
-    "optimizer": {"name": "adam", "lr": 0.01},
-    "training": {"epochs": 2, "batch_size": 256},
-    "num_threads": 1,
-}
+# the tiny experiment the backend tests run (one definition for both)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from backend_cases import TINY
+
 GRID = ["objective.ratio=3,9"]
 
 
