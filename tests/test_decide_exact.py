@@ -166,6 +166,35 @@ def test_weighted_prediction_is_accurate(dtype, rtol, kind):
     np.testing.assert_allclose(got, _eq8_long(q, u).astype(np.float64), rtol=rtol, atol=0)
 
 
+@pytest.mark.parametrize(("dtype", "rtol"), [(np.float32, 1e-6), (np.float64, 1e-12)])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("n_rows", [1, 999, 2500])
+def test_diagonal_u_takes_the_elementwise_path_accurately(dtype, rtol, layout, n_rows):
+    """Class weights: w * q over a flat block (C order) or broadcast (any other layout), blocks of any size."""
+    rng = np.random.default_rng(11)
+    m = 7
+    w = rng.uniform(0.01, 100.0, size=m)
+    full = rng.dirichlet(np.ones(m), size=2 * n_rows).astype(dtype)
+    q = {"C": full[:n_rows], "F": np.asfortranarray(full[:n_rows]), "strided": full[::2]}[layout]
+    before = q.copy()
+    with mock.patch.object(_decisions, "BLOCK_ROWS", 1000):
+        got = expost.weighted_prediction(q, expost.Utility.from_class_weights(w))
+        back = expost.recover_posterior(got, expost.Utility.from_class_weights(w))
+    np.testing.assert_array_equal(q, before)
+    assert got.dtype == dtype and got.flags.c_contiguous
+    np.testing.assert_allclose(got, _eq8_long(q, np.diag(w)).astype(np.float64), rtol=rtol, atol=0)
+    np.testing.assert_allclose(back, q, rtol=20 * rtol, atol=0)  # Eq 27 is Eq 16 with 1/w
+
+
+def test_a_nearly_diagonal_u_is_not_taken_for_a_diagonal_one():
+    """One off-diagonal entry of 1e-30 must still count: the product, not w * q."""
+    q = np.array([[0.0, 1.0], [1.0, 0.0]])
+    u = np.array([[2.0, 1e-30], [0.0, 3.0]])
+    got = expost.weighted_prediction(q, u)
+    assert got[0, 0] > 0  # 1e-30 / (1e-30 + 3) survives in float64
+    np.testing.assert_allclose(got, _eq8_long(q, u).astype(np.float64), rtol=1e-12, atol=0)
+
+
 @pytest.mark.parametrize(("dtype", "tol"), [(np.float32, 1e-6), (np.float64, 1e-12)])
 def test_recover_posterior_is_accurate(dtype, tol):
     rng = np.random.default_rng(8)

@@ -98,17 +98,34 @@ def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     """Eq 8 blockwise: ``Uq`` into the output, then one product ``q @ [U'1 | 1]`` for 1'Uq and 1'q.
 
     The denominator is q . (1'U), equal to 1'(Uq) up to rounding, with no pass
-    over the output; the division is in place.
+    over the output; the division is in place. For a diagonal U (class weights,
+    Eq 16, and their inverses, Eq 27) ``Uq`` is the elementwise product
+    ``w * q``, taken over a contiguous block as one flat array against w tiled
+    once over a block's rows: a third of the matrix product's time.
     """
     us = _scaled(u)
     work = _work_dtype(us, dtype)
     ut = us.T.astype(work)
     totals = np.column_stack([us.sum(axis=0), np.ones(u.shape[1])]).astype(work)
+    diagonal = us.shape[0] == us.shape[1] and not np.any(us - np.diag(np.diag(us)))
+    w = np.diag(us).astype(work)
+    tiled: list[NDArray[Any]] = []
+
+    def product(block: NDArray[np.floating], dest: NDArray[Any]) -> None:
+        if not diagonal:
+            np.matmul(block, ut, out=dest)
+        elif block.flags.c_contiguous and dest.flags.c_contiguous:
+            if not tiled:  # the first block is the largest
+                tiled.append(np.tile(w, block.shape[0]))
+            flat = block.reshape(-1)
+            np.multiply(flat, tiled[0][: flat.size], out=dest.reshape(-1))
+        else:
+            np.multiply(block, w, out=dest)
 
     def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> NDArray[np.floating]:
         block = block.astype(work, copy=False)
         dest = out if out.dtype == work else np.empty(out.shape, dtype=work)  # wide U: float64
-        np.matmul(block, ut, out=dest)
+        product(block, dest)
         z = block @ totals
         dest /= z[:, :1]
         if dest is not out:
