@@ -168,16 +168,17 @@ def test_weighted_prediction_is_accurate(dtype, rtol, kind):
 
 @pytest.mark.parametrize(("dtype", "rtol"), [(np.float32, 1e-6), (np.float64, 1e-12)])
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
-@pytest.mark.parametrize("n_rows", [1, 999, 2500])
+@pytest.mark.parametrize("n_rows", [1, 999, 2200])
 def test_diagonal_u_takes_the_elementwise_path_accurately(dtype, rtol, layout, n_rows):
-    """Class weights: w * q over a flat block (C order) or broadcast (any other layout), blocks of any size."""
+    """Class weights: w * q over a flat block (C order, from FLAT_ROWS rows) or broadcast (any
+    other layout, and short blocks: 2200 rows are blocks of 1000, 1000 and 200)."""
     rng = np.random.default_rng(11)
     m = 7
     w = rng.uniform(0.01, 100.0, size=m)
     full = rng.dirichlet(np.ones(m), size=2 * n_rows).astype(dtype)
     q = {"C": full[:n_rows], "F": np.asfortranarray(full[:n_rows]), "strided": full[::2]}[layout]
     before = q.copy()
-    with mock.patch.object(_decisions, "BLOCK_ROWS", 1000):
+    with mock.patch.object(_decisions, "BLOCK_ROWS", 1000), mock.patch.object(_decisions, "FLAT_ROWS", 500):
         got = expost.weighted_prediction(q, expost.Utility.from_class_weights(w))
         back = expost.recover_posterior(got, expost.Utility.from_class_weights(w))
     np.testing.assert_array_equal(q, before)

@@ -289,18 +289,38 @@ def test_the_evaluation_batch_size_depends_on_the_device(tmp_path, monkeypatch):
     assert cfg.training.eval_batch_size is None
     assert cfg.training.eval_batch_size_on("cpu") == 128
     assert cfg.training.eval_batch_size_on("cuda") == 1024
+    # a split in memory with small rows: 4 MiB of input at a time; large rows: 128
+    assert cfg.training.eval_batch_size_on("cpu", row_bytes=256) == 16384
+    assert cfg.training.eval_batch_size_on("cpu", row_bytes=3 * 224 * 224 * 4) == 128
+    assert cfg.training.eval_batch_size_on("cuda", row_bytes=256) == 1024
     given = load_config(overrides=["training={epochs: 1, eval_batch_size: 300}"])
     assert given.training.eval_batch_size_on("cpu") == 300
-    sizes = []
+    assert given.training.eval_batch_size_on("cpu", row_bytes=256) == 300
+    sizes, rows = [], []
     real = train_module.predict_log_probs
 
     def spy(model, source, *, batch_size, precision="fp32"):
         sizes.append(batch_size)
+        rows.append(source.row_bytes)
         return real(model, source, batch_size=batch_size, precision=precision)
 
     monkeypatch.setattr(train_module, "predict_log_probs", spy)
     run_experiment(TINY, output_dir=tmp_path / "run", progress=False)
-    assert sizes and set(sizes) == {128}
+    assert sizes and set(rows) == {rows[0]} and rows[0] > 0
+    assert set(sizes) == {max(128, 4 * 2**20 // rows[0])}
+
+
+def test_a_split_in_memory_predicts_the_same_in_any_batch_size():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    x = torch.randn(359, 64)
+    src = BatchSource(torch.utils.data.TensorDataset(x, torch.zeros(359)), np.zeros(359, np.int64),
+                      torch.device("cpu"))
+    assert src.row_bytes == 64 * 4
+    whole = train_module.predict_log_probs(model, src, batch_size=16384)
+    np.testing.assert_allclose(whole, train_module.predict_log_probs(model, src, batch_size=128),
+                               rtol=0, atol=1e-6)
+    assert whole.shape == (359, 10)
 
 
 def test_channels_last_only_for_convolutional_nets_on_a_gpu():

@@ -30,6 +30,10 @@ __all__ = ["decide", "elkan_threshold", "expected_utility", "weighted_prediction
 #: once and no temporary grows with the input.
 BLOCK_ROWS = 16384
 
+#: From this many rows a diagonal U's ``w * q`` runs over the flattened block against a
+#: tiled ``w`` (one long loop, not a short one per row); below it, tiling costs more.
+FLAT_ROWS = 1024
+
 #: ``kernel(q_block, out_block)`` fills ``out_block`` and returns the block's row
 #: sums, which its product computes alongside (a column of ones) for the simplex check.
 Kernel = Callable[[NDArray[np.floating], NDArray[Any]], NDArray[np.floating]]
@@ -114,7 +118,7 @@ def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     def product(block: NDArray[np.floating], dest: NDArray[Any]) -> None:
         if not diagonal:
             np.matmul(block, ut, out=dest)
-        elif block.flags.c_contiguous and dest.flags.c_contiguous:
+        elif block.shape[0] >= FLAT_ROWS and block.flags.c_contiguous and dest.flags.c_contiguous:
             if not tiled:  # the first block is the largest
                 tiled.append(np.tile(w, block.shape[0]))
             flat = block.reshape(-1)

@@ -187,6 +187,11 @@ Schedule = Annotated[
 #: The evaluation batch size when the config gives none, by device type.
 EVAL_BATCH_SIZE = {"cpu": 128, "cuda": 1024}
 
+#: On a CPU, a split held in memory is evaluated this many bytes of input at a time
+#: when that is more than 128 rows: for small rows (tabular data) each model call's
+#: fixed cost, not its arithmetic, is what a batch of 128 pays for.
+EVAL_CPU_BATCH_BYTES = 4 * 2**20
+
 #: ``checkpoint_every: auto`` writes a checkpoint at the end of the first interval at
 #: least this many seconds (or 20 times the last checkpoint's writing time) after the
 #: previous one, and at the last interval.
@@ -201,7 +206,8 @@ class TrainingConfig(_Section):
 
     ``eval_every`` is ``"epoch"`` or a number of optimizer steps; the last step is
     always evaluated too. ``eval_batch_size`` defaults to 128 on a CPU (no slower
-    per image than 1024 there: benchmarks/throughput.py) and 1024 on a GPU.
+    per image than 1024 there: benchmarks/throughput.py), or 4 MiB of input for a
+    split held in memory if that is more rows (tabular data), and 1024 on a GPU.
     ``num_workers`` > 0 uses DataLoader worker processes (persistent, one set
     per training) for data sets without a batch fast path (resumed runs are
     then reproducible in distribution, not bit for bit). ``checkpoint_every``
@@ -251,8 +257,13 @@ class TrainingConfig(_Section):
                              f"intervals, got {self.steps} / {self.eval_every}")
         return self
 
-    def eval_batch_size_on(self, device_type: str) -> int:
-        """``eval_batch_size``, or the default for ``device_type`` (:data:`EVAL_BATCH_SIZE`)."""
+    def eval_batch_size_on(self, device_type: str, row_bytes: int | None = None) -> int:
+        """``eval_batch_size``, or the default for ``device_type`` (:data:`EVAL_BATCH_SIZE`);
+        on a CPU, for a split in memory whose rows take ``row_bytes``, at least as many
+        rows as fill :data:`EVAL_CPU_BATCH_BYTES`."""
         if self.eval_batch_size is not None:
             return self.eval_batch_size
-        return EVAL_BATCH_SIZE.get(device_type, EVAL_BATCH_SIZE["cuda"])
+        size = EVAL_BATCH_SIZE.get(device_type, EVAL_BATCH_SIZE["cuda"])
+        if device_type == "cpu" and row_bytes:
+            size = max(size, EVAL_CPU_BATCH_BYTES // row_bytes)
+        return size

@@ -123,6 +123,13 @@ class BatchSource:
             if x.device == device:
                 self.labels = self.labels.to(device)
 
+    @property
+    def row_bytes(self) -> int | None:
+        """Bytes of one input row of a split held in memory; None for one loaded batch by batch."""
+        if self.x is None or self.x.ndim == 0 or self.x.shape[0] == 0:
+            return None
+        return int(self.x[0].nelement() * self.x.element_size())
+
     def without_augmentation(self) -> BatchSource:
         """The same split with the data set's ``augment`` flag off (for inference)."""
         if not getattr(self.dataset, "augment", False):

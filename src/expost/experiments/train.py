@@ -223,8 +223,8 @@ def _relabel(setup: TrainingSetup, base_key: str) -> tuple[NDArray[np.int64], ND
     for split in ("train", "val"):
         src = BatchSource(getattr(setup.data, split), setup.data.labels(split), setup.device,
                           num_workers=t.num_workers).without_augmentation()
-        lp = predict_log_probs(model, src, batch_size=t.eval_batch_size_on(setup.device.type),
-                               precision=setup.config.precision)
+        lp = predict_log_probs(model, src, precision=setup.config.precision,
+                               batch_size=t.eval_batch_size_on(setup.device.type, src.row_bytes))
         labels.append(decide(decode_probabilities(lp), setup.objective.utility).astype(np.int64))
     return labels[0], labels[1]
 
@@ -459,10 +459,13 @@ def _evaluate(training: _Training) -> _Evaluation:
     """Metrics of every run of this training, from the stored float16 copy, and the
     validation loss of the loss being trained."""
     setup, model = training.setup, training.forward
-    batch_size = setup.config.training.eval_batch_size_on(setup.device.type)
-    precision = setup.config.precision
-    test_lp = predict_log_probs(model, training.test, batch_size=batch_size, precision=precision)
-    val_lp = predict_log_probs(model, training.val, batch_size=batch_size, precision=precision)
+    t, precision = setup.config.training, setup.config.precision
+    test_lp = predict_log_probs(model, training.test, precision=precision,
+                                batch_size=t.eval_batch_size_on(setup.device.type,
+                                                                training.test.row_bytes))
+    val_lp = predict_log_probs(model, training.val, precision=precision,
+                               batch_size=t.eval_batch_size_on(setup.device.type,
+                                                               training.val.row_bytes))
     if not (np.isfinite(test_lp).all() and np.isfinite(val_lp).all()):
         raise TrainingDiverged(f"training {training.job.train_key!r} diverged: its predictions "
                                "are not finite; lower optimizer.lr or set training.grad_clip.")
