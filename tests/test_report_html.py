@@ -167,7 +167,7 @@ def test_errors(tmp_path):
 
 
 def test_quiet_flag(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("expost.report.build.make_figures", lambda data: [])  # speed only
+    monkeypatch.setattr("expost.report.build.figure_specs", lambda data: [])  # speed only
     build_outputs(small_store(tmp_path), n_boot=10)
     assert "report written to" in capsys.readouterr().err
     build_outputs(small_store(tmp_path), n_boot=10, quiet=True)

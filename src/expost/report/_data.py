@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ __all__ = [
     "ReportData",
     "default_pair",
     "emphasis_ratio",
+    "figure_specs",
     "finished_records",
     "gather",
     "make_figures",
@@ -246,13 +248,23 @@ def _summary(data: ReportData) -> list[dict[str, Any]]:
 
 def make_figures(data: ReportData) -> list[tuple[str, str, Figure]]:
     """The figures of a report: (file stem, caption, Figure)."""
-    figs: list[tuple[str, str, Figure]] = []
+    return [(name, caption, build()) for name, caption, build in figure_specs(data)]
+
+
+#: A figure of the report, not yet drawn: (file stem, caption, a function that draws it).
+FigureSpec = tuple[str, str, Callable[[], Figure]]
+
+
+def figure_specs(data: ReportData) -> list[FigureSpec]:
+    """The figures of a report, each drawn only when its function is called (so that
+    several processes can each draw some of them)."""
+    specs: list[FigureSpec] = []
     if "weighted_loss" in data.metrics:
-        figs.append(("mean_weighted_loss",
-                     "Weighted loss on the test set, mean over runs at each interval; dots mark "
-                     "the best interval and dotted lines its loss (Figure 1).",
-                     plot_curves(data.records, "weighted_loss", average=True,
-                                 title="Weighted Loss, mean over runs")))
+        specs.append(("mean_weighted_loss",
+                      "Weighted loss on the test set, mean over runs at each interval; dots mark "
+                      "the best interval and dotted lines its loss (Figure 1).",
+                      lambda: plot_curves(data.records, "weighted_loss", average=True,
+                                          title="Weighted Loss, mean over runs")))
     captions = {
         "weighted_loss": "Weighted loss on the test set of every run; each dot marks the run's "
                          "minimum, the interval Table 1 uses (Figures 4, 6-9).",
@@ -262,14 +274,15 @@ def make_figures(data: ReportData) -> list[tuple[str, str, Figure]]:
     for m in data.metrics:
         cap = captions.get(m, f"{METRIC_LABELS[m]} on the test set of every run; each dot marks "
                               "the run's best interval.")
-        figs.append((f"curves_{m}", cap, plot_curves(data.records, m, separate=SEPARATE)))
-    figs += _why_figures(data)
+        specs.append((f"curves_{m}", cap, functools.partial(plot_curves, data.records, m,
+                                                             separate=SEPARATE)))
+    specs += _why_figures(data)
     ratio = emphasis_ratio(data.info)
     if ratio is not None:
-        figs.append(("theory", f"Incentives to choose and to learn in the binary case with this "
-                     f"experiment's weight ratio {ratio:g}: optimal prediction, marginal learning "
-                     "loss and learning loss (Figure 2).", plot_theory(ratio)))
-    return figs
+        specs.append(("theory", f"Incentives to choose and to learn in the binary case with this "
+                      f"experiment's weight ratio {ratio:g}: optimal prediction, marginal learning "
+                      "loss and learning loss (Figure 2).", lambda: plot_theory(ratio)))
+    return specs
 
 
 #: Regimes the report's curve plots draw in a panel of their own (their scale would hide
@@ -277,36 +290,39 @@ def make_figures(data: ReportData) -> list[tuple[str, str, Figure]]:
 SEPARATE = ("unweighted_raw",)
 
 
-def _why_figures(data: ReportData) -> list[tuple[str, str, Figure]]:
+def _why_figures(data: ReportData) -> list[FigureSpec]:
     """The gain over intervals with its paired band, the risk decomposition, reliability."""
     from .diagnostics import gain_over_intervals, plot_gain, plot_reliability, plot_risk
 
-    figs: list[tuple[str, str, Figure]] = []
+    specs: list[FigureSpec] = []
     if data.table is not None:
         t = data.table
-        curves = {m: gain_over_intervals(data.records, t.baseline, t.treatment, m,
-                                         n_boot=min(data.n_boot, 500), seed=data.seed)
-                  for m in t.metrics}
-        figs.append(("gain_over_intervals",
-                     f"% gain of {regime_label(t.treatment)} over {regime_label(t.baseline)} at "
-                     "every interval (means over seeds), with its paired bootstrap band (seeds "
-                     "resampled jointly, at most 500 resamples per interval). Where the band "
-                     "leaves zero, the gain is significant at that interval.",
-                     plot_gain(curves, t.baseline, t.treatment)))
+
+        def gain() -> Figure:
+            curves = {m: gain_over_intervals(data.records, t.baseline, t.treatment, m,
+                                             n_boot=min(data.n_boot, 500), seed=data.seed)
+                      for m in t.metrics}
+            return plot_gain(curves, t.baseline, t.treatment)
+
+        specs.append(("gain_over_intervals",
+                      f"% gain of {regime_label(t.treatment)} over {regime_label(t.baseline)} at "
+                      "every interval (means over seeds), with its paired bootstrap band (seeds "
+                      "resampled jointly, at most 500 resamples per interval). Where the band "
+                      "leaves zero, the gain is significant at that interval.", gain))
     if data.risk:
-        figs.append(("risk_decomposition",
-                     "Weighted loss at each run's best interval split by the learning identity "
-                     "(Proposition 1): what was learned (coloured) and the remainder lost to "
-                     "miscalibration (hatched); means over runs.", plot_risk(data.risk)))
+        specs.append(("risk_decomposition",
+                      "Weighted loss at each run's best interval split by the learning identity "
+                      "(Proposition 1): what was learned (coloured) and the remainder lost to "
+                      "miscalibration (hatched); means over runs.", lambda: plot_risk(data.risk)))
     if data.reliability:
         binary = len(data.info.get("class_names") or []) == 2
-        figs.append(("reliability",
-                     "Reliability of each regime's prediction at each run's best interval, runs "
-                     "pooled: observed frequency against predicted probability (binary: the "
-                     "positive class; otherwise the top label). Weighted Training reports P^u, "
-                     "miscalibrated by design.", plot_reliability(data.reliability,
-                                                                  binary=binary)))
-    return figs
+        specs.append(("reliability",
+                      "Reliability of each regime's prediction at each run's best interval, runs "
+                      "pooled: observed frequency against predicted probability (binary: the "
+                      "positive class; otherwise the top label). Weighted Training reports P^u, "
+                      "miscalibrated by design.",
+                      lambda: plot_reliability(data.reliability, binary=binary)))
+    return specs
 
 
 def emphasis_ratio(info: dict[str, Any]) -> float | None:

@@ -8,8 +8,8 @@ from typing import Any
 
 from .._atomic import atomic_write, confined
 from .._heap import frozen_heap
-from ._data import gather, make_figures, open_store
-from .figures import save_figure
+from ._data import figure_specs, gather, open_store
+from ._render import render_figures
 from .html import render_html
 from .table import DEFAULT_N_BOOT
 
@@ -24,6 +24,7 @@ def build_outputs(
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
     pdf: bool = False,
+    processes: int | None = None,
 ) -> dict[str, Any]:
     """Write Table 1 (markdown, CSV, LaTeX), the figures and the HTML report of an experiment.
 
@@ -45,6 +46,9 @@ def build_outputs(
         Bootstrap settings of Table 1.
     pdf : bool
         Also save every figure as PDF.
+    processes : int, optional
+        Processes that draw the figures (forked; Linux only): by default the CPUs
+        available, at most 4. The files are the same with any number.
 
     Returns
     -------
@@ -62,11 +66,12 @@ def build_outputs(
         No run has finished.
     """
     with frozen_heap():
-        return _build(run_dir, out_dir=out_dir, quiet=quiet, n_boot=n_boot, seed=seed, pdf=pdf)
+        return _build(run_dir, out_dir=out_dir, quiet=quiet, n_boot=n_boot, seed=seed, pdf=pdf,
+                      processes=processes)
 
 
 def _build(run_dir: Any, *, out_dir: str | Path | None, quiet: bool, n_boot: int, seed: int,
-           pdf: bool) -> dict[str, Any]:
+           pdf: bool, processes: int | None) -> dict[str, Any]:
     with open_store(run_dir) as (store, where):
         if out_dir is not None:
             out = Path(out_dir)
@@ -92,8 +97,8 @@ def _build(run_dir: Any, *, out_dir: str | Path | None, quiet: bool, n_boot: int
     else:
         result["table1_markdown"] = data.table_note + "\n"
     pngs = []
-    for name, caption, fig in make_figures(data):
-        paths = save_figure(fig, out / "figures" / name, pdf=pdf)
+    for name, caption, paths in render_figures(figure_specs(data), out / "figures", pdf=pdf,
+                                               processes=processes):
         result[f"figure_{name}"] = paths[0]
         pngs.append((name, caption, paths[0].read_bytes()))
     report = out / "report.html"
