@@ -230,6 +230,41 @@ def test_config_hash():
     assert len(config_hash(a)) == 64
 
 
+def test_fused_adam_is_the_default_and_its_absence_keeps_the_old_hash():
+    import hashlib
+    import json
+
+    import torch
+
+    from expost.experiments.config import unfused_hash
+    from expost.experiments.schedule import build_optimizer, fused_supported
+
+    a = load_config(BASE)
+    assert a.optimizer.fused is True
+    loop = load_config(BASE, overrides=["optimizer.fused=false"])
+    assert config_hash(a) != config_hash(loop) == unfused_hash(a)
+    assert unfused_hash(loop) is None
+    # the hash of a config written before the option existed: no "fused" key at all
+    payload = loop.model_dump(mode="json", exclude={"output_dir": True,
+                                                    "training": {"checkpoint_every": True}})
+    del payload["optimizer"]["fused"]
+    legacy = hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode())
+    assert config_hash(loop) == legacy.hexdigest()
+    net = torch.nn.Linear(3, 2)
+    assert build_optimizer(a, net.parameters()).defaults["fused"] is True
+    assert build_optimizer(loop, net.parameters()).defaults["fused"] is None
+    adamw = load_config(BASE, overrides=["optimizer={name: adamw}"])
+    assert build_optimizer(adamw, net.parameters()).defaults["fused"] is True
+    sgd = load_config(BASE, overrides=["optimizer={name: sgd}"])
+    assert "fused" not in sgd.optimizer.model_dump() and unfused_hash(sgd) is None
+    # a device without the fused kernel, or no parameters: the for-loop Adam
+    assert not fused_supported(list(torch.nn.Linear(3, 2, device="meta").parameters()))
+    assert not fused_supported([])
+    assert fused_supported([{"params": list(net.parameters())}])
+    with pytest.raises(ConfigError, match="fused"):
+        load_config(BASE, overrides=["optimizer.fused=maybe"])
+
+
 def test_config_is_frozen():
     cfg = load_config(BASE)
     with pytest.raises(Exception, match="frozen"):

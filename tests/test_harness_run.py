@@ -170,6 +170,20 @@ def test_rerun_skips_finished_and_changes_nothing(tiny):
     assert time.perf_counter() - t0 < 30
 
 
+def test_an_experiment_made_with_the_for_loop_adam_says_how_to_resume_it(tmp_path):
+    cfg = copy.deepcopy(TINY)
+    cfg.update(regimes=["weighted", "expost"], seeds=[0])
+    cfg["training"] = {"epochs": 1, "batch_size": 256}
+    d = tmp_path / "loop"
+    _run(cfg, d, overrides=["optimizer.fused=false"])  # as every run before the option existed
+    with pytest.raises(ExperimentMismatchError,
+                       match=r"for-loop Adam .* --set optimizer.fused=false"):
+        _run(cfg, d)
+    _run(cfg, d, overrides=["optimizer.fused=false"])  # resumes (nothing left to do)
+    with ResultStore(d) as s:
+        assert s.experiment_info()["config"]["optimizer"]["fused"] is False
+
+
 def test_another_config_in_the_same_directory(tiny, tmp_path):
     with pytest.raises(ExperimentMismatchError, match=r"config hash .* --force-new"):
         _run(TINY, tiny, overrides=["optimizer.lr=0.02"])

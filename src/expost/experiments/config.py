@@ -351,9 +351,20 @@ def default_config() -> ExperimentConfig:
     return load_config(None)
 
 
+def unfused_hash(config: ExperimentConfig) -> str | None:
+    """The hash ``config`` would have with ``optimizer.fused: false`` (that of an experiment
+    made before the option existed); None where it is not fused Adam."""
+    if not getattr(config.optimizer, "fused", False):
+        return None
+    optimizer = config.optimizer.model_copy(update={"fused": False})
+    return config_hash(config.model_copy(update={"optimizer": optimizer}))
+
+
 def config_hash(config: ExperimentConfig) -> str:
     """SHA-256 of the canonical JSON of the config, ``output_dir`` and
-    ``training.checkpoint_every`` excluded.
+    ``training.checkpoint_every`` excluded, and ``optimizer.fused`` where it is false
+    (so that experiments made before the option existed, which ran the for-loop Adam,
+    keep their hash under ``optimizer.fused: false``).
 
     Two configs with the same hash describe the same experiment; a directory
     holding one refuses the other. Neither excluded key changes a number of the
@@ -362,5 +373,7 @@ def config_hash(config: ExperimentConfig) -> str:
     """
     payload = config.model_dump(mode="json",
                                 exclude={"output_dir": True, "training": {"checkpoint_every": True}})
+    if payload["optimizer"].get("fused") is False:
+        del payload["optimizer"]["fused"]  # the hash of every config before the option existed
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()

@@ -29,7 +29,7 @@ import numpy as np
 
 from .._heap import frozen_heap
 from .backends import BackendOptions, ExperimentUnit, drive
-from .config import ExperimentConfig, config_hash, load_config
+from .config import ExperimentConfig, config_hash, load_config, unfused_hash
 from .objective import reported_recall_class, resolve_objective
 from .progress import _reporter
 from .regimes import TRAININGS, plan_trainings
@@ -100,9 +100,12 @@ def _directory_lock(run_dir: Path) -> Iterator[None]:
         fh.close()
 
 
-def _check_directory(run_dir: Path, digest: str, force_new: bool) -> tuple[bool, bool]:
+def _check_directory(run_dir: Path, digest: str, force_new: bool,
+                     unfused: str | None = None) -> tuple[bool, bool]:
     """``(exists, moved)``: whether ``run_dir`` holds this experiment already, and whether
-    another one was moved aside (``force_new``); refuses another one otherwise."""
+    another one was moved aside (``force_new``); refuses another one otherwise
+    (``unfused``: this config's hash with ``optimizer.fused: false``, to say so when that
+    is the only difference)."""
     if not (run_dir / DB_NAME).is_file():
         return False, False
     try:
@@ -114,6 +117,12 @@ def _check_directory(run_dir: Path, digest: str, force_new: bool) -> tuple[bool,
         return False, False
     if old == digest:
         return True, False
+    if not force_new and old == unfused:
+        raise ExperimentMismatchError(
+            f"{str(run_dir)!r} holds this experiment run with the for-loop Adam (made before "
+            "optimizer.fused, default true, existed); resume it with --set optimizer.fused=false, "
+            "or pass --force-new to move it aside and start afresh."
+        )
     if not force_new:
         raise ExperimentMismatchError(
             f"{str(run_dir)!r} holds a different experiment (config hash {old[:12]} != "
@@ -382,7 +391,7 @@ def _prepare(cfg: ExperimentConfig, options: BackendOptions, force_new: bool, st
              ) -> tuple[ExperimentConfig, Storage, Any, list[Any], bool]:
     """Check the directory, open or create the store (closed by ``stack``), plan the jobs."""
     run_dir, digest = cfg.run_dir, config_hash(cfg)
-    exists, _ = _check_directory(run_dir, digest, force_new)
+    exists, _ = _check_directory(run_dir, digest, force_new, unfused_hash(cfg))
     storage = experiment_storage(options.storage, run_dir, digest)
     try:
         setup, jobs = prepare_experiment(cfg, run_dir, exists=exists,

@@ -42,14 +42,29 @@ def eval_steps(config: ExperimentConfig, n_train: int) -> tuple[list[int], int, 
 
 
 def build_optimizer(config: ExperimentConfig, params: Any) -> torch.optim.Optimizer:
-    """The optimizer of the config (Adam, AdamW or SGD with their hyperparameters)."""
+    """The optimizer of the config (Adam, AdamW or SGD with their hyperparameters); Adam
+    and AdamW fused where ``optimizer.fused`` and the parameters' device allow it."""
     o = config.optimizer
     if o.name == "sgd":
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
                                weight_decay=o.weight_decay)
     cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    params = list(params)
+    fused = True if o.fused and fused_supported(params) else None  # None: torch's default
     return cls(params, lr=o.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps,
-               weight_decay=o.weight_decay)
+               weight_decay=o.weight_decay, fused=fused)
+
+
+#: Devices whose parameters torch's fused Adam and AdamW update.
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def fused_supported(params: list[Any]) -> bool:
+    """Whether torch's fused Adam can update ``params`` (floating, all on one device it has)."""
+    tensors = [p["params"] if isinstance(p, dict) else [p] for p in params]
+    flat = [t for group in tensors for t in group]
+    return bool(flat) and len({t.device for t in flat}) == 1 and all(
+        t.device.type in FUSED_DEVICES and t.is_floating_point() for t in flat)
 
 
 def build_scheduler(config: ExperimentConfig, optimizer: torch.optim.Optimizer, total_steps: int
