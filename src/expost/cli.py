@@ -107,11 +107,24 @@ def failure_message(exc: BaseException, limit: int = 600) -> str:
 
 # ---------------------------------------------------------------- run
 def _cmd_run(args: argparse.Namespace) -> int:
+    check_output(args.out, "--out", folder=True)
+    helper = None
+    if not args.no_report:  # imports the report layer beside the run (report/helper.py)
+        from .report.helper import ReportHelper
+
+        helper = ReportHelper.start()
+    try:
+        return _run_and_report(args, helper)
+    finally:
+        if helper is not None:
+            helper.close()
+
+
+def _run_and_report(args: argparse.Namespace, helper: Any) -> int:
     from .experiments.backends import options_from_args
     from .experiments.config import ConfigError
     from .experiments.runners import diverged_trainings, run_experiment
 
-    check_output(args.out, "--out", folder=True)
     try:
         run_dir = run_experiment(args.config, output_dir=args.out, overrides=args.set or (),
                                  force_new=args.force_new, quiet=args.quiet,
@@ -128,10 +141,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.no_report:
         print(f"Results: {run_dir}")
         return _fail("run", note) if note else EXIT_OK
-    from .report import build_outputs
-
     try:
-        outputs = build_outputs(run_dir, quiet=args.quiet)
+        outputs = helper.build(run_dir, quiet=args.quiet) if helper is not None else None
+        if outputs is None:  # no helper, or it failed: built here (an error surfaces here)
+            from .report import build_outputs
+
+            outputs = build_outputs(run_dir, quiet=args.quiet)
     except (*_EXPECTED, KeyboardInterrupt) as exc:
         return _fail("run", f"{note + '; ' if note else ''}the runs are stored in "
                             f"{str(run_dir)!r}, but the report could not be written: "

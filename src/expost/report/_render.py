@@ -22,9 +22,10 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ._data import FigureSpec
-from .figures import save_figure
+if TYPE_CHECKING:  # this module is imported by report/helper.py, which loads no matplotlib
+    from ._data import FigureSpec
 
 __all__ = ["MAX_PROCESSES", "render_figures", "report_processes"]
 
@@ -63,6 +64,8 @@ def render_figures(specs: list[FigureSpec], folder: Path, *, pdf: bool = False,
                    processes: int | None = None) -> list[tuple[str, str, list[Path]]]:
     """Draw every figure of ``specs`` and save it in ``folder``; (name, caption, paths
     written) in the order of ``specs``. ``processes``: see :func:`report_processes`."""
+    from .figures import save_figure
+
     n = min(report_processes(processes), max(len(specs) - 1, 1))
 
     def draw(i: int) -> None:

@@ -65,13 +65,24 @@ def build_outputs(
     ValueError
         No run has finished.
     """
+    result, message = outputs_and_message(run_dir, out_dir=out_dir, n_boot=n_boot, seed=seed,
+                                          pdf=pdf, processes=processes)
+    if not quiet:
+        sys.stderr.write(message)
+    return result
+
+
+def outputs_and_message(run_dir: Any, *, out_dir: str | Path | None = None,
+                        n_boot: int = DEFAULT_N_BOOT, seed: int = 0, pdf: bool = False,
+                        processes: int | None = None) -> tuple[dict[str, Any], str]:
+    """:func:`build_outputs` without printing: its result, and what it prints unless quiet."""
     with frozen_heap():
-        return _build(run_dir, out_dir=out_dir, quiet=quiet, n_boot=n_boot, seed=seed, pdf=pdf,
+        return _build(run_dir, out_dir=out_dir, n_boot=n_boot, seed=seed, pdf=pdf,
                       processes=processes)
 
 
-def _build(run_dir: Any, *, out_dir: str | Path | None, quiet: bool, n_boot: int, seed: int,
-           pdf: bool, processes: int | None) -> dict[str, Any]:
+def _build(run_dir: Any, *, out_dir: str | Path | None, n_boot: int, seed: int,
+           pdf: bool, processes: int | None) -> tuple[dict[str, Any], str]:
     with open_store(run_dir) as (store, where):
         if out_dir is not None:
             out = Path(out_dir)
@@ -104,10 +115,9 @@ def _build(run_dir: Any, *, out_dir: str | Path | None, quiet: bool, n_boot: int
     report = out / "report.html"
     atomic_write(report, render_html(data, pngs), root=root)
     result["report_html"] = report
-    if not quiet:
-        if data.table is not None:
-            from .summary import summary_text
+    message = ""
+    if data.table is not None:
+        from .summary import summary_text
 
-            sys.stderr.write(summary_text(data, data.table))
-        print(f"expost: report written to {report}", file=sys.stderr)
-    return result
+        message = summary_text(data, data.table)
+    return result, message + f"expost: report written to {report}\n"

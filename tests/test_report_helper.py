@@ -1,0 +1,147 @@
+"""The report helper of ``expost run``: forked before the run, it builds the report when asked;
+anything wrong with it leaves the report to the parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from expost.report import _render, build_outputs
+from expost.report.helper import ReportHelper
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2,
+                                reason="the helper forks on Linux with 2 or more CPUs")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A finished experiment on disk (the helper's child opens it by path)."""
+    from expost.experiments.runners import run_experiment
+
+    cfg = {"name": "helper", "dataset": {"name": "digits", "options": {"flatten": True}},
+           "model": {"name": "mlp", "options": {"hidden": [16]}},
+           "objective": {"kind": "emphasize", "emphasized": "hardest", "ratio": 9},
+           "regimes": ["weighted", "expost"], "seeds": [0, 1],
+           "optimizer": {"name": "adam", "lr": 0.01},
+           "training": {"epochs": 2, "batch_size": 128}, "num_threads": 1}
+    return run_experiment(cfg, output_dir=tmp_path_factory.mktemp("h") / "run", progress=False,
+                          quiet=True)
+
+
+def _gone(pid):
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def test_the_helper_builds_the_report_the_parent_would(run_dir, tmp_path, capsys):
+    helper = ReportHelper.start()
+    assert helper is not None
+    pid = helper.pid
+    got = helper.build(run_dir, quiet=False)
+    assert _gone(pid)
+    printed = capsys.readouterr().err
+    assert "report written to" in printed and "Verdict" in printed  # printed by this process
+    files = {k: v.read_bytes() for k, v in got.items() if k.startswith("figure_")}
+    here = build_outputs(run_dir, out_dir=tmp_path / "here", quiet=True, processes=1)
+    assert sorted(got) == sorted(here)
+    assert got["table1_markdown"] == here["table1_markdown"]
+    assert files == {k: v.read_bytes() for k, v in here.items() if k.startswith("figure_")}
+    assert got["report_html"] == run_dir / "report" / "report.html"
+
+
+def test_the_parent_loads_no_matplotlib_when_the_helper_builds(run_dir):
+    code = textwrap.dedent(f"""
+        import sys
+        from expost.report.helper import ReportHelper
+        helper = ReportHelper.start()
+        out = helper.build({str(run_dir)!r}, quiet=True)
+        print(sorted(out)[0], "matplotlib" in sys.modules, "torch" in sys.modules)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["figure_curves_accuracy", "False", "False"]
+
+
+def test_a_failing_helper_leaves_the_report_to_the_caller(tmp_path):
+    helper = ReportHelper.start()
+    pid = helper.pid
+    assert helper.build(tmp_path / "not-an-experiment", quiet=False) is None
+    assert _gone(pid)
+    with pytest.raises(FileNotFoundError):  # what the caller then raises itself
+        build_outputs(tmp_path / "not-an-experiment")
+
+
+def test_a_killed_helper_leaves_the_report_to_the_caller(run_dir):
+    helper = ReportHelper.start()
+    pid = helper.pid
+    os.kill(pid, signal.SIGKILL)
+    assert helper.build(run_dir, quiet=True) is None
+    assert _gone(pid)
+
+
+def test_a_helper_never_asked_is_reaped(run_dir):
+    helper = ReportHelper.start()
+    pid = helper.pid
+    helper.close()
+    helper.close()  # twice: nothing happens
+    assert _gone(pid)
+
+
+def test_no_helper_where_figures_are_drawn_by_one_process(monkeypatch):
+    monkeypatch.setattr(_render.sys, "platform", "darwin")
+    assert ReportHelper.start() is None
+
+
+def test_expost_run_prints_what_it_printed_without_the_helper(tmp_path):
+    """The command line end to end, once with the helper (2+ CPUs) and once without."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: cli\ndataset: {name: digits, options: {flatten: true}}\n"
+                   "model: {name: mlp, options: {hidden: [16]}}\n"
+                   "objective: {kind: emphasize, emphasized: hardest, ratio: 9}\n"
+                   "regimes: [weighted, expost]\nseeds: [0, 1]\nnum_threads: 1\n"
+                   "optimizer: {name: adam, lr: 0.01}\ntraining: {epochs: 2, batch_size: 128}\n")
+    outs = []
+    for name, taskset in (("with", []), ("without", ["taskset", "-c", "0"])):
+        if taskset and subprocess.run(["which", "taskset"], capture_output=True).returncode:
+            pytest.skip("taskset is not installed")
+        proc = subprocess.run([*taskset, sys.executable, "-m", "expost", "run", str(cfg),
+                               "--out", str(tmp_path / name)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        where = str(tmp_path / name)
+        outs.append((proc.stdout.replace(where, "RUN"),
+                     proc.stderr.split("Table 1:", 1)[1].replace(where, "RUN")))
+    assert outs[0] == outs[1]
+    assert "report_html" in outs[0][0] and "report written to" in outs[0][1]
+
+
+def test_expost_run_has_the_helper_build_the_report(tmp_path, monkeypatch):
+    from expost.cli import main
+    from expost.report import build as build_module
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: cli\ndataset: {name: digits, options: {flatten: true}}\n"
+                   "model: {name: mlp, options: {hidden: [16]}}\n"
+                   "objective: {kind: emphasize, emphasized: hardest, ratio: 9}\n"
+                   "regimes: [weighted, expost]\nseeds: [0]\nnum_threads: 1\n"
+                   "training: {epochs: 1, batch_size: 128}\n")
+    built = []
+    real = ReportHelper.build
+
+    def spy(self, *args, **kwargs):
+        built.append(real(self, *args, **kwargs))
+        return built[-1]
+
+    def here(*args, **kwargs):
+        raise AssertionError("the report was built in the parent")
+
+    monkeypatch.setattr(ReportHelper, "build", spy)
+    monkeypatch.setattr(build_module, "build_outputs", here)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert len(built) == 1 and built[0]["report_html"].is_file()
