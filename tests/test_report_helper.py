@@ -13,6 +13,7 @@ import pytest
 
 from expost.report import _render, build_outputs
 from expost.report.helper import ReportHelper
+from test_report_render import _reaped as _gone
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2,
                                 reason="the helper forks on Linux with 2 or more CPUs")
@@ -31,14 +32,6 @@ def run_dir(tmp_path_factory):
            "training": {"epochs": 2, "batch_size": 128}, "num_threads": 1}
     return run_experiment(cfg, output_dir=tmp_path_factory.mktemp("h") / "run", progress=False,
                           quiet=True)
-
-
-def _gone(pid):
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
 
 
 def test_the_helper_builds_the_report_the_parent_would(run_dir, tmp_path, capsys):
