@@ -10,11 +10,12 @@ validation set (the harness's validation loss and its validation-selected Table 
 Nothing is written, no metrics, no report. ``benchmarks/harness_vs_bare.py`` times
 it beside the harness.
 
-Run: ``python benchmarks/bare_loop.py`` (prints its wall and CPU seconds).
+Run: ``python benchmarks/bare_loop.py [--fused-adam]`` (prints its wall and CPU seconds).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -33,6 +34,9 @@ LR = float(_DEFAULT["optimizer"]["lr"])
 (HIDDEN,) = _DEFAULT["model"]["options"]["hidden"]
 RATIO = float(_DEFAULT["objective"]["ratio"])
 EMPHASIZED = 8  # the class the default's "hardest" probe picks on digits (the report names it)
+#: ``--fused-adam``: torch's fused Adam kernel, as the harness runs it by default
+#: (``optimizer.fused``); without it the for-loop Adam, torch's default on a CPU.
+FUSED = "--fused-adam" in sys.argv[1:]
 
 
 def split(y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -53,7 +57,7 @@ def train(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, x_val: torch.T
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], HIDDEN), torch.nn.ReLU(),
                                 torch.nn.Linear(HIDDEN, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    opt = torch.optim.Adam(model.parameters(), lr=LR, fused=FUSED or None)
     gen = torch.Generator().manual_seed(seed)
     stored = []
     for _ in range(EPOCHS):
