@@ -367,9 +367,10 @@ def config_hash(config: ExperimentConfig) -> str:
     keep their hash under ``optimizer.fused: false``).
 
     Two configs with the same hash describe the same experiment; a directory
-    holding one refuses the other. Neither excluded key changes a number of the
-    results (where the run is written, how often it is checkpointed), so a run
-    may be resumed with another checkpoint interval.
+    holding one refuses the other. Neither of the first two keys changes a number
+    of the results (where the run is written, how often it is checkpointed), so a
+    run may be resumed with another checkpoint interval. ``fused`` does (to
+    rounding): true and false hash differently, false as the key's absence.
     """
     payload = config.model_dump(mode="json",
                                 exclude={"output_dir": True, "training": {"checkpoint_every": True}})
