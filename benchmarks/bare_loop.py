@@ -15,7 +15,7 @@ Run: ``python benchmarks/bare_loop.py [--fused-adam]`` (prints its wall and CPU 
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 from pathlib import Path
 
@@ -34,9 +34,6 @@ LR = float(_DEFAULT["optimizer"]["lr"])
 (HIDDEN,) = _DEFAULT["model"]["options"]["hidden"]
 RATIO = float(_DEFAULT["objective"]["ratio"])
 EMPHASIZED = 8  # the class the default's "hardest" probe picks on digits (the report names it)
-#: ``--fused-adam``: torch's fused Adam kernel, as the harness runs it by default
-#: (``optimizer.fused``); without it the for-loop Adam, torch's default on a CPU.
-FUSED = "--fused-adam" in sys.argv[1:]
 
 
 def split(y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -53,11 +50,11 @@ def split(y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def train(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, x_val: torch.Tensor,
-          weights: torch.Tensor | None, seed: int) -> list[np.ndarray]:
+          weights: torch.Tensor | None, seed: int, fused: bool) -> list[np.ndarray]:
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], HIDDEN), torch.nn.ReLU(),
                                 torch.nn.Linear(HIDDEN, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=LR, fused=FUSED or None)
+    opt = torch.optim.Adam(model.parameters(), lr=LR, fused=fused or None)
     gen = torch.Generator().manual_seed(seed)
     stored = []
     for _ in range(EPOCHS):
@@ -77,6 +74,11 @@ def train(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, x_val: torch.T
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fused-adam", action="store_true",
+                    help="torch's fused Adam kernel, as the harness runs it by default "
+                         "(optimizer.fused); without it the for-loop Adam, torch's CPU default")
+    args = ap.parse_args()
     t0, c0 = time.perf_counter(), time.process_time()
     torch.set_num_threads(1)
     data = load_digits()
@@ -91,7 +93,7 @@ def main() -> None:
     n = 0
     for seed in range(SEEDS):
         for weights in (w, None):
-            n += len(train(x, y, x_test, x_val, weights, seed))
+            n += len(train(x, y, x_test, x_val, weights, seed, args.fused_adam))
     print(f"bare loop: {SEEDS * 2} trainings, {n} test and validation evaluations, "
           f"wall {time.perf_counter() - t0:.2f} s, CPU {time.process_time() - c0:.2f} s")
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # this module is imported by report/helper.py, which loads no matplotlib
     from ._data import FigureSpec
 
-__all__ = ["MAX_PROCESSES", "render_figures", "report_processes"]
+__all__ = ["MAX_PROCESSES", "figure_paths", "render_figures", "report_processes"]
 
 #: At most this many processes draw a report's figures.
 MAX_PROCESSES = 4
@@ -55,8 +55,10 @@ def report_processes(requested: int | None = None) -> int:
     return wanted
 
 
-def _paths(folder: Path, name: str, pdf: bool) -> list[Path]:
-    png = (folder / name).with_suffix(".png")
+def figure_paths(path: str | Path, pdf: bool) -> list[Path]:
+    """The files :func:`~expost.report.figures.save_figure` writes for ``path``: its PNG
+    (the suffix forced to ``.png``), and beside it the PDF if asked."""
+    png = Path(path).with_suffix(".png")
     return [png, png.with_suffix(".pdf")] if pdf else [png]
 
 
@@ -99,7 +101,7 @@ def render_figures(specs: list[FigureSpec], folder: Path, *, pdf: bool = False,
     finally:
         for pid in children:  # only on an error here (KeyboardInterrupt included)
             _stop(pid)
-    return [(name, caption, _paths(folder, name, pdf)) for name, caption, _ in specs]
+    return [(name, caption, figure_paths(folder / name, pdf)) for name, caption, _ in specs]
 
 
 def _reap(children: dict[int, list[int]], deadline: float) -> list[int]:
@@ -126,7 +128,7 @@ def _reap(children: dict[int, list[int]], deadline: float) -> list[int]:
 
 def _remove_partial(folder: Path, name: str) -> None:
     """The temp files :func:`~expost._atomic.atomic_open` leaves when its process is killed."""
-    for path in _paths(folder, name, pdf=True):
+    for path in figure_paths(folder / name, pdf=True):
         for tmp in folder.glob(f".{path.name}.*.tmp"):
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()

@@ -62,15 +62,14 @@ def save_figure(fig: Figure, path: str | Path, *, pdf: bool = False, dpi: int = 
     Returns the paths written.
     """
     from .._atomic import atomic_open
+    from ._render import figure_paths
 
-    png = Path(path).with_suffix(".png")
-    with atomic_open(png, "wb") as fh:  # whole or not at all
+    out = figure_paths(path, pdf)
+    with atomic_open(out[0], "wb") as fh:  # whole or not at all
         fig.savefig(fh, dpi=dpi, format="png", pil_kwargs=_FAST_PNG)
-    out = [png]
     if pdf:
-        with atomic_open(png.with_suffix(".pdf"), "wb") as fh:
+        with atomic_open(out[1], "wb") as fh:
             fig.savefig(fh, format="pdf")
-        out.append(png.with_suffix(".pdf"))
     return out
 
 
