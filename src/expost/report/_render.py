@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # this module is imported by report/helper.py, which loads no matplotlib
     from ._data import FigureSpec
 
-__all__ = ["MAX_PROCESSES", "figure_paths", "render_figures", "report_processes"]
+__all__ = ["MAX_PROCESSES", "figure_paths", "render_figures", "report_processes", "stop_child"]
 
 #: At most this many processes draw a report's figures.
 MAX_PROCESSES = 4
@@ -100,7 +100,7 @@ def render_figures(specs: list[FigureSpec], folder: Path, *, pdf: bool = False,
             draw(i)  # what a failed child left
     finally:
         for pid in children:  # only on an error here (KeyboardInterrupt included)
-            _stop(pid)
+            stop_child(pid)
     return [(name, caption, figure_paths(folder / name, pdf)) for name, caption, _ in specs]
 
 
@@ -116,7 +116,7 @@ def _reap(children: dict[int, list[int]], deadline: float) -> list[int]:
             if done == 0 and time.perf_counter() < deadline:
                 continue
             if done == 0:
-                _stop(pid)
+                stop_child(pid)
             elif os.waitstatus_to_exitcode(status) == 0:
                 children.pop(pid)
                 continue
@@ -134,7 +134,7 @@ def _remove_partial(folder: Path, name: str) -> None:
                 tmp.unlink()
 
 
-def _stop(pid: int) -> None:
+def stop_child(pid: int) -> None:
     """Kill a child and reap it (it may have exited already)."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)

@@ -21,10 +21,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
+
+from ._render import report_processes, stop_child  # no matplotlib: the child imports it
 
 __all__ = ["ReportHelper"]
 
@@ -51,8 +52,6 @@ class ReportHelper:
     @classmethod
     def start(cls) -> ReportHelper | None:
         """Fork the helper; None where that does not pay (off Linux, one CPU)."""
-        from ._render import report_processes
-
         if report_processes() < 2:
             return None
         for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
@@ -104,11 +103,7 @@ class ReportHelper:
                     os.close(fd)
         self._request = self._reply = -1
         if self.pid:
-            with contextlib.suppress(ProcessLookupError):
-                done, _ = os.waitpid(self.pid, os.WNOHANG)
-                if done == 0:
-                    os.kill(self.pid, signal.SIGKILL)
-                    os.waitpid(self.pid, 0)
+            stop_child(self.pid)  # after its reply it has exited or is exiting: no loss
             self.pid = 0
 
 
