@@ -10,6 +10,8 @@ import gzip
 import importlib.util
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -241,12 +243,73 @@ def test_digits_splits_match_sklearn():
         assert x.shape[1:] == (1, 8, 8) and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
         np.testing.assert_array_equal(y.numpy(), ref.target[idx])
         np.testing.assert_array_equal(data.labels(split), ref.target[idx])
-        np.testing.assert_allclose(x.reshape(len(idx), 64).numpy(), ref.data[idx] / 16.0)
+        np.testing.assert_array_equal(x.reshape(len(idx), 64).numpy(),
+                                      (ref.data[idx] / 16.0).astype(np.float32))
     np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(1797))
     # stratified: every class's share within a few examples of its share overall
     for split, f in (("train", 0.7), ("test", 0.2), ("val", 0.1)):
         counts = data.class_counts(split)
         assert np.all(np.abs(counts - np.bincount(ref.target) * f) < 2)
+
+
+def test_digits_read_from_sklearns_file_without_importing_sklearn():
+    from sklearn.datasets import load_digits
+
+    from expost.experiments.datasets import digits as mod
+
+    path = mod.digits_file()
+    assert path is not None and path.name == "digits.csv.gz"
+    read = mod._read_table(path)  # the fast path, not the fallback
+    assert read is not None
+    ref = load_digits()
+    pixels, labels = read
+    np.testing.assert_array_equal(pixels, ref.data)
+    np.testing.assert_array_equal(labels, ref.target)
+    assert pixels.dtype == np.float64 and labels.dtype == np.int64
+    code = ("import sys; from expost.experiments.datasets import load_dataset; "
+            "d = load_dataset('digits', seed=0); "
+            "print(len(d.train), sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1258", "[]"], out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("content", [
+    None,  # no file
+    b"0,1,2\n",  # not 1,797 x 65
+    b"not,a,number\n",
+    b"\x00\x01garbage",  # not gzip
+    "halves",  # right shape, a value that is not an integer
+    "big",  # right shape, a pixel above 16
+])
+def test_digits_fall_back_to_sklearn_when_its_file_is_not_the_expected_table(
+    tmp_path, monkeypatch, content
+):
+    from sklearn.datasets import load_digits
+
+    from expost.experiments.datasets import digits as mod
+
+    ref = load_digits()
+    path = tmp_path / "digits.csv.gz"
+    if content in ("halves", "big"):
+        table = np.column_stack([ref.data, ref.target])
+        table[5, 3] = 2.5 if content == "halves" else 17
+        path.write_bytes(gzip.compress(
+            "\n".join(",".join(f"{v:g}" for v in row) for row in table).encode()))
+        assert mod._read_table(path) is None
+    elif content is not None:
+        path.write_bytes(content if content.startswith(b"\x00") else gzip.compress(content))
+        assert mod._read_table(path) is None
+    monkeypatch.setattr(mod, "digits_file", lambda: path if content is not None else None)
+    pixels, labels = mod.digits_arrays()
+    np.testing.assert_array_equal(pixels, ref.data)
+    np.testing.assert_array_equal(labels, ref.target)
+
+
+def test_digits_file_is_none_without_sklearn(monkeypatch):
+    from expost.experiments.datasets import digits as mod
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert mod.digits_file() is None
 
 
 def test_digits_seed_and_flatten():
