@@ -114,9 +114,19 @@ def test_expost_run_prints_what_it_printed_without_the_helper(tmp_path):
     assert "report_html" in outs[0][0] and "report written to" in outs[0][1]
 
 
-def test_expost_run_has_the_helper_build_the_report(tmp_path, monkeypatch):
+def test_expost_run_has_the_helper_run_the_probe_and_build_the_report(tmp_path, monkeypatch):
     from expost.cli import main
+    from expost.experiments import ResultStore, _probe
     from expost.report import build as build_module
+
+    parent, real_probe = os.getpid(), _probe.probe_recall
+
+    def only_in_the_child(*args, **kwargs):
+        if os.getpid() == parent:
+            raise AssertionError("the probe ran in the parent")
+        return real_probe(*args, **kwargs)
+
+    monkeypatch.setattr(_probe, "probe_recall", only_in_the_child)
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("name: cli\ndataset: {name: digits, options: {flatten: true}}\n"
@@ -138,3 +148,136 @@ def test_expost_run_has_the_helper_build_the_report(tmp_path, monkeypatch):
     monkeypatch.setattr(build_module, "build_outputs", here)
     assert main(["run", str(cfg), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     assert len(built) == 1 and built[0]["report_html"].is_file()
+    store = ResultStore(tmp_path / "run")
+    try:
+        info = store.experiment_info()
+    finally:
+        store.close()
+    assert info["emphasized"] == 8 and info["objective_note"].startswith("hardest class '8'")
+
+
+# ---------------------------------------------------------------- the "hardest" probe
+def _probe_arrays(seed=0, n=240, d=6, k=3):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    x = rng.standard_normal((n, d)) + y[:, None] * 0.7
+    return x[:180], y[:180].astype(np.int64), x[180:], y[180:].astype(np.int64), k
+
+
+def _with_probe(**kwargs):
+    """A helper started as ``expost run`` starts it, and the probe runner that asks it."""
+    from expost.cli import _helper_probe
+    from expost.experiments import _probe
+
+    helper = ReportHelper.start(tasks={"probe": _probe.probe_recall}, **kwargs)
+    return helper, _helper_probe(helper)
+
+
+def test_the_helper_runs_the_probe_then_builds_the_report(run_dir, tmp_path):
+    import numpy as np
+
+    from expost.experiments._probe import PROBE_MODULES, probe_recall
+
+    helper, ask = _with_probe(preload=PROBE_MODULES)
+    pid = helper.pid
+    for seed in (0, 1):  # more than one request before the report
+        args = _probe_arrays(seed)
+        got = ask(*args)
+        assert got.dtype == np.float64 and got.shape == (3,)
+        np.testing.assert_array_equal(got, probe_recall(*args))
+    assert helper.ask("no such task", [np.zeros(2)]) is None  # refused; the helper stays
+    out = helper.build(run_dir, quiet=True)
+    assert _gone(pid) and out["report_html"].is_file()
+    assert ask(*_probe_arrays()) is None  # gone: the caller computes it
+
+
+def test_a_probe_that_fails_in_the_helper_is_left_to_the_caller(run_dir):
+    import numpy as np
+
+    helper, ask = _with_probe()
+    x, _, xva, yva, k = _probe_arrays()
+    one_class = np.zeros(len(x), dtype=np.int64)  # LogisticRegression refuses one class
+    assert ask(x, one_class, xva, yva, k) is None
+    assert helper.pid  # still there: the report is still its to build
+    assert helper.build(run_dir, quiet=True)["report_html"].is_file()
+
+
+def test_a_killed_helper_leaves_the_probe_to_the_caller():
+    import numpy as np
+
+    from expost.experiments._probe import probe_recall, probe_runner, run_probe
+
+    helper, ask = _with_probe()
+    pid = helper.pid
+    os.kill(pid, signal.SIGKILL)
+    args = _probe_arrays()
+    assert ask(*args) is None
+    assert _gone(pid)
+    with probe_runner(ask):
+        np.testing.assert_array_equal(run_probe(*args), probe_recall(*args))
+
+
+def test_run_probe_asks_the_runner_first():
+    import numpy as np
+
+    from expost.experiments._probe import probe_recall, probe_runner, run_probe
+
+    args = _probe_arrays()
+    asked = []
+    with probe_runner(lambda *a: asked.append(a) or np.array([7.0, 8.0, 9.0])):
+        assert run_probe(*args).tolist() == [7.0, 8.0, 9.0]
+    for answer in (None, np.zeros(2)):  # no answer, or not one recall per class: computed here
+        with probe_runner(lambda *a, answer=answer: answer):
+            np.testing.assert_array_equal(run_probe(*args), probe_recall(*args))
+    assert len(asked) == 1
+    np.testing.assert_array_equal(run_probe(*args), probe_recall(*args))  # no runner outside
+
+
+def test_helper_messages_carry_only_float64_and_int64(tmp_path):
+    import json
+    import struct
+
+    import numpy as np
+
+    from expost.report import helper as mod
+
+    r, w = os.pipe()
+    mod._send(w, {"op": "x"}, [np.arange(3.0), np.arange(4).reshape(2, 2)])
+    header, arrays = mod._recv(r)
+    assert header["op"] == "x" and arrays[0].tolist() == [0.0, 1.0, 2.0]
+    assert arrays[1].tolist() == [[0, 1], [2, 3]] and arrays[1].dtype == np.int64
+    bad = json.dumps({"arrays": [["|O", [1]]]}).encode()
+    os.write(w, struct.pack("<Q", len(bad)) + bad)
+    with pytest.raises(ValueError, match=r"array of '\|O'"):
+        mod._recv(r)
+    os.close(w)
+    assert mod._recv(r) is None  # the end of the pipe
+    os.close(r)
+
+
+def test_a_probe_that_warns_in_the_helper_is_left_to_the_caller(run_dir, monkeypatch):
+    import warnings
+
+    import numpy as np
+
+    from expost.experiments import _probe
+
+    calls = []
+
+    def warns(*args, **kwargs):  # the child runs it too, in its own memory
+        calls.append(os.getpid())
+        warnings.warn("did not converge", RuntimeWarning, stacklevel=2)
+        return np.ones(kwargs.get("n_classes", args[-1]))
+
+    monkeypatch.setattr(_probe, "probe_recall", warns)
+    helper, ask = _with_probe()
+    args = _probe_arrays()
+    assert ask(*args) is None
+    with warnings.catch_warnings(record=True) as caught, _probe.probe_runner(ask):
+        warnings.simplefilter("always")
+        assert _probe.run_probe(*args).tolist() == [1.0, 1.0, 1.0]
+    assert [str(w.message) for w in caught] == ["did not converge"]  # raised in this process
+    assert calls == [os.getpid()]
+    assert helper.build(run_dir, quiet=True)["report_html"].is_file()

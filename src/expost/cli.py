@@ -110,9 +110,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     check_output(args.out, "--out", folder=True)
     helper = None
     if not args.no_report:  # imports the report layer beside the run (report/helper.py)
+        from .experiments._probe import PROBE_MODULES, probe_recall
         from .report.helper import ReportHelper
 
-        helper = ReportHelper.start()
+        # it also runs the "hardest" probe, whose scikit-learn it imports beside torch
+        helper = ReportHelper.start(preload=PROBE_MODULES, tasks={"probe": probe_recall})
     try:
         return _run_and_report(args, helper)
     finally:
@@ -121,14 +123,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_and_report(args: argparse.Namespace, helper: Any) -> int:
+    from .experiments._probe import probe_runner
     from .experiments.backends import options_from_args
     from .experiments.config import ConfigError
     from .experiments.runners import diverged_trainings, run_experiment
 
     try:
-        run_dir = run_experiment(args.config, output_dir=args.out, overrides=args.set or (),
-                                 force_new=args.force_new, quiet=args.quiet,
-                                 backend=options_from_args(args))
+        with probe_runner(_helper_probe(helper) if helper is not None else None):
+            run_dir = run_experiment(args.config, output_dir=args.out, overrides=args.set or (),
+                                     force_new=args.force_new, quiet=args.quiet,
+                                     backend=options_from_args(args))
     except ConfigError as exc:  # every invalid key on one line, exit 1 like every failure
         return _fail("run", failure_message(exc))
     except KeyboardInterrupt:
@@ -156,6 +160,13 @@ def _run_and_report(args: argparse.Namespace, helper: Any) -> int:
         if key != "table1_markdown":
             print(f"{key}: {path}")
     return _fail("run", note) if note else EXIT_OK
+
+
+def _helper_probe(helper: Any) -> Any:
+    """A probe runner (:func:`~expost.experiments._probe.probe_runner`) that asks ``helper``."""
+    def runner(xtr: Any, ytr: Any, xva: Any, yva: Any, n_classes: int) -> Any:
+        return helper.ask("probe", [xtr, ytr, xva, yva], n_classes=n_classes)
+    return runner
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .._utility import Utility
 from .._validation import describe
+from ._probe import run_probe
 from ._schema import ConfigError, _Section
 
 __all__ = [
@@ -245,8 +246,6 @@ def hardest_class(data: Any, *, max_rows: int = 5000) -> tuple[int, str]:
         idx = _config_class_index(c, data.class_names, "objective.emphasized")
         return idx, f"hardest class {data.class_names[idx]!r} as named by the data set"
     import torch
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
 
     if not isinstance(data.train, torch.utils.data.TensorDataset) or not isinstance(
             data.val, torch.utils.data.TensorDataset):
@@ -261,12 +260,8 @@ def hardest_class(data: Any, *, max_rows: int = 5000) -> tuple[int, str]:
         rng.choice(ytr.size, max_rows, replace=False))
     xtr = data.train.tensors[0][torch.as_tensor(keep)].reshape(keep.size, -1).double().numpy()
     xva = data.val.tensors[0].reshape(len(data.val), -1).double().numpy()
-    scaler = StandardScaler().fit(xtr)
-    probe = LogisticRegression(max_iter=300).fit(scaler.transform(xtr), ytr[keep])
-    pred = probe.predict(scaler.transform(xva))
-    yva = data.val_labels
-    recall = np.array([np.mean(pred[yva == c] == c) if np.any(yva == c) else np.inf
-                       for c in range(data.n_classes)])
+    recall = run_probe(xtr, np.asarray(ytr[keep], dtype=np.int64), xva,
+                       np.asarray(data.val_labels, dtype=np.int64), data.n_classes)
     idx = int(np.argmin(recall))
     return idx, (f"hardest class {data.class_names[idx]!r}: lowest validation recall "
                  f"({recall[idx]:.3f}) of a logistic-regression probe")

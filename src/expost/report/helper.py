@@ -14,26 +14,53 @@ Whatever goes wrong in the child (an error, a crash, a Ctrl-C) makes
 so an error surfaces in the parent as it would without a helper. The child leaves
 as soon as the parent closes its end of the pipe, and when the parent dies, since
 its read then ends.
+
+Before the report, the child can also run ``tasks``, functions of arrays given at
+the start (``expost run`` gives it the logistic-regression probe of
+``objective.emphasized: hardest``, :mod:`expost.experiments._probe`, and has it
+import scikit-learn first, through ``preload``, beside the parent's import of
+torch): :meth:`ReportHelper.ask`. A task that fails or warns there returns None,
+and the parent runs it itself, so its errors and warnings reach the user as they
+would without a helper.
+
+Messages, both ways: an 8-byte length, a JSON header, then the raw bytes of the
+arrays the header lists (float64 or int64 only; nothing is unpickled).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
+import struct
 import sys
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from ._render import report_processes, stop_child  # no matplotlib: the child imports it
 
 __all__ = ["ReportHelper"]
 
+#: The array types a message may carry.
+_DTYPES = ("<f8", "<i8")
+_LENGTH = struct.Struct("<Q")
 
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 1 << 16):
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    """``n`` bytes from ``fd``; None at the end of the pipe before them."""
+    chunks, got = [], 0
+    while got < n:
+        chunk = os.read(fd, min(n - got, 1 << 20))
+        if not chunk:
+            return None
         chunks.append(chunk)
+        got += len(chunk)
     return b"".join(chunks)
 
 
@@ -43,6 +70,35 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def _send(fd: int, header: dict[str, Any], arrays: Sequence[NDArray[Any]] = ()) -> None:
+    """One message: the header (with the arrays' dtypes and shapes added) and the arrays."""
+    arrays = [np.ascontiguousarray(a, dtype=np.dtype(a.dtype).newbyteorder("<")) for a in arrays]
+    header = {**header, "arrays": [[a.dtype.str, list(a.shape)] for a in arrays]}
+    text = json.dumps(header).encode()
+    _write_all(fd, _LENGTH.pack(len(text)) + text + b"".join(a.tobytes() for a in arrays))
+
+
+def _recv(fd: int) -> tuple[dict[str, Any], list[NDArray[Any]]] | None:
+    """The next message; None at the end of the pipe. ValueError for a malformed one."""
+    raw = _read_exact(fd, _LENGTH.size)
+    if raw is None:
+        return None
+    text = _read_exact(fd, _LENGTH.unpack(raw)[0])
+    header = json.loads(text) if text is not None else None
+    if not isinstance(header, dict):
+        raise ValueError("a helper message without a header")
+    arrays = []
+    for dtype, shape in header.get("arrays", []):
+        if dtype not in _DTYPES or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise ValueError(f"a helper message with an array of {dtype!r}, shape {shape!r}")
+        n = int(np.prod(shape, dtype=np.int64)) * 8
+        data = _read_exact(fd, n)
+        if data is None:
+            raise ValueError("a helper message cut short")
+        arrays.append(np.frombuffer(data, dtype=dtype).reshape(shape).copy())
+    return header, arrays
+
+
 class ReportHelper:
     """The forked child that builds a run's report; see the module docstring."""
 
@@ -50,8 +106,14 @@ class ReportHelper:
         self.pid, self._request, self._reply = pid, request, reply
 
     @classmethod
-    def start(cls) -> ReportHelper | None:
-        """Fork the helper; None where that does not pay (off Linux, one CPU)."""
+    def start(cls, preload: Sequence[str] = (),
+              tasks: Mapping[str, Callable[..., NDArray[Any]]] | None = None
+              ) -> ReportHelper | None:
+        """Fork the helper; None where that does not pay (off Linux, one CPU).
+
+        ``preload``: modules the child imports first, before the report layer (one that
+        fails to import is left to the task that needs it). ``tasks``: what
+        :meth:`ask` may run there, by name."""
         if report_processes() < 2:
             return None
         for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
@@ -64,7 +126,7 @@ class ReportHelper:
             try:
                 os.close(req_w)
                 os.close(rep_r)
-                _serve(req_r, rep_w)
+                _serve(req_r, rep_w, tuple(preload), dict(tasks or {}))
                 code = 0
             finally:
                 os._exit(code)
@@ -72,26 +134,43 @@ class ReportHelper:
         os.close(rep_w)
         return cls(pid, req_w, rep_r)
 
+    def _ask(self, header: dict[str, Any], arrays: Sequence[NDArray[Any]] = (),
+             *, last: bool = False) -> tuple[dict[str, Any], list[NDArray[Any]]] | None:
+        """Send a request and read the reply; None (and the helper closed) if it failed.
+        ``last``: the helper is closed afterwards in any case."""
+        if self._request < 0:
+            return None
+        try:
+            _send(self._request, header, arrays)
+            reply = _recv(self._reply)
+        except (OSError, ValueError):  # the helper died (a broken pipe), or replied garbage
+            reply = None
+        if reply is None or last:
+            self.close()
+        if reply is None or reply[0].get("ok") is not True:
+            return None
+        return reply
+
+    def ask(self, task: str, arrays: Sequence[NDArray[Any]],
+            **options: int | float | str) -> NDArray[Any] | None:
+        """``tasks[task](*arrays, **options)`` run by the helper (arrays of float64 or
+        int64); None if it did not answer (an error or a warning there, or the helper
+        gone: the caller then runs it itself)."""
+        reply = self._ask({"op": "task", "task": task, "options": options}, arrays)
+        return reply[1][0] if reply is not None and len(reply[1]) == 1 else None
+
     def build(self, run_dir: str | Path, *, quiet: bool) -> dict[str, Any] | None:
         """:func:`~expost.report.build_outputs` of ``run_dir`` built by the helper (what it
         prints unless ``quiet`` is printed here); None if it did not (the caller then builds
         it). The helper is gone afterwards."""
-        request = json.dumps({"run_dir": str(run_dir)}).encode()
-        try:
-            _write_all(self._request, request)
-            os.close(self._request)
-            self._request = -1
-            reply = json.loads(_read_all(self._reply) or b"null")
-        except (OSError, ValueError):  # the helper died (a broken pipe), or replied garbage
-            reply = None
-        finally:
-            self.close()
-        if not isinstance(reply, dict) or not reply.get("ok"):
+        reply = self._ask({"op": "report", "run_dir": str(run_dir)}, last=True)
+        if reply is None:
             return None
+        header = reply[0]
         if not quiet:
-            sys.stderr.write(reply["message"])
+            sys.stderr.write(header["message"])
         outputs: dict[str, Any] = {}
-        for key, value in reply["outputs"].items():
+        for key, value in header["outputs"].items():
             outputs[key] = value if key == "table1_markdown" else Path(value)
         return outputs
 
@@ -107,19 +186,40 @@ class ReportHelper:
             self.pid = 0
 
 
-def _serve(request: int, reply: int) -> None:
-    """The child: import the report layer, wait for one request, build, reply."""
+def _serve(request: int, reply: int, preload: tuple[str, ...] = (),
+           tasks: Mapping[str, Callable[..., NDArray[Any]]] | None = None) -> None:
+    """The child: import, then run tasks until a report request (or the end)."""
+    for name in preload:
+        with contextlib.suppress(Exception):  # the task that needs it fails, and says why
+            importlib.import_module(name)
     from .build import outputs_and_message  # the import this process exists for
 
-    data = _read_all(request)  # until the parent has sent its request, or closed, or died
-    if not data:
-        return
-    args = json.loads(data)
-    try:
-        outputs, message = outputs_and_message(args["run_dir"])
-    except Exception:  # the parent builds it again and reports the error itself
-        payload: dict[str, Any] = {"ok": False}
-    else:
-        payload = {"ok": True, "message": message,
-                   "outputs": {k: str(v) for k, v in outputs.items()}}
-    _write_all(reply, json.dumps(payload).encode())
+    while (message := _recv(request)) is not None:
+        header, arrays = message
+        op = header.get("op")
+        if op == "task":
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    result = (tasks or {})[header["task"]](*arrays, **header["options"])
+                if caught:  # the parent runs it again, and its warnings reach the user
+                    raise RuntimeWarning(str(caught[0].message))
+                result = np.asarray(result)
+                if result.dtype.kind not in "fiub":
+                    raise TypeError(f"task {header['task']!r} returned {result.dtype}")
+            except Exception:  # the parent runs it again and reports the error itself
+                _send(reply, {"ok": False})
+            else:
+                kind = np.float64 if result.dtype.kind == "f" else np.int64
+                _send(reply, {"ok": True}, [result.astype(kind, copy=False)])
+        elif op == "report":
+            try:
+                outputs, message_text = outputs_and_message(header["run_dir"])
+            except Exception:  # the parent builds it again and reports the error itself
+                _send(reply, {"ok": False})
+            else:
+                _send(reply, {"ok": True, "message": message_text,
+                              "outputs": {k: str(v) for k, v in outputs.items()}})
+            return
+        else:
+            return
