@@ -12,7 +12,9 @@ Goal (issue 14): at most 1.15x.
 
 The harness runs torch's fused Adam by default (``optimizer.fused``), the bare loop
 the for-loop Adam a plain script gets; ``--fused-adam`` gives the bare loop the fused
-one too, which leaves only the harness's own overhead in the ratio.
+one too, which leaves only the harness's own overhead in the ratio. The bare loop
+loads the digits with ``sklearn.datasets.load_digits`` (importing scikit-learn, 1-2.5 s),
+as a plain script does; the harness reads the same file without that import.
 
 Run: ``python benchmarks/harness_vs_bare.py [--repeat 2] [--fused-adam]``.
 """
