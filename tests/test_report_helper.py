@@ -188,6 +188,7 @@ def test_the_helper_runs_the_probe_then_builds_the_report(run_dir, tmp_path):
         assert got.dtype == np.float64 and got.shape == (3,)
         np.testing.assert_array_equal(got, probe_recall(*args))
     assert helper.ask("no such task", [np.zeros(2)]) is None  # refused; the helper stays
+    assert helper.ask("probe", [np.array([{}])]) is None  # not sent; the helper stays
     out = helper.build(run_dir, quiet=True)
     assert _gone(pid) and out["report_html"].is_file()
     assert ask(*_probe_arrays()) is None  # gone: the caller computes it
@@ -244,10 +245,15 @@ def test_helper_messages_carry_only_float64_and_int64(tmp_path):
     from expost.report import helper as mod
 
     r, w = os.pipe()
-    mod._send(w, {"op": "x"}, [np.arange(3.0), np.arange(4).reshape(2, 2)])
+    f32 = np.arange(3, dtype=np.float32)
+    i32 = np.arange(4, dtype=np.int32).reshape(2, 2).T  # not contiguous either
+    mod._send(w, {"op": "x"}, [f32, i32, np.array([True, False])])
     header, arrays = mod._recv(r)
     assert header["op"] == "x" and arrays[0].tolist() == [0.0, 1.0, 2.0]
-    assert arrays[1].tolist() == [[0, 1], [2, 3]] and arrays[1].dtype == np.int64
+    assert arrays[0].dtype == np.float64 and arrays[2].tolist() == [1, 0]
+    assert arrays[1].tolist() == [[0, 2], [1, 3]] and arrays[1].dtype == np.int64
+    with pytest.raises(TypeError, match="real or integer arrays, got object"):
+        mod._send(w, {"op": "x"}, [np.array(["a", None], dtype=object)])
     bad = json.dumps({"arrays": [["|O", [1]]]}).encode()
     os.write(w, struct.pack("<Q", len(bad)) + bad)
     with pytest.raises(ValueError, match=r"array of '\|O'"):

@@ -102,10 +102,11 @@ def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     """Eq 8 blockwise: ``Uq`` into the output, then one product ``q @ [U'1 | 1]`` for 1'Uq and 1'q.
 
     The denominator is q . (1'U), equal to 1'(Uq) up to rounding, with no pass
-    over the output; the output is multiplied by its reciprocal in place. For a diagonal U (class weights,
-    Eq 16, and their inverses, Eq 27) ``Uq`` is the elementwise product
-    ``w * q``, taken over a contiguous block as one flat array against w tiled
-    once over a block's rows: a third of the matrix product's time.
+    over the output; the output is multiplied by its reciprocal in place. For a
+    diagonal U (class weights, Eq 16, and their inverses, Eq 27) ``Uq`` is the
+    elementwise product ``w * q``, taken over a contiguous block as one flat
+    array against w tiled once over a block's rows: a third of the matrix
+    product's time.
     """
     us = _scaled(u)
     work = _work_dtype(us, dtype)

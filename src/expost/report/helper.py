@@ -70,12 +70,23 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _send(fd: int, header: dict[str, Any], arrays: Sequence[NDArray[Any]] = ()) -> None:
-    """One message: the header (with the arrays' dtypes and shapes added) and the arrays."""
-    arrays = [np.ascontiguousarray(a, dtype=np.dtype(a.dtype).newbyteorder("<")) for a in arrays]
+def _send(fd: int, header: dict[str, Any], arrays: Sequence[Any] = ()) -> None:
+    """Write :func:`_frame` of the header and arrays to ``fd``."""
+    _write_all(fd, _frame(header, arrays))
+
+
+def _frame(header: dict[str, Any], arrays: Sequence[Any] = ()) -> bytes:
+    """One message: the header (with the arrays' dtypes and shapes added) and the arrays,
+    real numbers as float64 and integers (and booleans) as int64; TypeError for others."""
+    kinds = {"f": "<f8", "i": "<i8", "u": "<i8", "b": "<i8"}
+    arrays = [np.asarray(a) for a in arrays]
+    for a in arrays:
+        if a.dtype.kind not in kinds:
+            raise TypeError(f"a helper message carries real or integer arrays, got {a.dtype}")
+    arrays = [np.ascontiguousarray(a, dtype=kinds[a.dtype.kind]) for a in arrays]
     header = {**header, "arrays": [[a.dtype.str, list(a.shape)] for a in arrays]}
     text = json.dumps(header).encode()
-    _write_all(fd, _LENGTH.pack(len(text)) + text + b"".join(a.tobytes() for a in arrays))
+    return _LENGTH.pack(len(text)) + text + b"".join(a.tobytes() for a in arrays)
 
 
 def _recv(fd: int) -> tuple[dict[str, Any], list[NDArray[Any]]] | None:
@@ -141,7 +152,11 @@ class ReportHelper:
         if self._request < 0:
             return None
         try:
-            _send(self._request, header, arrays)
+            request = _frame(header, arrays)
+        except TypeError:  # arrays it cannot carry: the caller runs the task itself
+            return None
+        try:
+            _write_all(self._request, request)
             reply = _recv(self._reply)
         except (OSError, ValueError):  # the helper died (a broken pipe), or replied garbage
             reply = None
@@ -153,9 +168,10 @@ class ReportHelper:
 
     def ask(self, task: str, arrays: Sequence[NDArray[Any]],
             **options: int | float | str) -> NDArray[Any] | None:
-        """``tasks[task](*arrays, **options)`` run by the helper (arrays of float64 or
-        int64); None if it did not answer (an error or a warning there, or the helper
-        gone: the caller then runs it itself)."""
+        """``tasks[task](*arrays, **options)`` run by the helper (arrays of real numbers
+        or integers, sent as float64 or int64); None if it did not answer (an error or a
+        warning there, an array it cannot carry, or the helper gone: the caller then
+        runs it itself)."""
         reply = self._ask({"op": "task", "task": task, "options": options}, arrays)
         return reply[1][0] if reply is not None and len(reply[1]) == 1 else None
 
@@ -204,14 +220,10 @@ def _serve(request: int, reply: int, preload: tuple[str, ...] = (),
                     result = (tasks or {})[header["task"]](*arrays, **header["options"])
                 if caught:  # the parent runs it again, and its warnings reach the user
                     raise RuntimeWarning(str(caught[0].message))
-                result = np.asarray(result)
-                if result.dtype.kind not in "fiub":
-                    raise TypeError(f"task {header['task']!r} returned {result.dtype}")
+                payload = _frame({"ok": True}, [result])
             except Exception:  # the parent runs it again and reports the error itself
-                _send(reply, {"ok": False})
-            else:
-                kind = np.float64 if result.dtype.kind == "f" else np.int64
-                _send(reply, {"ok": True}, [result.astype(kind, copy=False)])
+                payload = _frame({"ok": False})
+            _write_all(reply, payload)
         elif op == "report":
             try:
                 outputs, message_text = outputs_and_message(header["run_dir"])
