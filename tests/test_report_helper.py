@@ -247,17 +247,19 @@ def test_helper_messages_carry_only_float64_and_int64(tmp_path):
     r, w = os.pipe()
     f32 = np.arange(3, dtype=np.float32)
     i32 = np.arange(4, dtype=np.int32).reshape(2, 2).T  # not contiguous either
-    mod._send(w, {"op": "x"}, [f32, i32, np.array([True, False])])
+    os.write(w, mod._frame({"op": "x"}, [f32, i32, np.array([True, False])]))
     header, arrays = mod._recv(r)
     assert header["op"] == "x" and arrays[0].tolist() == [0.0, 1.0, 2.0]
     assert arrays[0].dtype == np.float64 and arrays[2].tolist() == [1, 0]
     assert arrays[1].tolist() == [[0, 2], [1, 3]] and arrays[1].dtype == np.int64
     with pytest.raises(TypeError, match="real or integer arrays, got object"):
-        mod._send(w, {"op": "x"}, [np.array(["a", None], dtype=object)])
-    bad = json.dumps({"arrays": [["|O", [1]]]}).encode()
-    os.write(w, struct.pack("<Q", len(bad)) + bad)
-    with pytest.raises(ValueError, match=r"array of '\|O'"):
-        mod._recv(r)
+        mod._frame({"op": "x"}, [np.array(["a", None], dtype=object)])
+    for listed, what in (([["|O", [1]]], r"array of '\|O'"), ([["<f8", 3]], "shape 3"),
+                         ("<f8", "array of '<f8', shape None"), ([["<i8"]], "shape None")):
+        bad = json.dumps({"arrays": listed}).encode()
+        os.write(w, struct.pack("<Q", len(bad)) + bad)
+        with pytest.raises(ValueError, match=what):
+            mod._recv(r)
     os.close(w)
     assert mod._recv(r) is None  # the end of the pipe
     os.close(r)

@@ -70,11 +70,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _send(fd: int, header: dict[str, Any], arrays: Sequence[Any] = ()) -> None:
-    """Write :func:`_frame` of the header and arrays to ``fd``."""
-    _write_all(fd, _frame(header, arrays))
-
-
 def _frame(header: dict[str, Any], arrays: Sequence[Any] = ()) -> bytes:
     """One message: the header (with the arrays' dtypes and shapes added) and the arrays,
     real numbers as float64 and integers (and booleans) as int64; TypeError for others."""
@@ -99,8 +94,11 @@ def _recv(fd: int) -> tuple[dict[str, Any], list[NDArray[Any]]] | None:
     if not isinstance(header, dict):
         raise ValueError("a helper message without a header")
     arrays = []
-    for dtype, shape in header.get("arrays", []):
-        if dtype not in _DTYPES or not all(isinstance(d, int) and d >= 0 for d in shape):
+    listed = header.get("arrays", [])
+    for entry in listed if isinstance(listed, list) else [listed]:
+        dtype, shape = entry if isinstance(entry, list) and len(entry) == 2 else (entry, None)
+        if dtype not in _DTYPES or not isinstance(shape, list) or not all(
+                isinstance(d, int) and d >= 0 for d in shape):
             raise ValueError(f"a helper message with an array of {dtype!r}, shape {shape!r}")
         n = int(np.prod(shape, dtype=np.int64)) * 8
         data = _read_exact(fd, n)
@@ -227,11 +225,11 @@ def _serve(request: int, reply: int, preload: tuple[str, ...] = (),
         elif op == "report":
             try:
                 outputs, message_text = outputs_and_message(header["run_dir"])
+                payload = _frame({"ok": True, "message": message_text,
+                                  "outputs": {k: str(v) for k, v in outputs.items()}})
             except Exception:  # the parent builds it again and reports the error itself
-                _send(reply, {"ok": False})
-            else:
-                _send(reply, {"ok": True, "message": message_text,
-                              "outputs": {k: str(v) for k, v in outputs.items()}})
+                payload = _frame({"ok": False})
+            _write_all(reply, payload)
             return
         else:
             return
