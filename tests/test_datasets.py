@@ -292,9 +292,15 @@ def test_digits_fall_back_to_sklearn_when_its_file_is_not_the_expected_table(
     path = tmp_path / "digits.csv.gz"
     if content in ("halves", "big"):
         table = np.column_stack([ref.data, ref.target])
+
+        def write(t):
+            path.write_bytes(gzip.compress(
+                "\n".join(",".join(f"{v:g}" for v in row) for row in t).encode()))
+
+        write(table)
+        assert mod._read_table(path) is not None  # written this way, the table itself reads
         table[5, 3] = 2.5 if content == "halves" else 17
-        path.write_bytes(gzip.compress(
-            "\n".join(",".join(f"{v:g}" for v in row) for row in table).encode()))
+        write(table)
         assert mod._read_table(path) is None
     elif content is not None:
         path.write_bytes(content if content.startswith(b"\x00") else gzip.compress(content))
