@@ -84,7 +84,7 @@ def test_a_failing_child_leaves_its_figures_to_the_parent(tmp_path, monkeypatch)
     specs = [_spec(f"f{i}", i + 1.0, calls, fail_in_child=True, parent=parent) for i in range(5)]
     out = render_figures(specs, tmp_path / "figs", processes=2)
     assert len(pids) == 1 and _reaped(pids[0])
-    # the parent drew the first figure, its own share (f1, f3) and the child's (f2, f4) again
+    # the parent drew what it took from the queue, and again what the child took and failed
     assert sorted(name for pid, name in calls if pid == parent) == ["f0", "f1", "f2", "f3", "f4"]
     assert all(paths[0].exists() for _, _, paths in out)
     assert _files(tmp_path / "figs") == _files_of_one(tmp_path, specs)
@@ -146,3 +146,71 @@ def test_a_report_drawn_by_several_processes_is_the_same(tmp_path, monkeypatch):
     assert len(figures) >= 5 and figures == sorted(k for k in two if k.startswith("figure_"))
     for key in figures:
         assert one[key].read_bytes() == two[key].read_bytes(), key
+
+
+def test_late_work_runs_here_while_a_child_takes_the_queue(tmp_path, monkeypatch):
+    pids = _forks(monkeypatch)
+    parent, calls = os.getpid(), []
+    folder = tmp_path / "figs"
+    specs = [_spec(f"f{i}", i + 1.0, calls) for i in range(6)]
+
+    def late():  # busy until the child has drawn the whole queue (f0-f5)
+        deadline = time.perf_counter() + 60
+        while not all((folder / f"f{i}.png").exists() for i in range(6)):
+            assert time.perf_counter() < deadline, "the child did not take the queue"
+            time.sleep(0.01)
+        return [_spec("late0", 7.0, calls), _spec("late1", 8.0, calls)]
+
+    out = render_figures(specs, folder, processes=2, late=late)
+    assert len(pids) == 1 and _reaped(pids[0])
+    # this process drew the late figures; the child everything queued
+    assert [name for pid, name in calls if pid == parent] == ["late0", "late1"]
+    assert [n for n, _, _ in out] == [f"f{i}" for i in range(6)] + ["late0", "late1"]
+    reference = [*specs, _spec("late0", 7.0), _spec("late1", 8.0)]
+    assert _files(folder) == _files_of_one(tmp_path, reference)
+
+
+def test_this_process_takes_from_the_queue_after_its_late_work(tmp_path, monkeypatch):
+    pids = _forks(monkeypatch)
+    parent, calls = os.getpid(), []
+    folder = tmp_path / "figs"
+    # every figure takes three seconds in the child and none here: this process, done
+    # with its late work at once, takes the rest of the queue (dealt out in fixed
+    # shares, it would have drawn only two of the four)
+    specs = [(name, "c", _slow_in_child(name, parent, calls)) for name in ("f0", "f1", "f2", "f3")]
+    out = render_figures(specs, folder, processes=2, late=list)
+    assert len(pids) == 1 and _reaped(pids[0])
+    assert len([name for pid, name in calls if pid == parent]) == 3  # the child took one
+    assert [n for n, _, _ in out] == ["f0", "f1", "f2", "f3"]
+    assert all(paths[0].exists() for _, _, paths in out)
+
+
+def _slow_in_child(name, parent, calls):
+    build = _spec(name, 2.0, calls)[2]
+
+    def slow():
+        if os.getpid() != parent:
+            time.sleep(3.0)
+        return build()
+    return slow
+
+
+def test_late_work_that_fails_stops_the_children(tmp_path, monkeypatch):
+    pids = _forks(monkeypatch)
+
+    def late():
+        raise ValueError("the late work failed")
+
+    specs = [_spec(f"f{i}", i + 1.0) for i in range(4)]
+    with pytest.raises(ValueError, match="late work failed"):
+        render_figures(specs, tmp_path / "figs", processes=3, late=late)
+    assert len(pids) == 2 and all(_reaped(p) for p in pids)
+
+
+def test_late_figures_without_children(tmp_path, monkeypatch):
+    pids = _forks(monkeypatch)
+    specs = [_spec("f0", 1.0)]
+    out = render_figures(specs, tmp_path / "figs", processes=4, late=lambda: [_spec("g", 2.0)])
+    assert pids == []  # one queued figure or none: nothing to share
+    assert [n for n, _, _ in out] == ["f0", "g"]
+    assert sorted(_files(tmp_path / "figs")) == ["f0.png", "g.png"]

@@ -23,7 +23,9 @@ from .table import DEFAULT_N_BOOT, PROTOCOLS, Table1, table1
 from .verdict import VerdictLine, verdict_lines
 
 __all__ = [
+    "FigureSpec",
     "ReportData",
+    "add_why",
     "default_pair",
     "emphasis_ratio",
     "figure_specs",
@@ -31,6 +33,7 @@ __all__ = [
     "gather",
     "make_figures",
     "open_store",
+    "warm_why",
 ]
 
 _STORE_METHODS = ("experiment_info", "runs", "interval_records")
@@ -215,9 +218,26 @@ def gather(store: Any, run_dir: Path | None, *, n_boot: int = DEFAULT_N_BOOT, se
     data.summary = _summary(data)
     data.n_boot, data.seed = n_boot, seed
     if why:
-        data.risk = risk_rows(store, info, runs, records)
-        data.reliability = reliability_by_regime(store, info, runs, records)
+        add_why(data, store)
     return data
+
+
+def warm_why(run_dir: str | Path) -> None:
+    """Compute the risk decomposition of the runs of ``run_dir`` finished so far, which
+    this process then remembers (:func:`~expost.report.diagnostics.risk_rows`); for
+    ``expost run``'s report helper, between trainings. Nothing finished yet: nothing."""
+    with open_store(run_dir) as (store, where):
+        runs = list(store.runs())
+        if any(r.get("status") == "finished" for r in runs):
+            records = _split_records(store, where, runs)[0]
+            risk_rows(store, dict(store.experiment_info()), runs, records)
+
+
+def add_why(data: ReportData, store: Any) -> None:
+    """The risk decomposition and reliability per regime (the report's "why", most of
+    :func:`gather`'s time), read from ``store`` into ``data``."""
+    data.risk = risk_rows(store, data.info, data.runs, data.records)
+    data.reliability = reliability_by_regime(store, data.info, data.runs, data.records)
 
 
 def _flags(data: ReportData, store: Any, metrics: Any) -> list[Flag]:

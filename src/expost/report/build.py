@@ -8,7 +8,7 @@ from typing import Any
 
 from .._atomic import atomic_write, confined
 from .._heap import frozen_heap
-from ._data import figure_specs, gather, open_store
+from ._data import FigureSpec, add_why, figure_specs, gather, open_store
 from ._render import render_figures
 from .html import render_html
 from .table import DEFAULT_N_BOOT
@@ -91,25 +91,38 @@ def _build(run_dir: Any, *, out_dir: str | Path | None, n_boot: int, seed: int,
         else:
             raise ValueError("`out_dir` must be given when `run_dir` is a store object without "
                              "a run_dir attribute, got None.")
-        data = gather(store, where, n_boot=n_boot, seed=seed)
-    root = where if out_dir is None else None  # RUN_DIR/report: never through a link out
-    if root is not None:
-        confined(out, root, what="the report folder")
-    out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {}
-    if data.table is not None:
-        markdown = data.table.to_markdown()
-        for key, name, text in (("table1_md", "table1.md", markdown),
-                                ("table1_csv", "table1.csv", data.table.to_csv()),
-                                ("table1_tex", "table1.tex", data.table.to_latex())):
-            atomic_write(out / name, text, root=root)
-            result[key] = out / name
-        result["table1_markdown"] = markdown
-    else:
-        result["table1_markdown"] = data.table_note + "\n"
+        data = gather(store, where, n_boot=n_boot, seed=seed, why=False)
+        root = where if out_dir is None else None  # RUN_DIR/report: never through a link out
+        if root is not None:
+            confined(out, root, what="the report folder")
+        out.mkdir(parents=True, exist_ok=True)
+        result: dict[str, Any] = {}
+        if data.table is not None:
+            markdown = data.table.to_markdown()
+            for key, name, text in (("table1_md", "table1.md", markdown),
+                                    ("table1_csv", "table1.csv", data.table.to_csv()),
+                                    ("table1_tex", "table1.tex", data.table.to_latex())):
+                atomic_write(out / name, text, root=root)
+                result[key] = out / name
+            result["table1_markdown"] = markdown
+        else:
+            result["table1_markdown"] = data.table_note + "\n"
+        early = figure_specs(data)  # the figures that need no "why"
+        every: list[FigureSpec] = []
+
+        def why() -> list[FigureSpec]:  # here, while other processes draw the early figures
+            add_why(data, store)
+            every.extend(figure_specs(data))
+            have = {name for name, _, _ in early}
+            return [spec for spec in every if spec[0] not in have]
+
+        # the slowest figure first, so that no process is left drawing it alone at the end
+        queue = sorted(early, key=lambda spec: spec[0] != "theory")
+        drawn = {name: (caption, paths) for name, caption, paths in
+                 render_figures(queue, out / "figures", pdf=pdf, processes=processes, late=why)}
     pngs = []
-    for name, caption, paths in render_figures(figure_specs(data), out / "figures", pdf=pdf,
-                                               processes=processes):
+    for name, _, _ in every:  # in the report's order
+        caption, paths = drawn[name]
         result[f"figure_{name}"] = paths[0]
         pngs.append((name, caption, paths[0].read_bytes()))
     report = out / "report.html"
