@@ -672,3 +672,16 @@ def test_one_writer_per_directory(tmp_path):
         with pytest.raises(RuntimeError, match="Another expost process is running"):
             _run({**TINY, "regimes": ["weighted"], "seeds": [0]}, d)
     assert not (d / "results.sqlite").exists()
+
+
+def test_the_local_runner_calls_between_after_each_training_but_the_last(monkeypatch):
+    from expost.experiments import train
+    from expost.experiments.runners import LocalRunner
+
+    events = []
+    monkeypatch.setattr(train, "run_training", lambda setup, job, reporter: events.append(job))
+    LocalRunner(between=lambda setup: events.append(("between", setup))).run("S", ["a", "b", "c"])
+    assert events == ["a", ("between", "S"), "b", ("between", "S"), "c"]
+    events.clear()
+    LocalRunner().run("S", ["a", "b"])
+    assert events == ["a", "b"]

@@ -14,6 +14,7 @@ import random
 import numpy as np
 import pytest
 
+import expost
 from expost.report import best_intervals
 
 N_INTERVALS = 6
@@ -136,3 +137,41 @@ def test_fake_store_has_a_failed_run():
     s = FakeStore()
     assert [r["status"] for r in s.runs()].count("failed") == 1
     assert any(r["run_id"] == "weighted-s9" for r in s.interval_records())
+
+
+# ---------------------------------------------------------------- risk decompositions remembered
+def test_risk_rows_decompose_each_prediction_once(monkeypatch):
+    import warnings
+
+    from expost.report import diagnostics
+
+    calls = []
+    real = diagnostics.risk_decomposition
+
+    def counted(p, y, **kwargs):
+        calls.append(p.shape)
+        if p.shape[0] == 40:
+            warnings.warn("a decomposition that warns", UserWarning, stacklevel=2)
+        return real(p, y, **kwargs)
+
+    monkeypatch.setattr(diagnostics, "risk_decomposition", counted)
+    monkeypatch.setattr(diagnostics, "_DECOMPOSED", {})
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 60)
+    p = rng.dirichlet(np.ones(3), size=60)
+    u = expost.Utility.from_class_weights([1.0, 5.0, 1.0])
+    first = diagnostics._decomposed(p, y, u)
+    ref = expost.risk_decomposition(p, y, utility=u)
+    assert first == (ref.total, ref.learned, ref.remainder)
+    assert diagnostics._decomposed(p.copy(), y.copy(), u) == first and len(calls) == 1
+    q = p.copy()
+    q[0] = [0.2, 0.3, 0.5]  # other predictions, other labels, another utility: computed
+    diagnostics._decomposed(q, y, u)
+    diagnostics._decomposed(p, np.roll(y, 1), u)
+    diagnostics._decomposed(p, y, expost.Utility.from_class_weights([1.0, 6.0, 1.0]))
+    diagnostics._decomposed(p.astype(np.float32), y, u)
+    assert len(calls) == 5
+    for _ in range(2):  # one that warned is not remembered: it warns every time
+        with pytest.warns(UserWarning, match="warns"):
+            diagnostics._decomposed(p[:40], y[:40], u)
+    assert len(calls) == 7

@@ -289,3 +289,75 @@ def test_a_probe_that_warns_in_the_helper_is_left_to_the_caller(run_dir, monkeyp
     assert [str(w.message) for w in caught] == ["did not converge"]  # raised in this process
     assert calls == [os.getpid()]
     assert helper.build(run_dir, quiet=True)["report_html"].is_file()
+
+
+# ---------------------------------------------------------------- warming between trainings
+def _decompositions_logged(monkeypatch, log):
+    """Have every risk decomposition, in this process or a child forked later, append its
+    pid to ``log``; and start from an empty memory of them."""
+    from expost.report import diagnostics
+
+    real = diagnostics.risk_decomposition
+
+    def logged(*args, **kwargs):
+        with open(log, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(diagnostics, "risk_decomposition", logged)
+    monkeypatch.setattr(diagnostics, "_DECOMPOSED", {})
+
+
+def _html_without_time(path):
+    import re
+
+    return re.sub(r"<th>report generated</th><td[^>]*>[^<]*</td>", "", path.read_text())
+
+
+def test_a_warmed_helper_decomposes_each_run_once(run_dir, tmp_path, monkeypatch):
+    from expost.experiments import ResultStore
+
+    log = tmp_path / "log"
+    _decompositions_logged(monkeypatch, log)
+    with ResultStore(run_dir, readonly=True) as store:
+        n_runs = len(list(store.runs()))
+    helper = ReportHelper.start()
+    pid = helper.pid
+    helper.warm(run_dir)  # no reply awaited
+    helper.warm(run_dir)  # the second finds them all done
+    out = helper.build(run_dir, quiet=True)
+    assert _gone(pid) and out is not None
+    assert log.read_text().split() == [str(pid)] * n_runs  # in the child, each run once
+    here = build_outputs(run_dir, out_dir=tmp_path / "here", quiet=True, processes=1)
+    assert _html_without_time(out["report_html"]) == _html_without_time(here["report_html"])
+
+
+def test_warming_with_nothing_finished_or_no_experiment_is_harmless(tmp_path):
+    helper = ReportHelper.start()
+    helper.warm(tmp_path / "not-an-experiment")  # fails quietly in the child
+    assert helper.ask("no such task", []) is None  # it still answers
+    assert helper._request >= 0
+    helper.close()
+    helper.warm(tmp_path)  # closed: nothing is sent, nothing raised
+
+
+def test_expost_run_warms_the_helper_between_trainings(tmp_path, monkeypatch):
+    from expost.cli import main
+
+    warmed = []
+    real = ReportHelper.warm
+
+    def spy(self, run_dir):
+        warmed.append(run_dir)
+        real(self, run_dir)
+
+    monkeypatch.setattr(ReportHelper, "warm", spy)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: cli\ndataset: {name: digits, options: {flatten: true}}\n"
+                   "model: {name: mlp, options: {hidden: [16]}}\n"
+                   "objective: {kind: emphasize, emphasized: 3, ratio: 9}\n"
+                   "regimes: [weighted, expost]\nseeds: [0, 1]\nnum_threads: 1\n"
+                   "training: {epochs: 1, batch_size: 128}\n")
+    assert main(["run", str(cfg), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert warmed == [tmp_path / "run"] * 3  # four trainings: after each but the last
+    assert (tmp_path / "run" / "report" / "report.html").is_file()

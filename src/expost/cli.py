@@ -126,13 +126,17 @@ def _run_and_report(args: argparse.Namespace, helper: Any) -> int:
     from .experiments._probe import probe_runner
     from .experiments.backends import options_from_args
     from .experiments.config import ConfigError
-    from .experiments.runners import diverged_trainings, run_experiment
+    from .experiments.runners import LocalRunner, diverged_trainings, run_experiment
 
+    backend = options_from_args(args)
+    runner = None
+    if helper is not None and backend.sequential:  # between trainings, the helper reads
+        runner = LocalRunner(between=lambda setup: helper.warm(setup.store.run_dir))
     try:
         with probe_runner(_helper_probe(helper) if helper is not None else None):
             run_dir = run_experiment(args.config, output_dir=args.out, overrides=args.set or (),
                                      force_new=args.force_new, quiet=args.quiet,
-                                     backend=options_from_args(args))
+                                     backend=backend, runner=runner)
     except ConfigError as exc:  # every invalid key on one line, exit 1 like every failure
         return _fail("run", failure_message(exc))
     except KeyboardInterrupt:

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -251,13 +251,22 @@ def prepare_experiment(config: ExperimentConfig, run_dir: Path, *, exists: bool,
 
 # ---------------------------------------------------------------- runners
 class LocalRunner:
-    """Runs the trainings one after another in this process (the default)."""
+    """Runs the trainings one after another in this process (the default).
+
+    ``between``: called with the setup after each training but the last (``expost run``
+    has its report helper read what has finished while the next one trains).
+    """
+
+    def __init__(self, between: Callable[[Any], None] | None = None) -> None:
+        self.between = between
 
     def run(self, setup: Any, jobs: Sequence[Any], reporter: Any = None) -> None:
         from .train import run_training
 
-        for job in jobs:
+        for k, job in enumerate(jobs):
             run_training(setup, job, reporter)
+            if self.between is not None and k + 1 < len(jobs):
+                self.between(setup)
 
 
 def diverged_trainings(run_dir: str | Path) -> list[str]:

@@ -23,6 +23,10 @@ torch): :meth:`ReportHelper.ask`. A task that fails or warns there returns None,
 and the parent runs it itself, so its errors and warnings reach the user as they
 would without a helper.
 
+Between trainings, :meth:`ReportHelper.warm` has the child compute the risk
+decomposition of the runs finished so far (it remembers them by the digest of
+their inputs), which the report then finds done; the parent does not wait.
+
 Messages, both ways: an 8-byte length, a JSON header, then the raw bytes of the
 arrays the header lists (float64 or int64 only; nothing is unpickled).
 """
@@ -173,6 +177,18 @@ class ReportHelper:
         reply = self._ask({"op": "task", "task": task, "options": options}, arrays)
         return reply[1][0] if reply is not None and len(reply[1]) == 1 else None
 
+    def warm(self, run_dir: str | Path) -> None:
+        """Have the helper compute, while this process goes on, what of ``run_dir``'s report
+        the runs finished so far allow (their risk decomposition: most of the report's
+        reading time), so that :meth:`build` finds it done. No reply is awaited; a helper
+        that is gone is closed (and the report then built here)."""
+        if self._request < 0:
+            return
+        try:
+            _write_all(self._request, _frame({"op": "warm", "run_dir": str(run_dir)}))
+        except OSError:
+            self.close()
+
     def build(self, run_dir: str | Path, *, quiet: bool) -> dict[str, Any] | None:
         """:func:`~expost.report.build_outputs` of ``run_dir`` built by the helper (what it
         prints unless ``quiet`` is printed here); None if it did not (the caller then builds
@@ -222,6 +238,12 @@ def _serve(request: int, reply: int, preload: tuple[str, ...] = (),
             except Exception:  # the parent runs it again and reports the error itself
                 payload = _frame({"ok": False})
             _write_all(reply, payload)
+        elif op == "warm":  # no reply: the parent goes on training
+            from ._data import warm_why
+
+            with contextlib.suppress(Exception), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the report computes it again, and warns
+                warm_why(header["run_dir"])
         elif op == "report":
             try:
                 outputs, message_text = outputs_and_message(header["run_dir"])
