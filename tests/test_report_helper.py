@@ -361,3 +361,58 @@ def test_expost_run_warms_the_helper_between_trainings(tmp_path, monkeypatch):
     assert main(["run", str(cfg), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     assert warmed == [tmp_path / "run"] * 3  # four trainings: after each but the last
     assert (tmp_path / "run" / "report" / "report.html").is_file()
+
+
+def _task_that_marks(flag, *arrays):
+    """A task that says it has started (a file) before it answers."""
+    import numpy as np
+
+    flag.touch()
+    return np.asarray([float(a.sum()) for a in arrays])
+
+
+def test_the_caller_works_meanwhile_and_still_gets_its_answer(tmp_path):
+    import functools
+    import time
+
+    import numpy as np
+
+    flag = tmp_path / "started"
+    helper = ReportHelper.start(tasks={"mark": functools.partial(_task_that_marks, flag)})
+    seen = []
+
+    def meanwhile():  # runs once the request is out: the helper starts while we wait here
+        deadline = time.perf_counter() + 30
+        while not flag.exists():
+            assert time.perf_counter() < deadline, "the request was not sent first"
+            time.sleep(0.01)
+        seen.append("meanwhile")
+
+    got = helper.ask("mark", [np.arange(3.0), np.ones(2)], meanwhile=meanwhile)
+    assert seen == ["meanwhile"] and got.tolist() == [3.0, 2.0]
+    assert helper.ask("mark", [np.ones(4)]).tolist() == [4.0]  # in step: the next reply is its own
+
+    def broken():
+        raise KeyError("meanwhile failed")
+
+    pid = helper.pid
+    with pytest.raises(KeyError, match="meanwhile failed"):
+        helper.ask("mark", [np.ones(1)], meanwhile=broken)
+    assert _gone(pid) and helper.ask("mark", [np.ones(1)]) is None  # closed: left to the caller
+
+
+def test_expost_run_imports_what_training_needs_while_the_probe_runs():
+    code = textwrap.dedent("""
+        import sys
+        from expost.cli import _helper_probe
+
+        class Helper:
+            def ask(self, task, arrays, *, meanwhile, **options):
+                meanwhile()
+                return "answer"
+
+        assert "torch._dynamo" not in sys.modules
+        print(_helper_probe(Helper())(1, 2, 3, 4, n_classes=3), "torch._dynamo" in sys.modules)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["answer", "True"]

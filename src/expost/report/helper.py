@@ -148,9 +148,11 @@ class ReportHelper:
         return cls(pid, req_w, rep_r)
 
     def _ask(self, header: dict[str, Any], arrays: Sequence[NDArray[Any]] = (),
-             *, last: bool = False) -> tuple[dict[str, Any], list[NDArray[Any]]] | None:
+             *, last: bool = False, meanwhile: Callable[[], object] | None = None
+             ) -> tuple[dict[str, Any], list[NDArray[Any]]] | None:
         """Send a request and read the reply; None (and the helper closed) if it failed.
-        ``last``: the helper is closed afterwards in any case."""
+        ``last``: the helper is closed afterwards in any case. ``meanwhile``: called
+        between the two (if it raises, the helper is closed and the error goes on)."""
         if self._request < 0:
             return None
         try:
@@ -159,6 +161,12 @@ class ReportHelper:
             return None
         try:
             _write_all(self._request, request)
+            if meanwhile is not None:
+                try:
+                    meanwhile()
+                except BaseException:
+                    self.close()  # its reply would answer the next request
+                    raise
             reply = _recv(self._reply)
         except (OSError, ValueError):  # the helper died (a broken pipe), or replied garbage
             reply = None
@@ -168,13 +176,16 @@ class ReportHelper:
             return None
         return reply
 
-    def ask(self, task: str, arrays: Sequence[NDArray[Any]],
+    def ask(self, task: str, arrays: Sequence[NDArray[Any]], *,
+            meanwhile: Callable[[], object] | None = None,
             **options: int | float | str) -> NDArray[Any] | None:
         """``tasks[task](*arrays, **options)`` run by the helper (arrays of real numbers
         or integers, sent as float64 or int64); None if it did not answer (an error or a
         warning there, an array it cannot carry, or the helper gone: the caller then
-        runs it itself)."""
-        reply = self._ask({"op": "task", "task": task, "options": options}, arrays)
+        runs it itself). ``meanwhile``: what this process does while the helper works
+        (called once the request is sent; its errors go on, and the helper is closed)."""
+        reply = self._ask({"op": "task", "task": task, "options": options}, arrays,
+                          meanwhile=meanwhile)
         return reply[1][0] if reply is not None and len(reply[1]) == 1 else None
 
     def warm(self, run_dir: str | Path) -> None:
