@@ -19,6 +19,7 @@ import expost
 from expost.cli import main
 from expost.experiments.evaluate import (
     LOG_PROB_FLOOR,
+    IntervalScorer,
     decode_probabilities,
     encode_log_probs,
     frontier,
@@ -170,6 +171,46 @@ def test_interval_metrics_needs_the_recall_class():
     with pytest.raises(ValueError, match="at least one sample of the recall class 1"):
         interval_metrics(q, [0, 0], expost.Utility.from_class_weights([1, 2]), "expost",
                          recall_of=1)
+
+
+@pytest.mark.parametrize("regime", sorted(REGIME_SPECS))
+def test_the_interval_scorer_is_interval_metrics_bit_for_bit(regime, rng):
+    m = 4
+    y_test, y_val = rng.integers(0, m, 300), rng.integers(0, m, 120)
+    y_test[0] = y_val[0] = 2
+    q_test = rng.dirichlet(np.ones(m) * 0.7, size=300)
+    q_val = rng.dirichlet(np.ones(m) * 0.7, size=120)
+    u = expost.Utility.emphasize(m, 2, 9.0).normalized(np.bincount(y_test, minlength=m) / 300)
+    uw = expost.Utility.inverse_prior([0.4, 0.3, 0.2, 0.1]).normalized([0.4, 0.3, 0.2, 0.1])
+    scorer = IntervalScorer(u, {"test": y_test, "val": y_val}, recall_of=2, training_utility=uw)
+    for _ in range(2):  # the scorer keeps nothing from one call to the next
+        for split, q, y in (("test", q_test, y_test), ("val", q_val, y_val)):
+            got = scorer(q, split, regime)
+            want = interval_metrics(q, y, u, regime, recall_of=2, training_utility=uw)
+            assert list(got) == list(want) == list(METRICS)
+            assert [float(v).hex() for v in got.values()] == [v.hex() for v in want.values()]
+
+
+def test_the_interval_scorer_checks_its_arguments_once(rng):
+    u = expost.Utility.from_class_weights([1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"`labels\['val'\]` must .*recall class 1"):
+        IntervalScorer(u, {"test": [0, 1, 2], "val": [0, 2, 2]}, recall_of=1)
+    with pytest.raises(ValueError, match=r"`labels\['test'\]`"):
+        IntervalScorer(u, {"test": [0, 1, 3]}, recall_of=1)
+    with pytest.raises(ValueError, match="`recall_of`"):
+        IntervalScorer(u, {"test": [0, 1, 2]}, recall_of=3)
+    scorer = IntervalScorer(u, {"test": [0, 1, 2]}, recall_of=1)
+    with pytest.raises(ValueError, match=r"`q` must be one row per label of 'test' \(3\), got 4 rows"):
+        scorer(rng.dirichlet(np.ones(3), size=4), "test", "expost")
+
+
+def test_interval_metrics_checks_q():
+    u = expost.Utility.from_class_weights([1.0, 2.0])
+    for bad in ([[0.6, 0.6], [0.3, 0.7]], [[1.2, -0.2], [0.3, 0.7]], [[0.5, 0.5, 0.0]],
+                [0.5, 0.5]):
+        with pytest.raises(ValueError, match="`q`"):
+            interval_metrics(np.array(bad), [0, 1][:len(np.atleast_2d(bad))], u, "expost",
+                             recall_of=1)
 
 
 def test_frontier_takes_the_recall_class(rng):

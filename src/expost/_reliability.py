@@ -197,7 +197,12 @@ def calibration_error(
     (0.4, 0.5)
     """
     arr, labels, b, strat, kd = _check_binning_args(p, y, n_bins, strategy, kind)
-    nrm = check_choice(norm, "norm", NORMS)
+    return _calibration_error(arr, labels, check_choice(norm, "norm", NORMS), b, strat, kd)
+
+
+def _calibration_error(arr: NDArray[np.floating], labels: NDArray[np.intp], nrm: str,
+                       b: int, strat: str, kd: str) -> float:
+    """:func:`calibration_error` of checked arguments (the harness's per-interval route)."""
     vals = np.asarray([_binned_gap(counts, s_conf, s_hit, nrm)
                        for counts, s_conf, s_hit, _ in _binned(arr, labels, b, strat, kd)])
     if nrm == "l1":

@@ -30,17 +30,17 @@ back to float64 and renormalises each row (a softmax of the stored values):
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .. import calibration_error
 from .._batched_metrics import BATCHED_METRICS, batched_metrics
 from .._decisions import _weighted_prediction
 from .._recalibration import recover_posterior
+from .._reliability import _calibration_error
 from .._utility import Utility, as_utility
 from .._validation import _error, check_int, check_labels, check_probabilities, describe
 from .regimes import REGIME_SPECS
@@ -48,6 +48,7 @@ from .regimes import REGIME_SPECS
 __all__ = [
     "FRONTIER_METRICS",
     "LOG_PROB_FLOOR",
+    "IntervalScorer",
     "decode_probabilities",
     "encode_log_probs",
     "frontier",
@@ -260,7 +261,8 @@ def score_regime(
     errors = np.full(utilities.shape[0], np.nan)
     for k in range(utilities.shape[0] if calibration else 0):
         p = qv if view == "as_is" else _weighted_prediction(qv, as_matrix(utilities, k))
-        errors[k] = calibration_error(p, labels, norm="l1", n_bins=15)
+        # calibration_error(p, labels, norm="l1", n_bins=15) of arrays already checked
+        errors[k] = _calibration_error(p, labels, "l1", 15, "uniform", "top_label")
     out["calibration_error"] = errors
     return {name: out[name] for name in _REGIME_METRICS}
 
@@ -322,16 +324,58 @@ def interval_metrics(
     >>> m["classification_utility"], m["emphasized_recall"]
     (3.0, 0.5)
     """
-    qa = np.asarray(q, dtype=np.float64)
-    labels = check_labels(y, "y", n_classes=utility.n_classes, n_samples=qa.shape[0])
-    recall = check_labels([recall_of], "recall_of", n_classes=utility.n_classes)
-    if not np.any(labels == recall[0]):
-        raise ValueError(
-            _error("y", f"at least one sample of the recall class {recall_of}", "none")
-        )
-    out = score_regime(qa, labels, utility.matrix[None], regime, recall_of=recall,
-                       training_utility=training_utility)
-    return {name: float(values[0]) for name, values in out.items()}
+    qa, was_1d = check_probabilities(q, "q", n_columns=utility.n_classes)
+    if was_1d:
+        raise ValueError(_error("q", "a 2-D array (one row per sample)", describe(q)))
+    q64: NDArray[np.float64] = qa.astype(np.float64, copy=False)
+    scorer = IntervalScorer(utility, {"y": y}, recall_of=recall_of,
+                            training_utility=training_utility)
+    return scorer(q64, "y", regime)
+
+
+class IntervalScorer:
+    """:func:`interval_metrics` of one training, its arguments checked once.
+
+    ``labels`` maps each split's name to its true classes (each must hold a sample of
+    the recall class); a call then scores the regime's view of one split's predictions
+    (decoded, so valid: they are not checked again) through :func:`score_regime`. The
+    harness makes one per training and calls it at every interval, for every run and
+    split; the values are :func:`interval_metrics`'s, bit for bit.
+
+    >>> import numpy as np, expost
+    >>> u = expost.Utility.from_class_weights([1.0, 9.0])
+    >>> scorer = IntervalScorer(u, {"test": [0, 1, 1]}, recall_of=1)
+    >>> scorer(np.array([[0.8, 0.2], [0.3, 0.7], [0.95, 0.05]]), "test", "expost")["accuracy"]
+    0.3333333333333333
+    """
+
+    def __init__(self, utility: Utility, labels: Mapping[str, ArrayLike], *, recall_of: int,
+                 training_utility: Utility | None = None) -> None:
+        self.utility, self.training_utility = utility, training_utility
+        self._recall = check_labels([recall_of], "recall_of", n_classes=utility.n_classes)
+        self._labels = {}
+        for split, y in labels.items():
+            name = "y" if split == "y" else f"labels[{split!r}]"
+            checked = check_labels(y, name, n_classes=utility.n_classes)
+            if not np.any(checked == self._recall[0]):
+                raise ValueError(
+                    _error(name, f"at least one sample of the recall class {recall_of}", "none")
+                )
+            self._labels[split] = checked
+        self._stack = utility.matrix[None]
+
+    def __call__(self, q: NDArray[np.float64], split: str, regime: str) -> dict[str, float]:
+        """The six metrics (:data:`~expost.experiments.metrics.METRICS`) of ``regime``'s
+        view of ``q``, float64 probabilities of the rows of ``split``."""
+        labels = self._labels[split]
+        if q.shape[0] != labels.shape[0]:
+            raise ValueError(_error("q", f"one row per label of {split!r} ({labels.shape[0]})",
+                                    f"{q.shape[0]} rows"))
+        out = score_regime(q, labels, self._stack, regime, recall_of=self._recall,
+                           training_utility=self.training_utility)
+        return {name: float(values[0]) for name, values in out.items()}
+
+
 
 
 def frontier(

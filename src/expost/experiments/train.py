@@ -62,7 +62,7 @@ from .checkpoint import (
     save_atomic,
 )
 from .config import ExperimentConfig
-from .evaluate import decode_probabilities, encode_log_probs, interval_metrics
+from .evaluate import IntervalScorer, decode_probabilities, encode_log_probs
 from .objective import ResolvedObjective
 from .recovery import DIVERGENCE_FACTOR, TrainingDiverged, check_divergence, restore, warn
 from .regimes import TRAININGS, train_key
@@ -269,6 +269,7 @@ class _Training:
     loss: torch.nn.Module
     schedule_when: str  # "step", "interval", "plateau" or "none"
     forward: torch.nn.Module  # parts.model, or its torch.compile wrapper (training.compile)
+    scorer: IntervalScorer  # the metrics of its runs, test and validation labels checked once
     #: the checkpoint the store records (its path relative to the run directory)
     recorded_checkpoint: str | None = None
     #: ``time.perf_counter()`` at the last checkpoint (or the training's start) and the
@@ -338,9 +339,12 @@ def _build_training(setup: TrainingSetup, job: TrainingJob) -> _Training:
     parts = TrainingParts(model, optimizer, scheduler, sampler.generator)
     # checkpoints hold parts.model's own state dict; the compiled wrapper only runs it
     forward = torch.compile(model) if setup.config.training.compile else model
+    scorer = IntervalScorer(setup.objective.utility, {"test": setup.data.test_labels,
+                                                      "val": setup.data.val_labels},
+                            recall_of=setup.recall_of, training_utility=utility)
     return _Training(setup, job, steps, spe, utility, train, val, test, val_labels, sampler,
                      parts, _build_loss(utility, job.kind, setup.device), when,
-                     forward)  # type: ignore[arg-type]
+                     forward, scorer)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- the loop
@@ -473,12 +477,9 @@ def _evaluate(training: _Training) -> _Evaluation:
     q_test = decode_probabilities(test_stored)
     q_val = decode_probabilities(encode_log_probs(val_lp))
     metrics = []
-    for run_id, regime in training.job.runs:
-        for split, q, y in (("test", q_test, setup.data.test_labels),
-                            ("val", q_val, setup.data.val_labels)):
-            metrics.append((run_id, split, interval_metrics(
-                q, y, setup.objective.utility, regime, recall_of=setup.recall_of,
-                training_utility=training.utility)))
+    for run_id, regime in training.job.runs:  # interval_metrics, labels checked once
+        for split, q in (("test", q_test), ("val", q_val)):
+            metrics.append((run_id, split, training.scorer(q, split, regime)))
     u_val = np.eye(setup.n_classes) if training.utility is None else training.utility
     val_loss = float(weighted_loss(decode_probabilities(val_lp), training.val_labels, u_val,
                                    reduction="mean"))
