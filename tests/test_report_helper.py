@@ -416,3 +416,50 @@ def test_expost_run_imports_what_training_needs_while_the_probe_runs():
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.split() == ["answer", "True"]
+
+
+def test_warming_draws_the_theory_figure_ahead_with_the_same_bytes(run_dir, tmp_path,
+                                                                    monkeypatch):
+    from matplotlib.figure import Figure
+
+    from expost.report import _data, figures
+
+    monkeypatch.setattr(figures, "_DRAWN_AHEAD", {})
+    cold = build_outputs(run_dir, out_dir=tmp_path / "cold", quiet=True, processes=1)
+    assert figures._DRAWN_AHEAD == {}  # nothing is drawn ahead unless asked
+    _data.warm_report(run_dir)
+    assert list(figures._DRAWN_AHEAD) == [(("theory", 9.0), 130)]
+    drawn = []
+    real = Figure.savefig
+
+    def counted(self, *args, **kwargs):
+        drawn.append(getattr(self, "expost_key", None))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", counted)
+    warm = build_outputs(run_dir, out_dir=tmp_path / "warm", quiet=True, processes=1)
+    assert ("theory", 9.0) not in drawn and len(drawn) == len(
+        [k for k in warm if k.startswith("figure_")]) - 1
+    for key in (k for k in cold if k.startswith("figure_")):
+        assert warm[key].read_bytes() == cold[key].read_bytes(), key
+
+
+def test_a_figure_drawn_ahead_is_written_only_for_its_key_and_dpi(tmp_path, monkeypatch):
+    from expost.report import figures
+
+    monkeypatch.setattr(figures, "_DRAWN_AHEAD", {})
+
+    def fig(value):
+        f = figures.new_figure(figsize=(2, 1.5))
+        f.add_subplot().plot([0, 1], [0, value])
+        return f
+
+    figures.draw_ahead(fig(1.0), "one")
+    plain = figures.save_figure(fig(1.0), tmp_path / "plain")[0].read_bytes()
+    keyed = fig(2.0)  # other pixels under the key: the PNG drawn ahead is what is written
+    keyed.expost_key = "one"
+    assert figures.save_figure(keyed, tmp_path / "keyed")[0].read_bytes() == plain
+    other = figures.save_figure(keyed, tmp_path / "dpi", dpi=60)[0].read_bytes()
+    assert other != plain  # another dpi: drawn
+    unkeyed = figures.save_figure(fig(2.0), tmp_path / "unkeyed")[0].read_bytes()
+    assert unkeyed != plain

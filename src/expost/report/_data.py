@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from .._validation import _error, check_choice, describe
 from ..experiments.metrics import METRICS
 from .diagnostics import reliability_by_regime, risk_rows
-from .figures import plot_curves, plot_theory
+from .figures import draw_ahead, drawn_ahead, plot_curves, plot_theory
 from .flags import Flag, diverged_flag, diverged_runs, late_best_flags, one_class_flags
 from .records import METRIC_LABELS, best_intervals, regime_label, regimes_present
 from .table import DEFAULT_N_BOOT, PROTOCOLS, Table1, table1
@@ -33,7 +33,8 @@ __all__ = [
     "gather",
     "make_figures",
     "open_store",
-    "warm_why",
+    "theory_figure",
+    "warm_report",
 ]
 
 _STORE_METHODS = ("experiment_info", "runs", "interval_records")
@@ -222,15 +223,31 @@ def gather(store: Any, run_dir: Path | None, *, n_boot: int = DEFAULT_N_BOOT, se
     return data
 
 
-def warm_why(run_dir: str | Path) -> None:
-    """Compute the risk decomposition of the runs of ``run_dir`` finished so far, which
-    this process then remembers (:func:`~expost.report.diagnostics.risk_rows`); for
-    ``expost run``'s report helper, between trainings. Nothing finished yet: nothing."""
+def warm_report(run_dir: str | Path) -> None:
+    """What of ``run_dir``'s report can be done before its runs end, done in this process,
+    which remembers it: the theory figure's PNG (:func:`theory_figure`) and the risk
+    decomposition of the runs finished so far
+    (:func:`~expost.report.diagnostics.risk_rows`). For ``expost run``'s report helper,
+    between trainings."""
     with open_store(run_dir) as (store, where):
+        info = dict(store.experiment_info())
+        ratio = emphasis_ratio(info)
+        if ratio is not None and not drawn_ahead(("theory", ratio)):
+            theory_figure(ratio, ahead=True)
         runs = list(store.runs())
         if any(r.get("status") == "finished" for r in runs):
             records = _split_records(store, where, runs)[0]
-            risk_rows(store, dict(store.experiment_info()), runs, records)
+            risk_rows(store, info, runs, records)
+
+
+def theory_figure(ratio: float, *, ahead: bool = False) -> Figure:
+    """The report's Figure 2 for weight ratio ``ratio`` (:func:`plot_theory`), keyed by the
+    ratio so that a PNG drawn ahead (``ahead``: drawn now, once) is the one saved."""
+    fig = plot_theory(ratio)
+    if ahead:
+        return draw_ahead(fig, ("theory", float(ratio)))
+    fig.expost_key = ("theory", float(ratio))  # type: ignore[attr-defined]
+    return fig
 
 
 def add_why(data: ReportData, store: Any) -> None:
@@ -301,7 +318,7 @@ def figure_specs(data: ReportData) -> list[FigureSpec]:
     if ratio is not None:
         specs.append(("theory", f"Incentives to choose and to learn in the binary case with this "
                       f"experiment's weight ratio {ratio:g}: optimal prediction, marginal learning "
-                      "loss and learning loss (Figure 2).", lambda: plot_theory(ratio)))
+                      "loss and learning loss (Figure 2).", lambda: theory_figure(ratio)))
     return specs
 
 

@@ -56,6 +56,28 @@ def new_figure(figsize: tuple[float, float] = (6.4, 4.2), **kwargs: Any) -> Figu
     return fig
 
 
+#: PNGs drawn ahead (``expost run``'s report helper draws the theory figure between
+#: trainings), by (the figure's ``expost_key``, dpi): :func:`save_figure` writes the PNG of
+#: a figure carrying such a key from here instead of drawing it (the same bytes).
+_DRAWN_AHEAD: dict[tuple[Any, int], bytes] = {}
+
+
+def draw_ahead(fig: Figure, key: Any, *, dpi: int = 130) -> Figure:
+    """Mark ``fig`` with ``key`` (hashable, naming everything its pixels depend on) and draw
+    its PNG now, which :func:`save_figure` then writes for any figure with that key."""
+    fig.expost_key = key  # type: ignore[attr-defined]
+    if (key, dpi) not in _DRAWN_AHEAD:
+        buf = io.BytesIO()
+        fig.savefig(buf, dpi=dpi, format="png", pil_kwargs=_FAST_PNG)
+        _DRAWN_AHEAD[(key, dpi)] = buf.getvalue()
+    return fig
+
+
+def drawn_ahead(key: Any, *, dpi: int = 130) -> bool:
+    """Whether :func:`draw_ahead` has drawn the figure of ``key`` at ``dpi``."""
+    return (key, dpi) in _DRAWN_AHEAD
+
+
 def save_figure(fig: Figure, path: str | Path, *, pdf: bool = False, dpi: int = 130) -> list[Path]:
     """Save ``fig`` as PNG at ``path`` (suffix forced to ``.png``) and optionally as PDF beside it.
 
@@ -65,8 +87,13 @@ def save_figure(fig: Figure, path: str | Path, *, pdf: bool = False, dpi: int = 
     from ._render import figure_paths
 
     out = figure_paths(path, pdf)
+    key = getattr(fig, "expost_key", None)
+    ahead = _DRAWN_AHEAD.get((key, dpi)) if key is not None else None
     with atomic_open(out[0], "wb") as fh:  # whole or not at all
-        fig.savefig(fh, dpi=dpi, format="png", pil_kwargs=_FAST_PNG)
+        if ahead is not None:
+            fh.write(ahead)
+        else:
+            fig.savefig(fh, dpi=dpi, format="png", pil_kwargs=_FAST_PNG)
     if pdf:
         with atomic_open(out[1], "wb") as fh:
             fig.savefig(fh, format="pdf")

@@ -25,7 +25,8 @@ would without a helper.
 
 Between trainings, :meth:`ReportHelper.warm` has the child compute the risk
 decomposition of the runs finished so far (it remembers them by the digest of
-their inputs), which the report then finds done; the parent does not wait.
+their inputs) and draw the theory figure (which depends on the objective
+only), which the report then finds done; the parent does not wait.
 
 Messages, both ways: an 8-byte length, a JSON header, then the raw bytes of the
 arrays the header lists (float64 or int64 only; nothing is unpickled).
@@ -190,9 +191,10 @@ class ReportHelper:
 
     def warm(self, run_dir: str | Path) -> None:
         """Have the helper compute, while this process goes on, what of ``run_dir``'s report
-        the runs finished so far allow (their risk decomposition: most of the report's
-        reading time), so that :meth:`build` finds it done. No reply is awaited; a helper
-        that is gone is closed (and the report then built here)."""
+        the runs finished so far allow (their risk decomposition, most of the report's
+        reading time, and the theory figure), so that :meth:`build` finds it done. No
+        reply is awaited; a helper that is gone is closed (and the report then built
+        here)."""
         if self._request < 0:
             return
         try:
@@ -250,11 +252,11 @@ def _serve(request: int, reply: int, preload: tuple[str, ...] = (),
                 payload = _frame({"ok": False})
             _write_all(reply, payload)
         elif op == "warm":  # no reply: the parent goes on training
-            from ._data import warm_why
+            from ._data import warm_report
 
             with contextlib.suppress(Exception), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the report computes it again, and warns
-                warm_why(header["run_dir"])
+                warm_report(header["run_dir"])
         elif op == "report":
             try:
                 outputs, message_text = outputs_and_message(header["run_dir"])
