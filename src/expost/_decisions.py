@@ -144,14 +144,15 @@ def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
 
 def _argmax_rows(
     v: NDArray[np.floating], best: NDArray[np.floating], hits: NDArray[np.unsignedinteger],
-    out: NDArray[Any],
+    out: NDArray[Any], weights: NDArray[np.unsignedinteger] | None = None,
 ) -> None:
     """Row of each column's maximum of ``v``, ties to the lowest row, into ``out``.
 
     Exact, in four whole-array passes along axis 0 (each row contiguous, where
     ``np.argmax(axis=1)`` pays a call per short row): the maximum ``best``; the
     rows that attain it, weighted ``n - a`` for row ``a`` (``hits``, scratch of
-    ``v``'s shape); their largest weight, which is the lowest attaining row's.
+    ``v``'s shape; ``weights``, the column ``n, ..., 1`` of its dtype, if given); their
+    largest weight, which is the lowest attaining row's.
     """
     n = v.shape[0]
     if n == 1:
@@ -162,7 +163,9 @@ def _argmax_rows(
         np.equal(v, best, out=hits.view(np.bool_))
     else:
         np.equal(v, best, out=hits)
-    np.multiply(hits, np.arange(n, 0, -1, dtype=hits.dtype)[:, None], out=hits)
+    if weights is None:
+        weights = np.arange(n, 0, -1, dtype=hits.dtype)[:, None]
+    np.multiply(hits, weights, out=hits)
     np.subtract(n, np.maximum.reduce(hits, axis=0), out=out)
 
 
@@ -173,14 +176,20 @@ def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     n_act = u.shape[0]
     ua = np.vstack([us, np.ones((1, u.shape[1]))]).astype(work)
     hit_dtype = np.min_scalar_type(n_act)
+    weights = np.arange(n_act, 0, -1, dtype=hit_dtype)[:, None]
     bufs: list[NDArray[Any]] = []
+    views: dict[int, tuple[NDArray[Any], ...]] = {}  # by block size: every full block shares one
 
     def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> NDArray[np.floating]:
         nb = block.shape[0]
-        zbuf, best, hits = _scratch(bufs, [(nb * (n_act + 1), work), (nb, work), (nb * n_act, hit_dtype)])
-        z = zbuf[: nb * (n_act + 1)].reshape(n_act + 1, nb)
+        if nb not in views:
+            zbuf, best, hits = _scratch(
+                bufs, [(nb * (n_act + 1), work), (nb, work), (nb * n_act, hit_dtype)])
+            z = zbuf[: nb * (n_act + 1)].reshape(n_act + 1, nb)
+            views[nb] = (z, z[:n_act], best[:nb], hits[: nb * n_act].reshape(n_act, nb))
+        z, v, best, hits = views[nb]
         np.matmul(ua, block.T.astype(work, copy=False), out=z)
-        _argmax_rows(z[:n_act], best[:nb], hits[: nb * n_act].reshape(n_act, nb), out)
+        _argmax_rows(v, best, hits, out, weights)
         return z[n_act]
 
     return kernel

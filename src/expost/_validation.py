@@ -282,6 +282,8 @@ def check_rows_given_sums(
     ``sums`` (NaN and inf fail these comparisons). Anything else goes to
     :func:`check_rows`, which finds and names the bad row with the usual message.
     """
-    if rows.min() >= -tol and sums.min() >= 1.0 - tol and sums.max() <= 1.0 + tol:
+    low, high = np.minimum.reduce, np.maximum.reduce  # ndarray.min without its wrapper
+    if (low(rows, axis=None) >= -tol and low(sums, axis=None) >= 1.0 - tol
+            and high(sums, axis=None) <= 1.0 + tol):
         return
     check_rows(rows, name, tol, offset)
