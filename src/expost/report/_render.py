@@ -105,8 +105,9 @@ def render_figures(specs: list[FigureSpec], folder: Path, *, pdf: bool = False,
             [*specs, *more]]
 
 
-#: More figures than this are drawn by one process (their queue would not fit in a pipe).
-_QUEUE_LIMIT = 4096
+#: More figures than this are drawn by one process: the queue, and the children's reports,
+#: each 4 bytes a figure, fit in the 4 KiB that any pipe holds (a full one would block).
+_QUEUE_LIMIT = 1024
 
 _INDEX = struct.Struct("<i")
 

@@ -85,7 +85,7 @@ def risk_rows(store: Any, info: dict[str, Any], runs: list[dict[str, Any]],
 
 #: Risk decompositions this process has computed, by the digest of their inputs: a run's
 #: best-interval predictions do not change once it has finished, so ``expost run``'s report
-#: helper computes them while the next training runs (:func:`warm_risk_rows`) and the
+#: helper computes them while the next training runs (``_data.warm_report``) and the
 #: report finds them here. Cleared when full.
 _DECOMPOSED: dict[bytes, tuple[float, float, float]] = {}
 _DECOMPOSED_LIMIT = 4096
