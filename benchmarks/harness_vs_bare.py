@@ -16,7 +16,13 @@ one too, which leaves only the harness's own overhead in the ratio. The bare loo
 loads the digits with ``sklearn.datasets.load_digits`` (importing scikit-learn, 1-2.5 s),
 as a plain script does; the harness reads the same file without that import.
 
-Run: ``python benchmarks/harness_vs_bare.py [--repeat 2] [--fused-adam]``.
+``--also-src DIR`` adds a third contestant: ``expost run`` from another checkout's
+``src`` (put first on ``PYTHONPATH``), e.g. an earlier commit's
+(``git worktree add /tmp/before REV``, then ``--also-src /tmp/before/src``); the
+three then run in an order that turns round every round, and the paired ratio of
+this checkout to that one is printed too.
+
+Run: ``python benchmarks/harness_vs_bare.py [--repeat 2] [--fused-adam] [--also-src DIR]``.
 """
 
 from __future__ import annotations
@@ -35,11 +41,11 @@ from pathlib import Path
 BARE = Path(__file__).with_name("bare_loop.py")
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """(wall, CPU) seconds of one child process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
@@ -54,7 +60,12 @@ def main() -> None:
     ap.add_argument("--fused-adam", action="store_true",
                     help="the bare loop also runs torch's fused Adam, as the harness does by "
                          "default (without: the for-loop Adam a plain script gets)")
+    ap.add_argument("--also-src", metavar="DIR",
+                    help="also time `expost run` from this src folder of another checkout")
     args = ap.parse_args()
+    if args.also_src:
+        also(args)
+        return
     print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}")
     print(f"{'round':>5} {'harness wall':>13} {'bare wall':>10} {'ratio':>6} "
           f"{'harness CPU':>12} {'bare CPU':>9} {'ratio':>6}")
@@ -81,6 +92,36 @@ def main() -> None:
     print("where the harness's wall time went (median over rounds, from its store's timings):")
     for name in parts[0]:
         print(f"  {name:<58} {statistics.median(p[name] for p in parts):6.2f} s")
+
+
+def also(args: argparse.Namespace) -> None:
+    """This checkout's harness, another checkout's and the bare loop, in turned orders."""
+    src = Path(args.also_src).resolve()
+    if not (src / "expost" / "__init__.py").is_file():
+        raise SystemExit(f"--also-src: expected a src folder holding expost/, got {str(src)!r}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(src), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    bare = [sys.executable, str(BARE), *(["--fused-adam"] if args.fused_adam else [])]
+    walls: dict[str, list[float]] = {"this": [], "other": [], "bare": []}
+    print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}; other: {src}")
+    print(f"{'round':>5} {'this':>8} {'other':>8} {'bare':>8}   this/bare other/bare this/other")
+    for r in range(args.repeat):
+        order = ["this", "other", "bare"]
+        order = order[r % 3:] + order[:r % 3]
+        for who in order if r % 2 == 0 else order[::-1]:
+            with tempfile.TemporaryDirectory() as tmp:
+                run = [sys.executable, "-m", "expost", "run", "--out", str(Path(tmp) / "run"),
+                       "--quiet"]
+                wall = timed(bare if who == "bare" else run,
+                             env if who == "other" else None)[0]
+            walls[who].append(wall)
+        t, o, b = (walls[k][-1] for k in ("this", "other", "bare"))
+        print(f"{r:>5} {t:7.2f}s {o:7.2f}s {b:7.2f}s   {t / b:9.2f} {o / b:10.2f} {t / o:10.2f}")
+    med = {k: statistics.median(x / y for x, y in zip(walls[a], walls[c], strict=True))
+           for k, (a, c) in {"this": ("this", "bare"), "other": ("other", "bare"),
+                             "pair": ("this", "other")}.items()}
+    print(f"median ratios: this / bare {med['this']:.2f}x, other / bare {med['other']:.2f}x "
+          f"(goal: at most 1.15x), this / other {med['pair']:.2f}x")
 
 
 def harness_parts(run_dir: Path, wall: float) -> dict[str, float]:
