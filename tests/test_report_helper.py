@@ -332,12 +332,22 @@ def test_a_warmed_helper_decomposes_each_run_once(run_dir, tmp_path, monkeypatch
     assert _html_without_time(out["report_html"]) == _html_without_time(here["report_html"])
 
 
+def _total(*arrays):
+    import numpy as np
+
+    return np.asarray([float(sum(a.sum() for a in arrays))])
+
+
 def test_warming_with_nothing_finished_or_no_experiment_is_harmless(tmp_path):
-    helper = ReportHelper.start()
+    import numpy as np
+
+    helper = ReportHelper.start(tasks={"total": _total})
     helper.warm(tmp_path / "not-an-experiment")  # fails quietly in the child
-    assert helper.ask("no such task", []) is None  # it still answers
-    assert helper._request >= 0
+    helper.warm(tmp_path)  # not an experiment either
+    assert helper.ask("total", [np.ones(3)]).tolist() == [3.0]  # alive, and in step
+    pid = helper.pid
     helper.close()
+    assert _gone(pid)
     helper.warm(tmp_path)  # closed: nothing is sent, nothing raised
 
 

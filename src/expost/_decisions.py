@@ -144,15 +144,15 @@ def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
 
 def _argmax_rows(
     v: NDArray[np.floating], best: NDArray[np.floating], hits: NDArray[np.unsignedinteger],
-    out: NDArray[Any], weights: NDArray[np.unsignedinteger] | None = None,
+    out: NDArray[Any], weights: NDArray[np.unsignedinteger],
 ) -> None:
     """Row of each column's maximum of ``v``, ties to the lowest row, into ``out``.
 
     Exact, in four whole-array passes along axis 0 (each row contiguous, where
     ``np.argmax(axis=1)`` pays a call per short row): the maximum ``best``; the
     rows that attain it, weighted ``n - a`` for row ``a`` (``hits``, scratch of
-    ``v``'s shape; ``weights``, the column ``n, ..., 1`` of its dtype, if given); their
-    largest weight, which is the lowest attaining row's.
+    ``v``'s shape; ``weights``, the column ``n, ..., 1`` of its dtype); their largest
+    weight, which is the lowest attaining row's.
     """
     n = v.shape[0]
     if n == 1:
@@ -163,8 +163,6 @@ def _argmax_rows(
         np.equal(v, best, out=hits.view(np.bool_))
     else:
         np.equal(v, best, out=hits)
-    if weights is None:
-        weights = np.arange(n, 0, -1, dtype=hits.dtype)[:, None]
     np.multiply(hits, weights, out=hits)
     np.subtract(n, np.maximum.reduce(hits, axis=0), out=out)
 

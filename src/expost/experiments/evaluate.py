@@ -376,8 +376,6 @@ class IntervalScorer:
         return {name: float(values[0]) for name, values in out.items()}
 
 
-
-
 def frontier(
     q: ArrayLike,
     y: ArrayLike,
