@@ -243,10 +243,10 @@ def warm_report(run_dir: str | Path) -> None:
 def theory_figure(ratio: float, *, ahead: bool = False) -> Figure:
     """The report's Figure 2 for weight ratio ``ratio`` (:func:`plot_theory`), keyed by the
     ratio so that a PNG drawn ahead (``ahead``: drawn now, once) is the one saved."""
-    fig = plot_theory(ratio)
+    fig, key = plot_theory(ratio), ("theory", float(ratio))
     if ahead:
-        return draw_ahead(fig, ("theory", float(ratio)))
-    fig.expost_key = ("theory", float(ratio))  # type: ignore[attr-defined]
+        return draw_ahead(fig, key)
+    fig.expost_key = key  # type: ignore[attr-defined]
     return fig
 
 
