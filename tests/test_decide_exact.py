@@ -187,6 +187,22 @@ def test_diagonal_u_takes_the_elementwise_path_accurately(dtype, rtol, layout, n
     np.testing.assert_allclose(back, q, rtol=20 * rtol, atol=0)  # Eq 27 is Eq 16 with 1/w
 
 
+
+@pytest.mark.parametrize("diagonal", [True, False])
+def test_a_weighted_prediction_kernel_made_once_serves_arrays_of_any_size(diagonal):
+    """``_weighted_prediction_by``: one utility's set-up reused on arrays that grow and
+    shrink (the w tiled for the flat path is grown for a longer block, not overrun), each
+    result the one-off function's, bit for bit."""
+    rng = np.random.default_rng(5)
+    m = 5
+    u = np.diag(rng.uniform(0.1, 9.0, m)) if diagonal else rng.uniform(0.1, 2.0, (m, m))
+    apply = _decisions._weighted_prediction_by(u, np.dtype(np.float64))
+    with mock.patch.object(_decisions, "BLOCK_ROWS", 1000), mock.patch.object(_decisions, "FLAT_ROWS", 500):
+        for n in (600, 2500, 3, 999, 1700):  # blocks of 600; 1000; 3; 999; 1000 and 700
+            q = rng.dirichlet(np.ones(m), size=n)
+            np.testing.assert_array_equal(apply(q), _decisions._weighted_prediction(q, u))
+            np.testing.assert_allclose(apply(q), _eq8_long(q, u), rtol=1e-12, atol=0)
+
 def test_a_nearly_diagonal_u_is_not_taken_for_a_diagonal_one():
     """One off-diagonal entry of 1e-30 must still count: the product, not w * q."""
     q = np.array([[0.0, 1.0], [1.0, 0.0]])

@@ -173,17 +173,20 @@ def test_interval_metrics_needs_the_recall_class():
                          recall_of=1)
 
 
+@pytest.mark.parametrize("dense", [False, True], ids=["class_weights", "dense"])
 @pytest.mark.parametrize("regime", sorted(REGIME_SPECS))
-def test_the_interval_scorer_is_interval_metrics_bit_for_bit(regime, rng):
+def test_the_interval_scorer_is_interval_metrics_bit_for_bit(regime, dense, rng):
     m = 4
     y_test, y_val = rng.integers(0, m, 300), rng.integers(0, m, 120)
     y_test[0] = y_val[0] = 2
-    q_test = rng.dirichlet(np.ones(m) * 0.7, size=300)
-    q_val = rng.dirichlet(np.ones(m) * 0.7, size=120)
     u = expost.Utility.emphasize(m, 2, 9.0).normalized(np.bincount(y_test, minlength=m) / 300)
+    if dense:  # the matrix product's kernel, not the class weights'
+        u = expost.Utility(u.matrix + 0.25 * rng.uniform(size=(m, m)))
     uw = expost.Utility.inverse_prior([0.4, 0.3, 0.2, 0.1]).normalized([0.4, 0.3, 0.2, 0.1])
     scorer = IntervalScorer(u, {"test": y_test, "val": y_val}, recall_of=2, training_utility=uw)
-    for _ in range(2):  # the scorer keeps nothing from one call to the next
+    for _ in range(3):  # the set-up made once serves every call, on new predictions each time
+        q_test = rng.dirichlet(np.ones(m) * 0.7, size=300)
+        q_val = rng.dirichlet(np.ones(m) * 0.7, size=120)
         for split, q, y in (("test", q_test, y_test), ("val", q_val, y_val)):
             got = scorer(q, split, regime)
             want = interval_metrics(q, y, u, regime, recall_of=2, training_utility=uw)
@@ -428,3 +431,35 @@ def test_utility_stack_holds_class_weights_not_one_matrix_per_utility(tmp_path):
         assert np.array_equal(mixed.values[k], u.matrix)
     with pytest.raises(ValueError, match="give --utility"):
         utility_stack(info)
+
+
+@pytest.mark.parametrize("trained_with", ["identity", "class_weights", "dense"])
+def test_the_validation_loss_is_weighted_loss_bit_for_bit(trained_with, rng):
+    from expost.experiments.train import _ValidationLoss
+
+    m = 4
+    y = rng.integers(0, m, 150)
+    utility = {"identity": None,
+               "class_weights": expost.Utility.from_class_weights([1.0, 2.0, 9.0, 0.5]),
+               "dense": expost.Utility(rng.uniform(0.1, 2.0, (m, m)))}[trained_with]
+    loss = _ValidationLoss(utility, y, m)
+    for _ in range(2):
+        q = rng.dirichlet(np.ones(m), size=150)
+        want = expost.weighted_loss(q, y, np.eye(m) if utility is None else utility,
+                                    reduction="mean")
+        assert loss(q).hex() == float(want).hex()
+    with pytest.raises(ValueError, match=r"`q` must be shape \(150, 4\), got shape \(149, 4\)"):
+        loss(q[1:])
+    with pytest.raises(ValueError, match="`val_labels`"):
+        _ValidationLoss(utility, np.array([0, 4]), m)
+
+
+def test_calibration_bins_made_once_are_not_shared_with_callers():
+    q = np.array([[0.8, 0.2], [0.3, 0.7], [0.55, 0.45]])
+    first = expost.reliability_curve(q, [0, 1, 1], n_bins=4)
+    first.edges[:] = -1.0  # a caller's copy
+    again = expost.reliability_curve(q, [0, 1, 1], n_bins=4)
+    np.testing.assert_array_equal(again.edges, [0.0, 0.25, 0.5, 0.75, 1.0])
+    # bins [0.75, 1]: 0.8, a hit; [0.5, 0.75): 0.7 a hit and 0.55 a miss
+    assert expost.calibration_error(q, [0, 1, 1], n_bins=4) == pytest.approx(
+        (abs(1 - 0.8) + abs(1 - (0.7 + 0.55))) / 3)

@@ -86,18 +86,27 @@ def batched_metrics(q: NDArray[np.float64], labels: NDArray[np.intp], u: NDArray
     >>> m["classification_utility"], m["emphasized_recall"]
     (array([6.]), array([1.]))
     """
-    m = u.shape[-1]
-    counts = np.bincount(labels, minlength=m)
-    order = np.argsort(labels, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    weights = _class_weights(u)
-    n_a = m if weights is not None else u.shape[1]
-    if view == "as_is":
-        totals = _as_is_totals(q, labels, u, weights, order, starts)
-    elif u.shape[0] <= _DIRECT_UTILITIES and q.shape[0] * n_a <= _DIRECT_VALUES:
+    return metrics_given(q, labels, u, view=view, recall_of=recall_of, n_jobs=n_jobs,
+                         weights=_class_weights(u), counts=np.bincount(labels, minlength=u.shape[-1]))
+
+
+def metrics_given(q: NDArray[np.float64], labels: NDArray[np.intp], u: NDArray[np.float64],
+                  *, view: str, recall_of: NDArray[np.intp], weights: NDArray[np.float64] | None,
+                  counts: NDArray[np.intp], n_jobs: int = 1) -> dict[str, NDArray[np.float64]]:
+    """:func:`batched_metrics` given ``u``'s class weights (``_class_weights(u)``) and the
+    labels' counts (``np.bincount(labels, minlength=n_classes)``): for a caller that
+    scores the same utilities and labels many times (the harness, every interval)."""
+    n_a = u.shape[-1] if weights is not None else u.shape[1]
+    direct = u.shape[0] <= _DIRECT_UTILITIES and q.shape[0] * n_a <= _DIRECT_VALUES
+    if view == "ex_post" and direct:
         totals = _ex_post_direct(q, labels, u, weights)
     else:
-        totals = _ex_post_totals(q[order], u, weights, starts, n_jobs)
+        order = np.argsort(labels, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        if view == "as_is":
+            totals = _as_is_totals(q, labels, u, weights, order, starts)
+        else:
+            totals = _ex_post_totals(q[order], u, weights, starts, n_jobs)
     return _means(totals, q.shape[0], counts, recall_of)
 
 

@@ -120,8 +120,8 @@ def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
         if not diagonal:
             np.matmul(block, ut, out=dest)
         elif block.shape[0] >= FLAT_ROWS and block.flags.c_contiguous and dest.flags.c_contiguous:
-            if not tiled:  # the first block is the largest
-                tiled.append(np.tile(w, block.shape[0]))
+            if not tiled or tiled[0].size < block.size:  # a call's first block is its largest
+                tiled[:] = [np.tile(w, block.shape[0])]
             flat = block.reshape(-1)
             np.multiply(flat, tiled[0][: flat.size], out=dest.reshape(-1))
         else:
@@ -203,8 +203,20 @@ def _expected_utility(
 def _weighted_prediction(
     q: NDArray[np.floating], u: NDArray[np.float64], *, check_as: str | None = None
 ) -> NDArray[np.floating]:
-    out = np.empty((q.shape[0], u.shape[0]), dtype=q.dtype)
-    return _blockwise(q, out, _wp_kernel(u, q.dtype), check_as=check_as)
+    return _weighted_prediction_by(u, q.dtype)(q, check_as=check_as)
+
+
+def _weighted_prediction_by(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Callable[..., Any]:
+    """``_weighted_prediction(q, u)`` for any q of ``dtype``, its per-utility set-up done
+    once: for a caller that applies one utility to many small arrays (the harness's
+    scorer, every interval)."""
+    kernel = _wp_kernel(u, np.dtype(dtype))
+
+    def apply(q: NDArray[np.floating], *, check_as: str | None = None) -> NDArray[np.floating]:
+        out = np.empty((q.shape[0], u.shape[0]), dtype=q.dtype)
+        return _blockwise(q, out, kernel, check_as=check_as)
+
+    return apply
 
 
 def _decide(

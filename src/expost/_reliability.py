@@ -8,6 +8,7 @@ uses the same bin edges for its class frequencies.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -38,8 +39,15 @@ class ReliabilityCurve(NamedTuple):
 
 def _edges(conf: NDArray[np.float64], n_bins: int, strategy: str) -> NDArray[np.float64]:
     if strategy == "uniform":
-        return np.linspace(0.0, 1.0, n_bins + 1)
+        return _uniform_edges(n_bins).copy()
     return np.quantile(conf, np.linspace(0.0, 1.0, n_bins + 1))
+
+
+@lru_cache(maxsize=16)
+def _uniform_edges(n_bins: int) -> NDArray[np.float64]:
+    """``linspace(0, 1, n_bins + 1)``, made once per ``n_bins`` (the harness bins every
+    interval's predictions alike); callers get a copy."""
+    return np.linspace(0.0, 1.0, n_bins + 1)
 
 
 def _bin_stats(

@@ -37,8 +37,8 @@ from typing import Any, Final, Literal, cast
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._batched_metrics import BATCHED_METRICS, batched_metrics
-from .._decisions import _weighted_prediction
+from .._batched_metrics import BATCHED_METRICS, _class_weights, batched_metrics, metrics_given
+from .._decisions import _weighted_prediction_by
 from .._recalibration import recover_posterior
 from .._reliability import _calibration_error
 from .._utility import Utility, as_utility
@@ -255,16 +255,45 @@ def score_regime(
     >>> score_regime(q, np.array([0, 1]), u, "expost", recall_of=np.array([1, 1]))["accuracy"]
     array([0.5, 1. ])
     """
-    view, qv = _engine_input(regime, q, training_utility)
-    out = batched_metrics(cast("NDArray[np.float64]", qv), labels, utilities, view=view,
-                          recall_of=recall_of, n_jobs=n_jobs)
-    errors = np.full(utilities.shape[0], np.nan)
-    for k in range(utilities.shape[0] if calibration else 0):
-        p = qv if view == "as_is" else _weighted_prediction(qv, as_matrix(utilities, k))
-        # calibration_error(p, labels, norm="l1", n_bins=15) of arrays already checked
-        errors[k] = _calibration_error(p, labels, "l1", 15, "uniform", "top_label")
-    out["calibration_error"] = errors
-    return {name: out[name] for name in _REGIME_METRICS}
+    return _Prepared(utilities, labels).score(q, regime, recall_of=recall_of,
+                                              training_utility=training_utility,
+                                              calibration=calibration, n_jobs=n_jobs)
+
+
+class _Prepared:
+    """:func:`score_regime`'s set-up for one stack of utilities and one set of labels,
+    made once (the utilities' class weights, the labels' counts, each utility's
+    :math:`p^u` kernel) and reused by every :meth:`score`: the harness scores the same
+    utility and split at every interval. The values are the same, bit for bit."""
+
+    def __init__(self, utilities: NDArray[np.float64], labels: NDArray[np.intp]) -> None:
+        self.utilities, self.labels = utilities, labels
+        self.weights = _class_weights(utilities)
+        self.counts = np.bincount(labels, minlength=utilities.shape[-1])
+        self._kernels: dict[tuple[int, np.dtype[Any]], Any] = {}
+
+    def _weighted_prediction(self, q: NDArray[np.floating], k: int) -> NDArray[np.floating]:
+        key = (k, q.dtype)
+        if key not in self._kernels:
+            self._kernels[key] = _weighted_prediction_by(as_matrix(self.utilities, k), q.dtype)
+        return cast("NDArray[np.floating]", self._kernels[key](q))
+
+    def score(self, q: NDArray[np.float64], regime: str, *, recall_of: NDArray[np.intp],
+              training_utility: Utility | None = None, calibration: bool = True,
+              n_jobs: int = 1) -> dict[str, NDArray[np.float64]]:
+        """:func:`score_regime` of ``q`` (rows of these labels) under these utilities."""
+        labels, utilities = self.labels, self.utilities
+        view, qv = _engine_input(regime, q, training_utility)
+        out = metrics_given(cast("NDArray[np.float64]", qv), labels, utilities, view=view,
+                            recall_of=recall_of, weights=self.weights, counts=self.counts,
+                            n_jobs=n_jobs)
+        errors = np.full(utilities.shape[0], np.nan)
+        for k in range(utilities.shape[0] if calibration else 0):
+            p = qv if view == "as_is" else self._weighted_prediction(qv, k)
+            # calibration_error(p, labels, norm="l1", n_bins=15) of arrays already checked
+            errors[k] = _calibration_error(p, labels, "l1", 15, "uniform", "top_label")
+        out["calibration_error"] = errors
+        return {name: out[name] for name in _REGIME_METRICS}
 
 
 def interval_metrics(
@@ -363,6 +392,7 @@ class IntervalScorer:
                 )
             self._labels[split] = checked
         self._stack = utility.matrix[None]
+        self._prepared = {split: _Prepared(self._stack, y) for split, y in self._labels.items()}
 
     def __call__(self, q: NDArray[np.float64], split: str, regime: str) -> dict[str, float]:
         """The six metrics (:data:`~expost.experiments.metrics.METRICS`) of ``regime``'s
@@ -371,8 +401,8 @@ class IntervalScorer:
         if q.shape[0] != labels.shape[0]:
             raise ValueError(_error("q", f"one row per label of {split!r} ({labels.shape[0]})",
                                     f"{q.shape[0]} rows"))
-        out = score_regime(q, labels, self._stack, regime, recall_of=self._recall,
-                           training_utility=self.training_utility)
+        out = self._prepared[split].score(q, regime, recall_of=self._recall,
+                                          training_utility=self.training_utility)
         return {name: float(values[0]) for name, values in out.items()}
 
 

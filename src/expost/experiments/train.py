@@ -49,8 +49,9 @@ import torch
 from numpy.typing import NDArray
 
 from .._decisions import decide
-from .._scoring import weighted_loss
+from .._scoring import _weighted_loss
 from .._utility import Utility
+from .._validation import _error, check_labels, reduce
 from ._schema import AUTO_CHECKPOINT_SECONDS
 from .batches import BatchSource, EpochSampler, autocast, predict_log_probs
 from .checkpoint import (
@@ -251,6 +252,23 @@ def _base_checkpoint(setup: TrainingSetup, base_key: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- one training's pieces
+class _ValidationLoss:
+    """The mean weighted loss (Eq 6) of validation predictions under the utility trained
+    with (the identity for unweighted training): ``weighted_loss(q, labels, utility,
+    reduction="mean")`` with the labels and the utility checked once, not every interval."""
+
+    def __init__(self, utility: Utility | None, labels: NDArray[np.int64], n_classes: int) -> None:
+        self.matrix = np.eye(n_classes) if utility is None else utility.matrix
+        self.labels = check_labels(labels, "val_labels", n_classes=self.matrix.shape[1])
+
+    def __call__(self, q: NDArray[np.float64]) -> float:
+        """The loss of ``q``, probability rows (decoded, so valid), one per label."""
+        if q.shape != (self.labels.shape[0], self.matrix.shape[0]):
+            raise ValueError(_error("q", f"shape {(self.labels.shape[0], self.matrix.shape[0])}",
+                                    f"shape {q.shape}"))
+        return float(reduce(_weighted_loss(q, self.labels, self.matrix, "log"), "mean"))
+
+
 @dataclass
 class _Training:
     """The pieces of one training, built once before its first interval."""
@@ -263,7 +281,7 @@ class _Training:
     train: BatchSource
     val: BatchSource
     test: BatchSource
-    val_labels: NDArray[np.int64]  # of the validation loss (MetaCost's are relabelled)
+    val_loss: _ValidationLoss  # of the loss being trained (MetaCost's labels are relabelled)
     sampler: EpochSampler
     parts: TrainingParts
     loss: torch.nn.Module
@@ -342,7 +360,8 @@ def _build_training(setup: TrainingSetup, job: TrainingJob) -> _Training:
     scorer = IntervalScorer(setup.objective.utility, {"test": setup.data.test_labels,
                                                       "val": setup.data.val_labels},
                             recall_of=setup.recall_of, training_utility=utility)
-    return _Training(setup, job, steps, spe, utility, train, val, test, val_labels, sampler,
+    val_loss = _ValidationLoss(utility, val_labels, setup.n_classes)
+    return _Training(setup, job, steps, spe, utility, train, val, test, val_loss, sampler,
                      parts, _build_loss(utility, job.kind, setup.device), when,
                      forward, scorer)  # type: ignore[arg-type]
 
@@ -480,10 +499,7 @@ def _evaluate(training: _Training) -> _Evaluation:
     for run_id, regime in training.job.runs:  # interval_metrics, labels checked once
         for split, q in (("test", q_test), ("val", q_val)):
             metrics.append((run_id, split, training.scorer(q, split, regime)))
-    u_val = np.eye(setup.n_classes) if training.utility is None else training.utility
-    val_loss = float(weighted_loss(decode_probabilities(val_lp), training.val_labels, u_val,
-                                   reduction="mean"))
-    return _Evaluation(test_stored, metrics, val_loss)
+    return _Evaluation(test_stored, metrics, training.val_loss(decode_probabilities(val_lp)))
 
 
 def _end_interval(training: _Training, state: TrainingState, val_loss: float) -> float:
