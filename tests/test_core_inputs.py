@@ -430,3 +430,27 @@ def test_blocks_check_every_row_and_name_it_globally(monkeypatch):
     bad[30, 0] = np.inf
     with pytest.raises(ValueError, match=r"`p`.*row 30"):
         expost.recover_posterior(bad, u)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_blockwise_check_passes_what_check_rows_passes(dtype, monkeypatch):
+    """The block check's fast pass (no entry's sign bit set, row sums near 1) sends
+    -0.0 and negatives within the tolerance to the exact check, which accepts them;
+    a NaN (sign bit clear) is caught by its row's sum."""
+    from expost import _decisions
+
+    monkeypatch.setattr(_decisions, "BLOCK_ROWS", 7)
+    rng = np.random.default_rng(4)
+    q = rng.dirichlet(np.ones(3), size=30).astype(dtype)
+    tol = float(np.finfo(dtype).eps) * 8
+    q[9] = [0.5, 0.5, -0.0]
+    q[17] = [0.75 + tol, 0.25, -tol]
+    want = np.argmax(q.astype(np.float64) @ FULL.matrix.T, axis=1)
+    np.testing.assert_array_equal(expost.decide(q, FULL), want)
+    assert expost.weighted_prediction(q, FULL).shape == (30, 3)
+    nan = q.copy()
+    nan[24, 2] = np.float64(np.nan)
+    assert not np.signbit(nan[24, 2])
+    for func in (expost.weighted_prediction, expost.decide):
+        with pytest.raises(ValueError, match=r"`q`.*non-finite value in row 24"):
+            func(nan, FULL)

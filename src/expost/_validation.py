@@ -278,12 +278,29 @@ def check_rows_given_sums(
 ) -> None:
     """:func:`check_rows` for a caller that already has the row sums (from its own product).
 
-    The common case, every row valid, costs one minimum over ``rows`` and two over
-    ``sums`` (NaN and inf fail these comparisons). Anything else goes to
-    :func:`check_rows`, which finds and names the bad row with the usual message.
+    The common case, every row valid, costs one pass over ``rows`` and two minima over
+    ``sums``. The pass ORs the entries' bits: none may have its sign bit set (a NaN
+    may pass it, but not the sums' test: NaN and inf propagate into a row's sum and
+    fail the comparisons). Anything else goes to :func:`check_rows`, which finds and
+    names the bad row with the usual message, and accepts what is valid after all
+    (-0.0, or a negative entry within ``tol``).
     """
     low, high = np.minimum.reduce, np.maximum.reduce  # ndarray.min without its wrapper
-    if (low(rows, axis=None) >= -tol and low(sums, axis=None) >= 1.0 - tol
+    if (_no_sign_bit(rows, tol) and low(sums, axis=None) >= 1.0 - tol
             and high(sums, axis=None) <= 1.0 + tol):
         return
     check_rows(rows, name, tol, offset)
+
+
+#: The unsigned view of a float of each size, and its sign bit.
+_SIGN_BITS: dict[int, tuple[np.dtype[Any], int]] = {4: (np.dtype(np.uint32), 1 << 31),
+                                                   8: (np.dtype(np.uint64), 1 << 63)}
+
+
+def _no_sign_bit(rows: NDArray[np.floating], tol: float) -> bool:
+    """No entry of ``rows`` has its sign bit set (each is +0.0 or more, or NaN): one OR over
+    the bits, cheaper than a float minimum. Other float sizes: the minimum, >= -tol."""
+    view = _SIGN_BITS.get(rows.dtype.itemsize)
+    if view is None:
+        return bool(np.minimum.reduce(rows, axis=None) >= -tol)
+    return not int(np.bitwise_or.reduce(rows.view(view[0]), axis=None)) & view[1]
