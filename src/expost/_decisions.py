@@ -7,7 +7,8 @@ than float32's range); they never modify their inputs.
 
 The cores run over blocks of rows. Each block's product also yields the row
 sums of ``q`` (a column or row of ones in the product), so the simplex check
-costs one extra minimum per block, not a second pass over ``q``.
+costs one OR over the block's bits (no sign bit set) while the block is in
+cache, and two minima over its sums.
 """
 
 from __future__ import annotations
