@@ -22,7 +22,12 @@ as a plain script does; the harness reads the same file without that import.
 three then run in an order that turns round every round, and the paired ratio of
 this checkout to that one is printed too.
 
-Run: ``python benchmarks/harness_vs_bare.py [--repeat 2] [--fused-adam] [--also-src DIR]``.
+``expost`` ends without the interpreter's teardown (:func:`expost.cli.exit_now`,
+most of a second with torch loaded), which the bare loop, a plain script, pays;
+``--normal-exit`` runs the harness with it, to measure the harness without that saving.
+
+Run: ``python benchmarks/harness_vs_bare.py [--repeat 2] [--fused-adam] [--also-src DIR]
+[--normal-exit]``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ import time
 from pathlib import Path
 
 BARE = Path(__file__).with_name("bare_loop.py")
+#: How the harness is started: the ``expost`` command (``--normal-exit``: its ``main``
+#: in a plain script, which exits with the interpreter's teardown as the bare loop does).
+EXPOST = [sys.executable, "-m", "expost"]
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -62,7 +70,13 @@ def main() -> None:
                          "default (without: the for-loop Adam a plain script gets)")
     ap.add_argument("--also-src", metavar="DIR",
                     help="also time `expost run` from this src folder of another checkout")
+    ap.add_argument("--normal-exit", action="store_true",
+                    help="run the harness with the interpreter's teardown at exit, as the bare "
+                         "loop has it (`expost` itself skips it: expost.cli.exit_now)")
     args = ap.parse_args()
+    global EXPOST
+    if args.normal_exit:
+        EXPOST = [sys.executable, "-c", "import sys; from expost.cli import main; sys.exit(main())"]
     if args.also_src:
         also(args)
         return
@@ -74,8 +88,7 @@ def main() -> None:
     parts: list[dict[str, float]] = []
     for r in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
-            h = timed([sys.executable, "-m", "expost", "run", "--out", str(Path(tmp) / "run"),
-                       "--quiet"])
+            h = timed([*EXPOST, "run", "--out", str(Path(tmp) / "run"), "--quiet"])
             parts.append(harness_parts(Path(tmp) / "run", h[0]))
         b = timed([sys.executable, str(BARE), *(["--fused-adam"] if args.fused_adam else [])])
         seconds["harness"].append(h[0])
@@ -110,8 +123,7 @@ def also(args: argparse.Namespace) -> None:
         order = order[r % 3:] + order[:r % 3]
         for who in order if r % 2 == 0 else order[::-1]:
             with tempfile.TemporaryDirectory() as tmp:
-                run = [sys.executable, "-m", "expost", "run", "--out", str(Path(tmp) / "run"),
-                       "--quiet"]
+                run = [*EXPOST, "run", "--out", str(Path(tmp) / "run"), "--quiet"]
                 wall = timed(bare if who == "bare" else run,
                              env if who == "other" else None)[0]
             walls[who].append(wall)

@@ -447,7 +447,7 @@ def exit_now(code: int) -> None:
     ``atexit`` handlers run (logging's flush, Ray's shutdown, temporary folders, a
     multiprocessing pool's join) and stdout and stderr are flushed. What is
     skipped is freeing every module's objects and the native libraries'
-    destructors: with torch loaded, about 0.9 s after the work is done. While a
+    destructors: with torch loaded, most of a second after the work is done. While a
     thread that is not a daemon still runs (its work would be cut short), the
     exit is the normal one.
     """
