@@ -44,9 +44,14 @@ import time
 from pathlib import Path
 
 BARE = Path(__file__).with_name("bare_loop.py")
-#: How the harness is started: the ``expost`` command (``--normal-exit``: its ``main``
-#: in a plain script, which exits with the interpreter's teardown as the bare loop does).
-EXPOST = [sys.executable, "-m", "expost"]
+
+
+def expost_command(normal_exit: bool) -> list[str]:
+    """How the harness is started: the ``expost`` command (``normal_exit``: its ``main`` in
+    a plain script, which exits with the interpreter's teardown as the bare loop does)."""
+    if normal_exit:
+        return [sys.executable, "-c", "import sys; from expost.cli import main; sys.exit(main())"]
+    return [sys.executable, "-m", "expost"]
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -74,9 +79,6 @@ def main() -> None:
                     help="run the harness with the interpreter's teardown at exit, as the bare "
                          "loop has it (`expost` itself skips it: expost.cli.exit_now)")
     args = ap.parse_args()
-    global EXPOST
-    if args.normal_exit:
-        EXPOST = [sys.executable, "-c", "import sys; from expost.cli import main; sys.exit(main())"]
     if args.also_src:
         also(args)
         return
@@ -88,7 +90,7 @@ def main() -> None:
     parts: list[dict[str, float]] = []
     for r in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
-            h = timed([*EXPOST, "run", "--out", str(Path(tmp) / "run"), "--quiet"])
+            h = timed([*expost_command(args.normal_exit), "run", "--out", str(Path(tmp) / "run"), "--quiet"])
             parts.append(harness_parts(Path(tmp) / "run", h[0]))
         b = timed([sys.executable, str(BARE), *(["--fused-adam"] if args.fused_adam else [])])
         seconds["harness"].append(h[0])
@@ -123,7 +125,7 @@ def also(args: argparse.Namespace) -> None:
         order = order[r % 3:] + order[:r % 3]
         for who in order if r % 2 == 0 else order[::-1]:
             with tempfile.TemporaryDirectory() as tmp:
-                run = [*EXPOST, "run", "--out", str(Path(tmp) / "run"), "--quiet"]
+                run = [*expost_command(args.normal_exit), "run", "--out", str(Path(tmp) / "run"), "--quiet"]
                 wall = timed(bare if who == "bare" else run,
                              env if who == "other" else None)[0]
             walls[who].append(wall)

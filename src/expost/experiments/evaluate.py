@@ -382,7 +382,7 @@ class IntervalScorer:
                  training_utility: Utility | None = None) -> None:
         self.utility, self.training_utility = utility, training_utility
         self._recall = check_labels([recall_of], "recall_of", n_classes=utility.n_classes)
-        self._labels = {}
+        self._prepared: dict[str, _Prepared] = {}
         for split, y in labels.items():
             name = "y" if split == "y" else f"labels[{split!r}]"
             checked = check_labels(y, name, n_classes=utility.n_classes)
@@ -390,19 +390,18 @@ class IntervalScorer:
                 raise ValueError(
                     _error(name, f"at least one sample of the recall class {recall_of}", "none")
                 )
-            self._labels[split] = checked
-        self._stack = utility.matrix[None]
-        self._prepared = {split: _Prepared(self._stack, y) for split, y in self._labels.items()}
+            self._prepared[split] = _Prepared(utility.matrix[None], checked)
 
     def __call__(self, q: NDArray[np.float64], split: str, regime: str) -> dict[str, float]:
         """The six metrics (:data:`~expost.experiments.metrics.METRICS`) of ``regime``'s
         view of ``q``, float64 probabilities of the rows of ``split``."""
-        labels = self._labels[split]
-        if q.shape[0] != labels.shape[0]:
-            raise ValueError(_error("q", f"one row per label of {split!r} ({labels.shape[0]})",
+        prepared = self._prepared[split]
+        n = prepared.labels.shape[0]
+        if q.shape[0] != n:
+            raise ValueError(_error("q", f"one row per label of {split!r} ({n})",
                                     f"{q.shape[0]} rows"))
-        out = self._prepared[split].score(q, regime, recall_of=self._recall,
-                                          training_utility=self.training_utility)
+        out = prepared.score(q, regime, recall_of=self._recall,
+                             training_utility=self.training_utility)
         return {name: float(values[0]) for name, values in out.items()}
 
 
