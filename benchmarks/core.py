@@ -15,6 +15,8 @@ Run it with one BLAS thread, as the goals are stated::
 
 Each ratio is the median over rounds of (function / baseline in the same
 round); the functions run round-robin, so load on a shared machine hits all alike.
+The quartiles of the per-round ratio against ``q @ U.T`` are printed beside it: on
+a shared machine they are the honest uncertainty of the median.
 """
 
 from __future__ import annotations
@@ -74,10 +76,11 @@ def main() -> None:
 
     floor = np.empty_like(q)
     print(f"q: {args.n:,} x {args.m} float32 ({nbytes / 2**20:.1f} MiB); {args.repeat} interleaved rounds")
-    print("x q@U.T, x copy = median over rounds of (function / baseline in the same round)")
+    print("x q@U.T, x copy = median over rounds of (function / baseline in the same round);")
+    print("q25-q75 = the quartiles of the per-round ratio to q@U.T")
     print(
         f"{'function':<22}{'utility':>9}{'best s':>9}{'median s':>10}"
-        f"{'x q@U.T':>9}{'x copy':>8}{'peak/input':>12}"
+        f"{'x q@U.T':>9}{'q25-q75':>12}{'x copy':>8}{'peak/input':>12}"
     )
     for name, u in (("diagonal", u_diag), ("dense", u_full)):
         ut = u.matrix.T.astype(np.float32)
@@ -92,12 +95,14 @@ def main() -> None:
         times = _interleaved(fns, args.repeat)
         for label, fn in fns.items():
             t = times[label]
-            vs_product = float(np.median(t / times["q @ U.T"]))
+            ratios = t / times["q @ U.T"]
+            vs_product = float(np.median(ratios))
+            q25, q75 = np.quantile(ratios, [0.25, 0.75])
             vs_copy = float(np.median(t / times["copy floor"]))
             mem = _peak_extra(fn) / nbytes
             print(
                 f"{label:<22}{name:>9}{t.min():>9.4f}{np.median(t):>10.4f}"
-                f"{vs_product:>9.2f}{vs_copy:>8.1f}{mem:>12.2f}"
+                f"{vs_product:>9.2f}{f'{q25:.2f}-{q75:.2f}':>12}{vs_copy:>8.1f}{mem:>12.2f}"
             )
 
 

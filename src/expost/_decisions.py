@@ -7,13 +7,15 @@ than float32's range); they never modify their inputs.
 
 The cores run over blocks of rows. Each block's product also yields the row
 sums of ``q`` (a column or row of ones in the product), so the simplex check
-costs one OR over the block's bits (no sign bit set) while the block is in
-cache, and two minima over its sums.
+costs one OR over the block's bits (no sign bit set) and two minima over its
+sums. The kernel runs the check right after its product, while the block is
+still in cache, before the argmax or the normalisation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -35,9 +37,17 @@ BLOCK_ROWS = 16384
 #: tiled ``w`` (one long loop, not a short one per row); below it, tiling costs more.
 FLAT_ROWS = 1024
 
-#: ``kernel(q_block, out_block)`` fills ``out_block`` and returns the block's row
-#: sums, which its product computes alongside (a column of ones) for the simplex check.
-Kernel = Callable[[NDArray[np.floating], NDArray[Any]], NDArray[np.floating]]
+#: ``check(sums)``: the simplex check of the current block given its row sums.
+Check = Callable[[NDArray[np.floating]], None]
+
+#: ``kernel(q_block, out_block, check)`` fills ``out_block``. Its product computes the
+#: block's row sums alongside (a column or row of ones), and it calls ``check`` with
+#: them right after the product, while the block is still in cache.
+Kernel = Callable[[NDArray[np.floating], NDArray[Any], Check], None]
+
+
+def _no_check(sums: NDArray[np.floating]) -> None:
+    """The ``check`` of a call that asked for none."""
 
 
 def _blockwise(
@@ -47,9 +57,9 @@ def _blockwise(
     *,
     check_as: str | None = None,
 ) -> NDArray[Any]:
-    """Run ``kernel(q_block, out_block)`` over row blocks; check each block if asked.
+    """Run ``kernel(q_block, out_block, check)`` over row blocks; check each block if asked.
 
-    The check uses the row sums the kernel returns; a block with a bad row
+    The check uses the row sums of the kernel's product; a block with a bad row
     raises before the next block runs (what the kernel wrote for it is discarded
     with the error, and so are its floating-point warnings).
     """
@@ -57,9 +67,9 @@ def _blockwise(
     with np.errstate(divide="ignore", invalid="ignore"):
         for start in range(0, q.shape[0], BLOCK_ROWS):
             block = q[start : start + BLOCK_ROWS]
-            sums = kernel(block, out[start : start + BLOCK_ROWS])
-            if check_as is not None:
-                check_rows_given_sums(block, sums, check_as, tol, offset=start)
+            check = _no_check if check_as is None else partial(
+                check_rows_given_sums, block, name=check_as, tol=tol, offset=start)
+            kernel(block, out[start : start + BLOCK_ROWS], check)
     return out
 
 
@@ -92,9 +102,9 @@ def _eu_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     ut = u.T.astype(dtype)
     ones = np.ones(u.shape[1], dtype=dtype)
 
-    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> NDArray[np.floating]:
+    def kernel(block: NDArray[np.floating], out: NDArray[Any], check: Check) -> None:
+        check(block @ ones)
         np.matmul(block, ut, out=out)
-        return block @ ones
 
     return kernel
 
@@ -128,17 +138,17 @@ def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
         else:
             np.multiply(block, w, out=dest)
 
-    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> NDArray[np.floating]:
-        block = block.astype(work, copy=False)
+    def kernel(block: NDArray[np.floating], out: NDArray[Any], check: Check) -> None:
+        work_block = block.astype(work, copy=False)
         dest = out if out.dtype == work else np.empty(out.shape, dtype=work)  # wide U: float64
-        product(block, dest)
-        z = block @ totals
+        product(work_block, dest)
+        z = work_block @ totals
+        check(z[:, 1])
         # times the reciprocal, column by column (dest.T): one long loop per column where
         # dividing by a (n, 1) column pays a short loop per row (one more rounding)
         np.multiply(dest.T, np.reciprocal(z[:, 0]), out=dest.T)
         if dest is not out:
             out[...] = dest
-        return z[:, 1]
 
     return kernel
 
@@ -179,7 +189,7 @@ def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     bufs: list[NDArray[Any]] = []
     views: dict[int, tuple[NDArray[Any], ...]] = {}  # by block size: every full block shares one
 
-    def kernel(block: NDArray[np.floating], out: NDArray[Any]) -> NDArray[np.floating]:
+    def kernel(block: NDArray[np.floating], out: NDArray[Any], check: Check) -> None:
         nb = block.shape[0]
         if nb not in views:
             zbuf, best, hits = _scratch(
@@ -188,8 +198,8 @@ def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
             views[nb] = (z, z[:n_act], best[:nb], hits[: nb * n_act].reshape(n_act, nb))
         z, v, best, hits = views[nb]
         np.matmul(ua, block.T.astype(work, copy=False), out=z)
+        check(z[n_act])
         _argmax_rows(v, best, hits, out, weights)
-        return z[n_act]
 
     return kernel
 

@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._decisions import _blockwise, _scaled, _wp_kernel
+from ._decisions import Check, _blockwise, _scaled, _wp_kernel
 from ._utility import Utility, as_utility
 from ._validation import _error, check_choice, check_prior, check_probabilities, describe
 
@@ -84,9 +84,9 @@ def recover_posterior(
     forward = _wp_kernel(inv, arr.dtype)  # Eq 26 is Eq 8 with U^-1 in place of U
     outside = False  # does any row leave the simplex? (checked block by block, in cache)
 
-    def kernel(block: NDArray[np.floating], dest: NDArray[np.floating]) -> NDArray[np.floating]:
+    def kernel(block: NDArray[np.floating], dest: NDArray[np.floating], check: Check) -> None:
         nonlocal outside
-        sums = forward(block, dest)
+        forward(block, dest, check)
         if invalid != "keep":
             lo = dest.min()
             if lo >= -tol:  # NaN (where 1'U^-1 p = 0) fails this test too
@@ -94,7 +94,6 @@ def recover_posterior(
                     np.maximum(dest, 0.0, out=dest)  # rounding-level negatives
             else:
                 outside = True  # handled below, once for the whole array
-        return sums
 
     _blockwise(arr, out, kernel, check_as="p")  # rows outside the image: below
     if outside:
