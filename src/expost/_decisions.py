@@ -5,8 +5,8 @@ accept any floating dtype and compute in it (float16 is promoted to float32,
 integers to float64; float32 is computed in float64 where U's entries span more
 than float32's range); they never modify their inputs.
 
-The cores run over blocks of rows. Each block's product also yields the row
-sums of ``q`` (a column or row of ones in the product), so the simplex check
+The cores run over blocks of rows. Each block's product (or a second, skinny
+one) also yields the row sums of ``q``, so the simplex check
 costs one OR over the block's bits (no sign bit set) and two minima over its
 sums. The kernel runs the check right after its product, while the block is
 still in cache, before the argmax or the normalisation.
@@ -32,6 +32,12 @@ __all__ = ["decide", "elkan_threshold", "expected_utility", "weighted_prediction
 #: product, the check and the normalisation or argmax, so q is read from memory
 #: once and no temporary grows with the input.
 BLOCK_ROWS = 16384
+
+#: From this many actions ``decide`` takes the product row by row (``q_block @ U'``, the
+#: layout OpenBLAS computes fastest) and numpy's argmax along each row, which is then
+#: long enough for its vector loop; below it, the product by action and the argmax
+#: in whole-row passes (``_argmax_rows``) are faster. Measured crossover: 40-48 actions.
+ROW_ARGMAX_ACTIONS = 44
 
 #: From this many rows a diagonal U's ``w * q`` runs over the flattened block against a
 #: tiled ``w`` (one long loop, not a short one per row); below it, tiling costs more.
@@ -109,34 +115,50 @@ def _eu_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     return kernel
 
 
-def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
-    """Eq 8 blockwise: ``Uq`` into the output, then one product ``q @ [U'1 | 1]`` for 1'Uq and 1'q.
+def _uq_by_rows(
+    us: NDArray[np.float64], work: np.dtype[Any], *, tile: bool = True
+) -> Callable[[NDArray[Any], NDArray[Any]], None]:
+    """``product(q_block, dest)``: ``q_block @ U'`` into ``dest`` (a row per sample).
 
-    The denominator is q . (1'U), equal to 1'(Uq) up to rounding, with no pass
-    over the output; the output is multiplied by its reciprocal in place. For a
-    diagonal U (class weights, Eq 16, and their inverses, Eq 27) ``Uq`` is the
-    elementwise product ``w * q``, taken over a contiguous block as one flat
-    array against w tiled once over a block's rows: a third of the matrix
-    product's time.
+    For a diagonal U (class weights, Eq 16, and their inverses, Eq 27) it is the
+    elementwise product ``w * q``: a third of the matrix product's time at 15
+    classes, and less the more classes. Each entry is then ``w_y q_y`` rounded
+    once, as the matrix product computes it. With ``tile``, a contiguous block
+    is multiplied as one flat array against w tiled once over a block's rows
+    (a temporary of the block's size, worth it for short rows); without it, w
+    is broadcast over the rows.
     """
-    us = _scaled(u)
-    work = _work_dtype(us, dtype)
     ut = us.T.astype(work)
-    totals = np.column_stack([us.sum(axis=0), np.ones(u.shape[1])]).astype(work)
     diagonal = us.shape[0] == us.shape[1] and not np.any(us - np.diag(np.diag(us)))
     w = np.diag(us).astype(work)
     tiled: list[NDArray[Any]] = []
 
-    def product(block: NDArray[np.floating], dest: NDArray[Any]) -> None:
+    def product(block: NDArray[Any], dest: NDArray[Any]) -> None:
         if not diagonal:
             np.matmul(block, ut, out=dest)
-        elif block.shape[0] >= FLAT_ROWS and block.flags.c_contiguous and dest.flags.c_contiguous:
+        elif (tile and block.shape[0] >= FLAT_ROWS and block.flags.c_contiguous
+              and dest.flags.c_contiguous):
             if not tiled or tiled[0].size < block.size:  # a call's first block is its largest
                 tiled[:] = [np.tile(w, block.shape[0])]
             flat = block.reshape(-1)
             np.multiply(flat, tiled[0][: flat.size], out=dest.reshape(-1))
         else:
             np.multiply(block, w, out=dest)
+
+    return product
+
+
+def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
+    """Eq 8 blockwise: ``Uq`` into the output (``_uq_by_rows``), then one product
+    ``q @ [U'1 | 1]`` for 1'Uq and 1'q.
+
+    The denominator is q . (1'U), equal to 1'(Uq) up to rounding, with no pass
+    over the output; the output is multiplied by its reciprocal in place.
+    """
+    us = _scaled(u)
+    work = _work_dtype(us, dtype)
+    totals = np.column_stack([us.sum(axis=0), np.ones(u.shape[1])]).astype(work)
+    product = _uq_by_rows(us, work)
 
     def kernel(block: NDArray[np.floating], out: NDArray[Any], check: Check) -> None:
         work_block = block.astype(work, copy=False)
@@ -179,10 +201,15 @@ def _argmax_rows(
 
 
 def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
-    """Eq 5 blockwise: ``[U; 1'] @ q_block.T`` (one row per action, and the row sums), then the argmax."""
+    """Eq 5 blockwise: ``[U; 1'] @ q_block.T`` (one row per action, and the row sums), then the argmax.
+
+    With ``ROW_ARGMAX_ACTIONS`` actions or more: ``_decide_by_rows``.
+    """
     us = _scaled(u)
     work = _work_dtype(us, dtype)
     n_act = u.shape[0]
+    if n_act >= ROW_ARGMAX_ACTIONS:
+        return _decide_by_rows(us, work)
     ua = np.vstack([us, np.ones((1, u.shape[1]))]).astype(work)
     hit_dtype = np.min_scalar_type(n_act)
     weights = np.arange(n_act, 0, -1, dtype=hit_dtype)[:, None]
@@ -200,6 +227,29 @@ def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
         np.matmul(ua, block.T.astype(work, copy=False), out=z)
         check(z[n_act])
         _argmax_rows(v, best, hits, out, weights)
+
+    return kernel
+
+
+def _decide_by_rows(us: NDArray[np.float64], work: np.dtype[Any]) -> Kernel:
+    """Eq 5 blockwise for many actions: ``q_block @ U'`` (a row per sample; for class
+    weights ``w * q`` with w broadcast, see ``_uq_by_rows``: rows this long need no
+    tiling) into one scratch block, then ``np.argmax`` along each row, which keeps
+    the first maximum: ties go to the lowest action, exactly. The row sums for the
+    check come from ``q_block @ 1``."""
+    n_act = us.shape[0]
+    product = _uq_by_rows(us, work, tile=False)
+    ones = np.ones(us.shape[1], dtype=work)
+    bufs: list[NDArray[Any]] = []
+
+    def kernel(block: NDArray[np.floating], out: NDArray[Any], check: Check) -> None:
+        nb = block.shape[0]
+        work_block = block.astype(work, copy=False)
+        check(work_block @ ones)
+        (zbuf,) = _scratch(bufs, [(nb * n_act, work)])
+        z = zbuf[: nb * n_act].reshape(nb, n_act)
+        product(work_block, z)
+        np.argmax(z, axis=1, out=out)
 
     return kernel
 
@@ -323,10 +373,11 @@ def decide(q: ArrayLike, utility: Utility | ArrayLike) -> NDArray[np.intp]:
 
     The argmax is exact: the largest expected utility, then the lowest action
     attaining it. The expected utilities come from one matrix product (laid
-    out by action, U scaled by a power of two), whose summation order may
-    differ from ``q @ U.T``'s; so two actions whose utilities differ only by
-    rounding (an ulp) may be ordered differently than by ``argmax(q @ U.T)``,
-    as between any two products. Utilities that are exactly equal tie.
+    out by action, or by sample from 44 actions on; U scaled by a power of
+    two), whose summation order may differ from ``q @ U.T``'s; so two actions
+    whose utilities differ only by rounding (an ulp) may be ordered
+    differently than by ``argmax(q @ U.T)``, as between any two products.
+    Utilities that are exactly equal tie.
 
     Parameters
     ----------
