@@ -46,9 +46,10 @@ FLAT_ROWS = 1024
 #: ``check(sums)``: the simplex check of the current block given its row sums.
 Check = Callable[[NDArray[np.floating]], None]
 
-#: ``kernel(q_block, out_block, check)`` fills ``out_block``. Its product computes the
-#: block's row sums alongside (a column or row of ones), and it calls ``check`` with
-#: them right after the product, while the block is still in cache.
+#: ``kernel(q_block, out_block, check)`` fills ``out_block``. Its product (a column or
+#: row of ones in it, or a second, skinny product) gives the block's row sums, and it
+#: calls ``check`` with them while the block is still in cache, before the argmax or
+#: the normalisation.
 Kernel = Callable[[NDArray[np.floating], NDArray[Any], Check], None]
 
 
