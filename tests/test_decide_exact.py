@@ -1,9 +1,10 @@
 """The fast decision layer is exact: decisions, p^u and Eq 26 against independent references.
 
 ``decide`` computes utilities with one product laid out by action and takes the
-argmax in whole-row passes, or, from ``ROW_ARGMAX_ACTIONS`` actions, with the
-product laid out by sample and numpy's argmax along each row. These tests drive
-both paths (``THRESHOLDS``: every utility by sample, or none) and hold them to
+argmax in whole-row passes, or, for a large U (``ROW_ARGMAX_ACTIONS``,
+``ROW_ARGMAX_WEIGHTS``), with the product laid out by sample and numpy's argmax
+along each row. These tests drive both paths (``THRESHOLDS``: every utility by
+sample, or none) and hold them to
 ``argmax(q @ U.T)`` with ties to the lowest index. On *dyadic* inputs (q in sixteenths, small integer
 utilities) every product and sum is exact in float32 and float64 whatever the
 summation order, so the reference is exact integer arithmetic and exact ties are
@@ -29,9 +30,14 @@ from strategies import simplex_rows, utilities
 
 DTYPES = [np.float32, np.float64]
 
-#: ``ROW_ARGMAX_ACTIONS`` values that send every utility down one path of ``decide``:
-#: products by sample and np.argmax along rows (1), or products by action (never rows).
+#: Thresholds that send every utility down one path of ``decide``: products by sample
+#: and np.argmax along rows (1), or products by action (never rows).
 THRESHOLDS = [1, 10**9]
+
+
+def _route(rows_from: int) -> mock._patch:
+    """Patch both of ``decide``'s size thresholds (dense U, class weights) to ``rows_from``."""
+    return mock.patch.multiple(_decisions, ROW_ARGMAX_ACTIONS=rows_from, ROW_ARGMAX_WEIGHTS=rows_from)
 
 
 def _sixteenths(cuts: np.ndarray) -> np.ndarray:
@@ -70,8 +76,7 @@ def test_decide_equals_exact_argmax_with_lowest_index_ties(data, block, dtype, o
     counts, u_int = data.draw(dyadic_problem(max(n, 1)))
     q = np.asarray(counts / 16.0, dtype=dtype, order=order)
     expected = _exact_reference(counts, u_int)
-    with mock.patch.object(_decisions, "BLOCK_ROWS", block), \
-            mock.patch.object(_decisions, "ROW_ARGMAX_ACTIONS", rows_from):
+    with mock.patch.object(_decisions, "BLOCK_ROWS", block), _route(rows_from):
         got = expost.decide(q, u_int.astype(float))
     np.testing.assert_array_equal(got, expected)
     # The naive product is exact here too, so it agrees bit for bit.
@@ -81,9 +86,10 @@ def test_decide_equals_exact_argmax_with_lowest_index_ties(data, block, dtype, o
 
 @pytest.mark.parametrize("rows_from", THRESHOLDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n_actions", [1, 2, 3, 15, 16, 17, 43, 44, 45, 127, 128, 130, 255, 256, 300])
+@pytest.mark.parametrize("n_actions", [1, 2, 3, 15, 16, 17, 31, 32, 47, 48, 127, 128, 130, 255, 256, 300])
 def test_decide_exact_for_one_to_hundreds_of_actions(n_actions, dtype, rows_from, monkeypatch):
     monkeypatch.setattr(_decisions, "ROW_ARGMAX_ACTIONS", rows_from)
+    monkeypatch.setattr(_decisions, "ROW_ARGMAX_WEIGHTS", rows_from)
     rng = np.random.default_rng(n_actions)
     m = 5
     counts = _sixteenths(rng.integers(0, 17, size=(2000, m - 1)))
@@ -99,6 +105,7 @@ def test_decide_exact_for_one_to_hundreds_of_actions(n_actions, dtype, rows_from
 def test_decide_exact_at_the_default_block_size(dtype, order, rows_from, monkeypatch):
     """Row counts just below, at and above BLOCK_ROWS (and a lone row in a last block)."""
     monkeypatch.setattr(_decisions, "ROW_ARGMAX_ACTIONS", rows_from)
+    monkeypatch.setattr(_decisions, "ROW_ARGMAX_WEIGHTS", rows_from)
     rng = np.random.default_rng(1)
     big = _decisions.BLOCK_ROWS
     m, a = 4, 6
@@ -117,6 +124,7 @@ def test_decide_exact_for_class_weights(m, order, rows_from, monkeypatch):
     """A diagonal U: by action, the matrix product; by sample, ``w * q`` with w
     broadcast; exact integer reference with frequent ties."""
     monkeypatch.setattr(_decisions, "ROW_ARGMAX_ACTIONS", rows_from)
+    monkeypatch.setattr(_decisions, "ROW_ARGMAX_WEIGHTS", rows_from)
     monkeypatch.setattr(_decisions, "BLOCK_ROWS", 1000)
     monkeypatch.setattr(_decisions, "FLAT_ROWS", 500)
     rng = np.random.default_rng(m)
@@ -131,6 +139,7 @@ def test_decide_exact_for_class_weights(m, order, rows_from, monkeypatch):
 @pytest.mark.parametrize("rows_from", THRESHOLDS)
 def test_fully_tied_rows_go_to_action_zero_and_ties_to_the_lowest_tied_action(rows_from, monkeypatch):
     monkeypatch.setattr(_decisions, "ROW_ARGMAX_ACTIONS", rows_from)
+    monkeypatch.setattr(_decisions, "ROW_ARGMAX_WEIGHTS", rows_from)
     q = np.full((40, 3), 1 / 3)
     np.testing.assert_array_equal(expost.decide(q, np.ones((5, 3))), np.zeros(40))
     # actions 0 and 1 are dominated; 2 and 4 tie (identical rows) above 3
@@ -144,8 +153,7 @@ def test_fully_tied_rows_go_to_action_zero_and_ties_to_the_lowest_tied_action(ro
 def test_decide_attains_the_maximum_on_general_inputs(data, m, a, dtype, rows_from):
     u = data.draw(utilities(m, n_actions=a))
     q = data.draw(simplex_rows(12, m)).astype(dtype)
-    with mock.patch.object(_decisions, "BLOCK_ROWS", 5), \
-            mock.patch.object(_decisions, "ROW_ARGMAX_ACTIONS", rows_from):
+    with mock.patch.object(_decisions, "BLOCK_ROWS", 5), _route(rows_from):
         got = expost.decide(q, u)
     eu = q.astype(np.float64) @ u.matrix.T
     top = eu.max(axis=1)
@@ -158,7 +166,7 @@ def test_decide_attains_the_maximum_on_general_inputs(data, m, a, dtype, rows_fr
 
 
 @pytest.mark.parametrize("diagonal", [False, True])
-@pytest.mark.parametrize("m", [15, 60])  # products by action / by sample (ROW_ARGMAX_ACTIONS)
+@pytest.mark.parametrize("m", [15, 60])  # products by action / by sample (the default thresholds)
 def test_decide_keeps_one_temporary_of_the_block_size(m, diagonal):
     """Peak extra memory: the output plus about one block of products (and byte-sized flags)."""
     rng = np.random.default_rng(0)
