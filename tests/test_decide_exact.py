@@ -1,8 +1,7 @@
 """The fast decision layer is exact: decisions, p^u and Eq 26 against independent references.
 
 ``decide`` computes utilities with one product laid out by action and takes the
-argmax in whole-row passes, or, for a large U (``ROW_ARGMAX_ACTIONS``,
-``ROW_ARGMAX_WEIGHTS``), with the product laid out by sample and numpy's argmax
+argmax in whole-row passes, or, for a large U (````_by_sample``), with the product laid out by sample and numpy's argmax
 along each row. These tests drive both paths (``THRESHOLDS``: every utility by
 sample, or none) and hold them to
 ``argmax(q @ U.T)`` with ties to the lowest index. On *dyadic* inputs (q in sixteenths, small integer
@@ -35,9 +34,18 @@ DTYPES = [np.float32, np.float64]
 THRESHOLDS = [1, 10**9]
 
 
+_THRESHOLD_NAMES = ("ROW_ARGMAX_ACTIONS", "ROW_ARGMAX_ENTRIES", "ROW_ARGMAX_WEIGHTS")
+
+
 def _route(rows_from: int) -> mock._patch:
-    """Patch both of ``decide``'s size thresholds (dense U, class weights) to ``rows_from``."""
-    return mock.patch.multiple(_decisions, ROW_ARGMAX_ACTIONS=rows_from, ROW_ARGMAX_WEIGHTS=rows_from)
+    """Patch all of ``decide``'s size thresholds (dense U, class weights) to ``rows_from``."""
+    return mock.patch.multiple(_decisions, **dict.fromkeys(_THRESHOLD_NAMES, rows_from))
+
+
+def _route_for_test(monkeypatch: pytest.MonkeyPatch, rows_from: int) -> None:
+    """:func:`_route` for the rest of a test."""
+    for name in _THRESHOLD_NAMES:
+        monkeypatch.setattr(_decisions, name, rows_from)
 
 
 def _sixteenths(cuts: np.ndarray) -> np.ndarray:
@@ -88,8 +96,7 @@ def test_decide_equals_exact_argmax_with_lowest_index_ties(data, block, dtype, o
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n_actions", [1, 2, 3, 15, 16, 17, 31, 32, 47, 48, 127, 128, 130, 255, 256, 300])
 def test_decide_exact_for_one_to_hundreds_of_actions(n_actions, dtype, rows_from, monkeypatch):
-    monkeypatch.setattr(_decisions, "ROW_ARGMAX_ACTIONS", rows_from)
-    monkeypatch.setattr(_decisions, "ROW_ARGMAX_WEIGHTS", rows_from)
+    _route_for_test(monkeypatch, rows_from)
     rng = np.random.default_rng(n_actions)
     m = 5
     counts = _sixteenths(rng.integers(0, 17, size=(2000, m - 1)))
@@ -104,8 +111,7 @@ def test_decide_exact_for_one_to_hundreds_of_actions(n_actions, dtype, rows_from
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_decide_exact_at_the_default_block_size(dtype, order, rows_from, monkeypatch):
     """Row counts just below, at and above BLOCK_ROWS (and a lone row in a last block)."""
-    monkeypatch.setattr(_decisions, "ROW_ARGMAX_ACTIONS", rows_from)
-    monkeypatch.setattr(_decisions, "ROW_ARGMAX_WEIGHTS", rows_from)
+    _route_for_test(monkeypatch, rows_from)
     rng = np.random.default_rng(1)
     big = _decisions.BLOCK_ROWS
     m, a = 4, 6
@@ -117,14 +123,31 @@ def test_decide_exact_at_the_default_block_size(dtype, order, rows_from, monkeyp
         np.testing.assert_array_equal(expost.decide(q, u_int.astype(float)), _exact_reference(counts, u_int))
 
 
+def test_the_default_layouts_for_the_papers_sizes():
+    """By action for ChestX-ray14's 15 classes and CIFAR-10's 10; by sample for CIFAR-100's
+    100 classes, for class weights from ROW_ARGMAX_WEIGHTS classes, and for many actions."""
+    rng = np.random.default_rng(0)
+
+    def dense(a: int, c: int) -> np.ndarray:
+        return _decisions._scaled(rng.uniform(0.1, 2.0, (a, c)))
+
+    def weights(m: int) -> np.ndarray:
+        return _decisions._scaled(np.diag(rng.uniform(1.0, 5.0, m)))
+
+    assert not any(_decisions._by_sample(u) for u in (dense(15, 15), dense(10, 10), dense(16, 15),
+                                                       dense(44, 100), dense(64, 15), weights(15)))
+    assert all(_decisions._by_sample(u) for u in (dense(100, 100), dense(48, 48), dense(100, 15),
+                                                   weights(_decisions.ROW_ARGMAX_WEIGHTS), weights(100)))
+    assert not _decisions._by_sample(weights(_decisions.ROW_ARGMAX_WEIGHTS - 1))
+
+
 @pytest.mark.parametrize("rows_from", THRESHOLDS)
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("m", [6, 50])
 def test_decide_exact_for_class_weights(m, order, rows_from, monkeypatch):
     """A diagonal U: by action, the matrix product; by sample, ``w * q`` with w
     broadcast; exact integer reference with frequent ties."""
-    monkeypatch.setattr(_decisions, "ROW_ARGMAX_ACTIONS", rows_from)
-    monkeypatch.setattr(_decisions, "ROW_ARGMAX_WEIGHTS", rows_from)
+    _route_for_test(monkeypatch, rows_from)
     monkeypatch.setattr(_decisions, "BLOCK_ROWS", 1000)
     monkeypatch.setattr(_decisions, "FLAT_ROWS", 500)
     rng = np.random.default_rng(m)
@@ -138,8 +161,7 @@ def test_decide_exact_for_class_weights(m, order, rows_from, monkeypatch):
 
 @pytest.mark.parametrize("rows_from", THRESHOLDS)
 def test_fully_tied_rows_go_to_action_zero_and_ties_to_the_lowest_tied_action(rows_from, monkeypatch):
-    monkeypatch.setattr(_decisions, "ROW_ARGMAX_ACTIONS", rows_from)
-    monkeypatch.setattr(_decisions, "ROW_ARGMAX_WEIGHTS", rows_from)
+    _route_for_test(monkeypatch, rows_from)
     q = np.full((40, 3), 1 / 3)
     np.testing.assert_array_equal(expost.decide(q, np.ones((5, 3))), np.zeros(40))
     # actions 0 and 1 are dominated; 2 and 4 tie (identical rows) above 3

@@ -35,12 +35,14 @@ BLOCK_ROWS = 16384
 
 #: ``decide`` takes the product by sample (``q_block @ U'``, the layout OpenBLAS computes
 #: fastest) and numpy's argmax along each row, which is then long enough for its vector
-#: loop, for a U with at least this many actions and this number squared of entries;
-#: for smaller ones the product by action and the argmax in whole-row passes
-#: (``_argmax_rows``) are faster. Measured on 2 Zen 1 cores: by action wins at 44
-#: actions whatever the classes and at 64 actions x 15 classes; by sample wins at
-#: 48 x 48, 64 x 60 and 100 x 15 and above (by 7-14% at 100 x 15 to 100 x 100).
+#: loop, for a U with at least ``ROW_ARGMAX_ACTIONS`` actions and ``ROW_ARGMAX_ENTRIES``
+#: entries; for smaller ones the product by action and the argmax in whole-row passes
+#: (``_argmax_rows``) are faster. ``benchmarks/decide_routes.py`` measures both layouts
+#: over sizes. On 2 Zen 1 cores by action wins at 44 actions whatever the classes; the
+#: two tie at 64 x 15 and 100 x 5; by sample wins at 48 x 48, 64 x 60 and 100 x 15 and
+#: above (by 7-15% at 100 x 15 to 100 x 100).
 ROW_ARGMAX_ACTIONS = 48
+ROW_ARGMAX_ENTRIES = 1500
 
 #: For class weights (a diagonal U) by sample needs no matrix product at all (``w * q``),
 #: and wins from about this many classes: equal at 30, 1.8x faster at 44.
@@ -216,13 +218,12 @@ def _argmax_rows(
 def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     """Eq 5 blockwise: ``[U; 1'] @ q_block.T`` (one row per action, and the row sums), then the argmax.
 
-    For a large U (``ROW_ARGMAX_ACTIONS``, ``ROW_ARGMAX_WEIGHTS``): ``_decide_by_rows``.
+    For a large U (``_by_sample``): ``_decide_by_rows``.
     """
     us = _scaled(u)
     work = _work_dtype(us, dtype)
-    n_act, n_cls = u.shape
-    if (n_act >= ROW_ARGMAX_WEIGHTS if _is_diagonal(us)
-            else n_act >= ROW_ARGMAX_ACTIONS and n_act * n_cls >= ROW_ARGMAX_ACTIONS**2):
+    n_act = u.shape[0]
+    if _by_sample(us):
         return _decide_by_rows(us, work)
     ua = np.vstack([us, np.ones((1, u.shape[1]))]).astype(work)
     hit_dtype = np.min_scalar_type(n_act)
@@ -243,6 +244,14 @@ def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
         _argmax_rows(v, best, hits, out, weights)
 
     return kernel
+
+
+def _by_sample(us: NDArray[np.float64]) -> bool:
+    """Does ``decide`` lay out this U's products by sample (``_decide_by_rows``)?"""
+    n_act, n_cls = us.shape
+    if _is_diagonal(us):
+        return n_act >= ROW_ARGMAX_WEIGHTS
+    return n_act >= ROW_ARGMAX_ACTIONS and n_act * n_cls >= ROW_ARGMAX_ENTRIES
 
 
 def _decide_by_rows(us: NDArray[np.float64], work: np.dtype[Any]) -> Kernel:

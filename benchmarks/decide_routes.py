@@ -1,0 +1,89 @@
+"""Where ``decide``'s two layouts cross: by action against by sample, over utility sizes.
+
+``decide`` computes the expected utilities either by action (``[U; 1'] @ q_block.T``,
+then an argmax in whole-row passes) or by sample (``q_block @ U'``, or ``w * q`` for
+class weights, then numpy's argmax along each row), and picks one by the size of U
+(``_by_sample`` in ``expost._decisions`` and its thresholds). This prints,
+for each size, both layouts' time as a ratio to the bare ``q @ U.T`` measured in the
+same rounds, and the layout the defaults pick; rerun it to check the thresholds on
+another machine. Each case has about ``--mib`` MiB of products (``q @ U.T``'s output).
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/decide_routes.py [--repeat 7] [--mib 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from unittest import mock
+
+import numpy as np
+
+import expost
+from expost import _decisions
+
+#: (actions, classes, class weights?) measured by default.
+CASES = [(a, c, False) for c in (5, 15, 60, 100) for a in (44, 64, 100)] + [
+    (m, m, True) for m in (15, 20, 30, 44, 100)
+]
+
+
+def _forced(rows_from: int, fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` with both thresholds at ``rows_from``: 1 sends every U by sample, 10**9 by action."""
+
+    def run() -> object:
+        names = ("ROW_ARGMAX_ACTIONS", "ROW_ARGMAX_ENTRIES", "ROW_ARGMAX_WEIGHTS")
+        with mock.patch.multiple(_decisions, **dict.fromkeys(names, rows_from)):
+            return fn()
+
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--mib", type=float, default=60.0)
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    print(f"median over {args.repeat} interleaved rounds of (layout / q@U.T in the same round)")
+    print(
+        f"{'actions':>8}{'classes':>8}{'utility':>10}{'rows':>10}"
+        f"{'by action':>11}{'by sample':>11}{'default':>10}"
+    )
+    for n_act, n_cls, weights in CASES:
+        n = int(args.mib * 2**20 / (4 * n_act))
+        z = rng.standard_normal((n, n_cls), dtype=np.float32)
+        q = np.exp(z)
+        q /= q.sum(axis=1, keepdims=True)
+        if weights:
+            u = expost.Utility.from_class_weights(rng.uniform(1.0, 5.0, n_cls))
+        else:
+            u = expost.Utility(rng.uniform(0.1, 2.0, (n_act, n_cls)) + 5 * np.eye(n_act, n_cls))
+        ut = u.matrix.T.astype(np.float32)
+        fns: dict[str, Callable[[], object]] = {
+            "q @ U.T": lambda q=q, ut=ut: q @ ut,
+            "by action": _forced(10**9, lambda q=q, u=u: expost.decide(q, u)),
+            "by sample": _forced(1, lambda q=q, u=u: expost.decide(q, u)),
+        }
+        for fn in fns.values():
+            fn()  # warm-up
+        times: dict[str, list[float]] = {k: [] for k in fns}
+        for _ in range(args.repeat):
+            for k, fn in fns.items():
+                t0 = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t0)
+        base = np.asarray(times["q @ U.T"])
+        ratio = {k: float(np.median(np.asarray(times[k]) / base)) for k in ("by action", "by sample")}
+        us = _decisions._scaled(u.matrix)
+        picked = "sample" if _decisions._by_sample(us) else "action"
+        print(
+            f"{n_act:>8}{n_cls:>8}{'weights' if weights else 'dense':>10}{n:>10,}"
+            f"{ratio['by action']:>10.2f}x{ratio['by sample']:>10.2f}x{picked:>10}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
