@@ -401,14 +401,19 @@ def test_utility_accepts_arrays_everywhere_and_non_square_shapes():
     np.testing.assert_allclose(expost.classification_utility([0, 1], Y, u), [1.0, 1.0])
 
 
-def test_blocks_check_every_row_and_name_it_globally(monkeypatch):
-    """Inputs are processed in row blocks; a bad row in a later block is found and named by its index."""
+@pytest.mark.parametrize("by_sample", [False, True])
+@pytest.mark.parametrize("u", [FULL, W], ids=["dense", "class-weights"])
+def test_blocks_check_every_row_and_name_it_globally(u, by_sample, monkeypatch):
+    """Inputs are processed in row blocks; a bad row in a later block is found and named by
+    its index, on each of decide's paths (by action, with and without a product; by sample)."""
     from expost import _decisions
 
     monkeypatch.setattr(_decisions, "BLOCK_ROWS", 7)
+    if by_sample:
+        for name in ("ROW_ARGMAX_ACTIONS", "ROW_ARGMAX_ENTRIES", "ROW_ARGMAX_WEIGHTS"):
+            monkeypatch.setattr(_decisions, name, 1)
     rng = np.random.default_rng(3)
     q = rng.dirichlet(np.ones(3), size=50)
-    u = FULL
     np.testing.assert_allclose(expost.weighted_prediction(q, u), (q @ u.matrix.T) / (q @ u.matrix.T).sum(1, keepdims=True))
     np.testing.assert_array_equal(expost.decide(q, u), np.argmax(q @ u.matrix.T, axis=1))
     np.testing.assert_allclose(expost.expected_utility(q, u), q @ u.matrix.T)

