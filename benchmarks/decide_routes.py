@@ -25,7 +25,7 @@ from expost import _decisions
 
 #: (actions, classes, class weights?) measured by default.
 CASES = [(a, c, False) for c in (5, 15, 60, 100) for a in (44, 64, 100)] + [
-    (m, m, True) for m in (15, 20, 30, 44, 100)
+    (m, m, True) for m in (15, 20, 30, 36, 40, 44, 100)
 ]
 
 

@@ -44,9 +44,10 @@ BLOCK_ROWS = 16384
 ROW_ARGMAX_ACTIONS = 48
 ROW_ARGMAX_ENTRIES = 1500
 
-#: For class weights (a diagonal U) by sample needs no matrix product at all (``w * q``),
-#: and wins from about this many classes: equal at 30, 1.8x faster at 44.
-ROW_ARGMAX_WEIGHTS = 32
+#: For class weights (a diagonal U) neither layout needs a matrix product; by sample
+#: wins from about this many classes: 1.5x slower at 30, 7% faster at 36, 1.1-1.25x
+#: faster at 40-44 and 1.6x at 100 (``benchmarks/decide_routes.py``).
+ROW_ARGMAX_WEIGHTS = 36
 
 #: From this many rows a diagonal U's ``w * q`` runs over the flattened block against a
 #: tiled ``w`` (one long loop, not a short one per row); below it, tiling costs more.
