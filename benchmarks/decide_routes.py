@@ -33,8 +33,7 @@ def _forced(rows_from: int, fn: Callable[[], object]) -> Callable[[], object]:
     """``fn`` with both thresholds at ``rows_from``: 1 sends every U by sample, 10**9 by action."""
 
     def run() -> object:
-        names = ("ROW_ARGMAX_ACTIONS", "ROW_ARGMAX_ENTRIES", "ROW_ARGMAX_WEIGHTS")
-        with mock.patch.multiple(_decisions, **dict.fromkeys(names, rows_from)):
+        with mock.patch.multiple(_decisions, **dict.fromkeys(_decisions._LAYOUT_THRESHOLDS, rows_from)):
             return fn()
 
     return run

@@ -410,7 +410,7 @@ def test_blocks_check_every_row_and_name_it_globally(u, by_sample, monkeypatch):
 
     monkeypatch.setattr(_decisions, "BLOCK_ROWS", 7)
     if by_sample:
-        for name in ("ROW_ARGMAX_ACTIONS", "ROW_ARGMAX_ENTRIES", "ROW_ARGMAX_WEIGHTS"):
+        for name in _decisions._LAYOUT_THRESHOLDS:
             monkeypatch.setattr(_decisions, name, 1)
     rng = np.random.default_rng(3)
     q = rng.dirichlet(np.ones(3), size=50)

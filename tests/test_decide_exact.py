@@ -34,17 +34,14 @@ DTYPES = [np.float32, np.float64]
 THRESHOLDS = [1, 10**9]
 
 
-_THRESHOLD_NAMES = ("ROW_ARGMAX_ACTIONS", "ROW_ARGMAX_ENTRIES", "ROW_ARGMAX_WEIGHTS")
-
-
 def _route(rows_from: int) -> mock._patch:
     """Patch all of ``decide``'s size thresholds (dense U, class weights) to ``rows_from``."""
-    return mock.patch.multiple(_decisions, **dict.fromkeys(_THRESHOLD_NAMES, rows_from))
+    return mock.patch.multiple(_decisions, **dict.fromkeys(_decisions._LAYOUT_THRESHOLDS, rows_from))
 
 
 def _route_for_test(monkeypatch: pytest.MonkeyPatch, rows_from: int) -> None:
     """:func:`_route` for the rest of a test."""
-    for name in _THRESHOLD_NAMES:
+    for name in _decisions._LAYOUT_THRESHOLDS:
         monkeypatch.setattr(_decisions, name, rows_from)
 
 

@@ -49,6 +49,10 @@ ROW_ARGMAX_ENTRIES = 1500
 #: faster at 40-44 and 1.6x at 100 (``benchmarks/decide_routes.py``).
 ROW_ARGMAX_WEIGHTS = 36
 
+#: The thresholds ``_by_sample`` reads: setting all to 1 sends every U by sample, and to
+#: a huge number every U by action (the tests and ``benchmarks/decide_routes.py`` do).
+_LAYOUT_THRESHOLDS = ("ROW_ARGMAX_ACTIONS", "ROW_ARGMAX_ENTRIES", "ROW_ARGMAX_WEIGHTS")
+
 #: From this many rows a diagonal U's ``w * q`` runs over the flattened block against a
 #: tiled ``w`` (one long loop, not a short one per row); below it, tiling costs more.
 FLAT_ROWS = 1024
