@@ -1,10 +1,11 @@
 """The fast decision layer is exact: decisions, p^u and Eq 26 against independent references.
 
 ``decide`` computes utilities with one product laid out by action and takes the
-argmax in whole-row passes, or, for a large U (````_by_sample``), with the product laid out by sample and numpy's argmax
-along each row. These tests drive both paths (``THRESHOLDS``: every utility by
-sample, or none) and hold them to
-``argmax(q @ U.T)`` with ties to the lowest index. On *dyadic* inputs (q in sixteenths, small integer
+argmax in whole-row passes, or, for a large U (``_by_sample``), with the product
+laid out by sample and numpy's argmax along each row. These tests drive both
+paths (``THRESHOLDS``: every utility by sample, or none) and hold them to
+``argmax(q @ U.T)`` with ties to the lowest index. On *dyadic* inputs (q in
+sixteenths, small integer
 utilities) every product and sum is exact in float32 and float64 whatever the
 summation order, so the reference is exact integer arithmetic and exact ties are
 common. On general floats, two actions within rounding of each other may be
@@ -142,8 +143,9 @@ def test_the_default_layouts_for_the_papers_sizes():
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("m", [6, 50])
 def test_decide_exact_for_class_weights(m, order, rows_from, monkeypatch):
-    """A diagonal U: by action, the matrix product; by sample, ``w * q`` with w
-    broadcast; exact integer reference with frequent ties."""
+    """A diagonal U, on both layouts without a matrix product: by action, the block
+    copied transposed and scaled by w; by sample, ``w * q`` with w broadcast. Exact
+    integer reference with frequent ties."""
     _route_for_test(monkeypatch, rows_from)
     monkeypatch.setattr(_decisions, "BLOCK_ROWS", 1000)
     monkeypatch.setattr(_decisions, "FLAT_ROWS", 500)
