@@ -5,10 +5,9 @@ argmax in whole-row passes, or, for a large U (``_by_sample``), with the product
 laid out by sample and numpy's argmax along each row. These tests drive both
 paths (``THRESHOLDS``: every utility by sample, or none) and hold them to
 ``argmax(q @ U.T)`` with ties to the lowest index. On *dyadic* inputs (q in
-sixteenths, small integer
-utilities) every product and sum is exact in float32 and float64 whatever the
-summation order, so the reference is exact integer arithmetic and exact ties are
-common. On general floats, two actions within rounding of each other may be
+sixteenths, small integer utilities) every product and sum is exact in float32
+and float64 whatever the summation order, so the reference is exact integer
+arithmetic and exact ties are common. On general floats, two actions within rounding of each other may be
 ordered either way by any product, so there the chosen action must attain the
 maximum up to rounding.
 """
