@@ -14,11 +14,11 @@ another machine. Each case has about ``--mib`` MiB of products (``q @ U.T``'s ou
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from unittest import mock
 
 import numpy as np
+from core import _interleaved  # benchmarks/core.py: round-robin timing
 
 import expost
 from expost import _decisions
@@ -65,16 +65,8 @@ def main() -> None:
             "by action": _forced(10**9, lambda q=q, u=u: expost.decide(q, u)),
             "by sample": _forced(1, lambda q=q, u=u: expost.decide(q, u)),
         }
-        for fn in fns.values():
-            fn()  # warm-up
-        times: dict[str, list[float]] = {k: [] for k in fns}
-        for _ in range(args.repeat):
-            for k, fn in fns.items():
-                t0 = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - t0)
-        base = np.asarray(times["q @ U.T"])
-        ratio = {k: float(np.median(np.asarray(times[k]) / base)) for k in ("by action", "by sample")}
+        times = _interleaved(fns, args.repeat)
+        ratio = {k: float(np.median(times[k] / times["q @ U.T"])) for k in ("by action", "by sample")}
         us = _decisions._scaled(u.matrix)
         picked = "sample" if _decisions._by_sample(us) else "action"
         print(

@@ -233,8 +233,9 @@ def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     n_act = u.shape[0]
     if _by_sample(us):
         return _decide_by_rows(us, work)
-    ua = np.vstack([us, np.ones((1, u.shape[1]))]).astype(work)
-    w = np.diag(us).astype(work)[:, None] if _is_diagonal(us) else None
+    # the product's utilities and row sums; class weights need no product, only w
+    ua = None if _is_diagonal(us) else np.vstack([us, np.ones((1, u.shape[1]))]).astype(work)
+    w = np.diag(us).astype(work)[:, None]
     hit_dtype = np.min_scalar_type(n_act)
     weights = np.arange(n_act, 0, -1, dtype=hit_dtype)[:, None]
     bufs: list[NDArray[Any]] = []
@@ -248,7 +249,7 @@ def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
             z = zbuf[: nb * (n_act + 1)].reshape(n_act + 1, nb)
             views[nb] = (z, z[:n_act], best[:nb], hits[: nb * n_act].reshape(n_act, nb))
         z, v, best, hits = views[nb]
-        if w is None:
+        if ua is not None:
             np.matmul(ua, block.T.astype(work, copy=False), out=z)
             check(z[n_act])
         else:
