@@ -1,0 +1,75 @@
+"""The core's benchmark scripts still run against the core as it is now.
+
+They reach into private names (``_decisions.BLOCK_ROWS``, ``_argmax_rows``, the layout
+thresholds), so a refactor of the core can break them without breaking any other test.
+Each runs here on a tiny input; what is asserted is that every row it prints carries a
+ratio, not what the ratio is (speed lives in the benchmarks, never in tests).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from expost import _decisions
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run(script: str, *args: str) -> list[str]:
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, script, *args], cwd=BENCHMARKS, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+def _ratio(line: str, after: str) -> float:
+    """The number followed by ``x`` in ``line``, after the text ``after``."""
+    found = re.search(re.escape(after) + r".*?(\d+\.\d+)x", line)
+    assert found, line
+    value = float(found.group(1))
+    assert math.isfinite(value) and value > 0, line
+    return value
+
+
+def test_core_steps_prints_every_step_and_both_bounds():
+    lines = _run("core_steps.py", "--n", "3000", "--m", "7", "--repeat", "2")
+    steps = [ln for ln in lines if ln.startswith(("wp:", "decide:", "check given"))]
+    assert len(steps) == 11
+    for ln in steps:
+        assert float(ln.split()[-1]) > 0
+    bounds = {ln.split()[0]: ln for ln in lines if ln.startswith(("weighted_prediction ", "decide "))}
+    assert set(bounds) == {"weighted_prediction", "decide"}
+    for name, ln in bounds.items():
+        assert _ratio(ln, "steps") > 0 and _ratio(ln, "function") > 0, name
+
+
+def test_core_prints_each_function_for_both_utilities():
+    lines = _run("core.py", "--n", "3000", "--m", "6", "--repeat", "2")
+    rows = [ln.split() for ln in lines if ln.split()[:1] in (["decide"], ["weighted_prediction"],
+                                                              ["recover_posterior"])]
+    assert sorted((r[0], r[1]) for r in rows) == sorted(
+        (f, u) for f in ("decide", "weighted_prediction", "recover_posterior")
+        for u in ("diagonal", "dense"))
+    for r in rows:
+        assert float(r[4]) > 0  # x q@U.T
+
+
+def test_decide_routes_names_the_layout_the_rule_picks():
+    lines = _run("decide_routes.py", "--mib", "0.02", "--repeat", "1")
+    rows = [ln.split() for ln in lines if ln.split()[-1:] in (["action"], ["sample"])]
+    assert len(rows) == 19
+    for actions, classes, kind, _n, by_action, by_sample, picked in rows:
+        assert by_action.endswith("x") and by_sample.endswith("x")
+        diagonal = kind == "weights"
+        if diagonal:
+            expected = int(actions) >= _decisions.ROW_ARGMAX_WEIGHTS
+        else:
+            expected = (int(actions) >= _decisions.ROW_ARGMAX_ACTIONS
+                        and int(actions) * int(classes) >= _decisions.ROW_ARGMAX_ENTRIES)
+        assert picked == ("sample" if expected else "action"), (actions, classes, kind)
