@@ -6,11 +6,12 @@ the functions run), as a ratio to ``q @ U.T`` in the same rounds. The products
 stream all of q from memory; every other step runs on one block already in cache,
 once per block. For each function it adds up the cheapest form of each step: a
 lower bound for any pipeline made of these numpy steps, beside the function itself.
-Run in sequence the steps cost more than alone (the block they share has left the
-faster caches), so the function stays above the bound; where the bound itself is
-near or above a goal (``decide`` 1.3x, ``weighted_prediction`` 1.6x), no ordering
-or choice among these forms can meet it, and what remains is in numpy's
-primitives (a loop per short row, a skinny product), not in the core's use of them.
+Run in sequence the steps cost more than each does alone (this script does not say
+at which cache level), so the function stays above the bound. Where the bound is
+above a goal (``decide`` 1.3x, ``weighted_prediction`` 1.6x), no ordering or choice
+among these forms can meet it; where it is just under, what is left to win lies in
+the steps' sequence, not in the steps, whose cost is numpy's (a loop per short row,
+a skinny product).
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/core_steps.py [--n 1000000] [--m 15] [--repeat 11]
 
