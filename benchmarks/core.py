@@ -44,6 +44,18 @@ def _interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str,
     return {k: np.asarray(v) for k, v in times.items()}
 
 
+def _probabilities(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
+    """``n`` x ``m`` float32 rows on the simplex: a softmax of standard normals."""
+    q = np.exp(rng.standard_normal((n, m), dtype=np.float32))
+    q /= q.sum(axis=1, keepdims=True)
+    return q
+
+
+def _dense_utility(rng: np.random.Generator, n_act: int, n_cls: int) -> expost.Utility:
+    """A dense U: uniform entries in [0.1, 2) with 5 added on the diagonal."""
+    return expost.Utility(rng.uniform(0.1, 2.0, (n_act, n_cls)) + 5 * np.eye(n_act, n_cls))
+
+
 def _peak_extra(fn: Callable[[], object]) -> int:
     tracemalloc.start()
     tracemalloc.reset_peak()
@@ -64,14 +76,11 @@ def main() -> None:
     args = ap.parse_args()
 
     rng = np.random.default_rng(0)
-    z = rng.standard_normal((args.n, args.m), dtype=np.float32)
-    q = np.exp(z)
-    q /= q.sum(axis=1, keepdims=True)
-    del z
+    q = _probabilities(rng, args.n, args.m)
     w = np.ones(args.m)
     w[3] = 99.0
     u_diag = expost.Utility.from_class_weights(w)
-    u_full = expost.Utility(rng.uniform(0.1, 2.0, size=(args.m, args.m)) + np.eye(args.m) * 5)
+    u_full = _dense_utility(rng, args.m, args.m)
     nbytes = q.nbytes
 
     floor = np.empty_like(q)

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from functools import partial
 
 import numpy as np
-from core import _interleaved  # benchmarks/core.py: round-robin timing
+from core import _dense_utility, _interleaved, _probabilities  # benchmarks/core.py
 
 import expost
 from expost import _decisions
@@ -83,11 +83,8 @@ def main() -> None:
     args = ap.parse_args()
     n, m = args.n, args.m
     rng = np.random.default_rng(0)
-    z = rng.standard_normal((n, m), dtype=np.float32)
-    q = np.exp(z)
-    q /= q.sum(axis=1, keepdims=True)
-    del z
-    u = expost.Utility(rng.uniform(0.1, 2.0, size=(m, m)) + np.eye(m) * 5)
+    q = _probabilities(rng, n, m)
+    u = _dense_utility(rng, m, m)  # the dense U of benchmarks/core.py
     us = u.matrix
     ut = us.T.astype(np.float32)
     totals = np.column_stack([us.sum(axis=0), np.ones(m)]).astype(np.float32)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from unittest import mock
 
 import numpy as np
-from core import _interleaved  # benchmarks/core.py: round-robin timing
+from core import _dense_utility, _interleaved, _probabilities  # benchmarks/core.py
 
 import expost
 from expost import _decisions
@@ -52,13 +52,11 @@ def main() -> None:
     )
     for n_act, n_cls, weights in CASES:
         n = int(args.mib * 2**20 / (4 * n_act))
-        z = rng.standard_normal((n, n_cls), dtype=np.float32)
-        q = np.exp(z)
-        q /= q.sum(axis=1, keepdims=True)
+        q = _probabilities(rng, n, n_cls)
         if weights:
             u = expost.Utility.from_class_weights(rng.uniform(1.0, 5.0, n_cls))
         else:
-            u = expost.Utility(rng.uniform(0.1, 2.0, (n_act, n_cls)) + 5 * np.eye(n_act, n_cls))
+            u = _dense_utility(rng, n_act, n_cls)
         ut = u.matrix.T.astype(np.float32)
         fns: dict[str, Callable[[], object]] = {
             "q @ U.T": lambda q=q, ut=ut: q @ ut,

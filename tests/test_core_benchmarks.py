@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from expost import _decisions
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -66,10 +68,6 @@ def test_decide_routes_names_the_layout_the_rule_picks():
     assert len(rows) == 19
     for actions, classes, kind, _n, by_action, by_sample, picked in rows:
         assert by_action.endswith("x") and by_sample.endswith("x")
-        diagonal = kind == "weights"
-        if diagonal:
-            expected = int(actions) >= _decisions.ROW_ARGMAX_WEIGHTS
-        else:
-            expected = (int(actions) >= _decisions.ROW_ARGMAX_ACTIONS
-                        and int(actions) * int(classes) >= _decisions.ROW_ARGMAX_ENTRIES)
-        assert picked == ("sample" if expected else "action"), (actions, classes, kind)
+        a, c = int(actions), int(classes)
+        shape = np.eye(a) if kind == "weights" else np.ones((a, c))  # diagonal, or dense
+        assert picked == ("sample" if _decisions._by_sample(shape) else "action"), (a, c, kind)
