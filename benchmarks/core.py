@@ -87,9 +87,11 @@ def main() -> None:
     print(f"q: {args.n:,} x {args.m} float32 ({nbytes / 2**20:.1f} MiB); {args.repeat} interleaved rounds")
     print("x q@U.T, x copy = median over rounds of (function / baseline in the same round);")
     print("q25-q75 = the quartiles of the per-round ratio to q@U.T")
+    # one space between fields, so that a ratio wider than its column (a tiny input on a
+    # busy machine) still reads as a number of its own
     print(
-        f"{'function':<22}{'utility':>9}{'best s':>9}{'median s':>10}"
-        f"{'x q@U.T':>9}{'q25-q75':>12}{'x copy':>8}{'peak/input':>12}"
+        f"{'function':<21} {'utility':>8} {'best s':>8} {'median s':>9} "
+        f"{'x q@U.T':>8} {'q25-q75':>11} {'x copy':>7} {'peak/input':>11}"
     )
     for name, u in (("diagonal", u_diag), ("dense", u_full)):
         ut = u.matrix.T.astype(np.float32)
@@ -110,8 +112,8 @@ def main() -> None:
             vs_copy = float(np.median(t / times["copy floor"]))
             mem = _peak_extra(fn) / nbytes
             print(
-                f"{label:<22}{name:>9}{t.min():>9.4f}{np.median(t):>10.4f}"
-                f"{vs_product:>9.2f}{f'{q25:.2f}-{q75:.2f}':>12}{vs_copy:>8.1f}{mem:>12.2f}"
+                f"{label:<21} {name:>8} {t.min():>8.4f} {np.median(t):>9.4f} "
+                f"{vs_product:>8.2f} {f'{q25:.2f}-{q75:.2f}':>11} {vs_copy:>7.1f} {mem:>11.2f}"
             )
 
 
