@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from threadpoolctl import threadpool_limits
 
 import expost
 from expost import _decisions
@@ -166,6 +167,47 @@ def test_fully_tied_rows_go_to_action_zero_and_ties_to_the_lowest_tied_action(ro
     u = np.array([[0.0, 0, 1], [0, 1, 0], [1, 1, 1], [1, 1, 0.5], [1, 1, 1]])
     np.testing.assert_array_equal(expost.decide(q, u), np.full(40, 2))
     np.testing.assert_array_equal(expost.decide(q.astype(np.float32), u), np.full(40, 2))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("rows_from", THRESHOLDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("n_actions", "n_classes"), [(60, 15), (50, 50), (40, 40)])
+def test_identical_actions_tie_to_the_lowest_on_general_floats(n_actions, n_classes, dtype, rows_from,
+                                                                threads, monkeypatch):
+    """Identical rows of U have equal expected utilities under every q, but a product may
+    round them apart: ``decide`` chose a higher identical action for up to 28% of these
+    rows in float32 until it took one action of each group. (In float64 it did for an
+    all-ones U with two BLAS threads: ``test_harness_frontier``.)"""
+    _route_for_test(monkeypatch, rows_from)
+    rng = np.random.default_rng(n_actions)
+    u = rng.uniform(0.1, 1.0, (n_actions, n_classes))
+    groups = [[3, 17, n_actions - 1], [5, 29]]  # the first of each group is kept
+    for g in groups:
+        u[g] = u[g[0]] + 0.5  # often the best
+    q = rng.dirichlet(np.full(n_classes, 0.5), size=30000).astype(dtype)
+    with threadpool_limits(threads, user_api="blas"):
+        got = expost.decide(q, u)
+        keep = np.setdiff1d(np.arange(n_actions), [a for g in groups for a in g[1:]])
+        without_repeats = keep[expost.decide(q, u[keep])]
+    assert np.isin(got, [g[0] for g in groups]).mean() > 0.3  # the groups do win often
+    assert np.isin(got, keep).all()
+    np.testing.assert_array_equal(got, without_repeats)
+
+
+def test_first_identical_actions():
+    from expost._utility import first_identical_actions
+
+    u = np.array([[1.0, 2], [0, 1], [1, 2], [0, 1], [3, 3], [1, 2]])
+    np.testing.assert_array_equal(first_identical_actions(u), [0, 1, 0, 1, 4, 0])
+    np.testing.assert_array_equal(first_identical_actions(np.asfortranarray(u)), [0, 1, 0, 1, 4, 0])
+    assert first_identical_actions(np.eye(3)) is None
+    assert first_identical_actions(np.ones((1, 4))) is None
+    np.testing.assert_array_equal(first_identical_actions(np.array([[0.0, 1], [-0.0, 1]])), [0, 0])
+    # rows equal only after rounding to float32 are identical in float32
+    close = np.array([[1.0, 1.0], [1.0, 1.0 + 1e-12]])
+    assert first_identical_actions(close) is None
+    np.testing.assert_array_equal(first_identical_actions(close.astype(np.float32)), [0, 0])
 
 
 @given(data=st.data(), m=st.integers(2, 6), a=st.integers(1, 8), dtype=st.sampled_from(DTYPES),

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from threadpoolctl import threadpool_limits
 
 import expost
 from expost.experiments.evaluate import (
@@ -262,6 +263,29 @@ def test_products_run_close_to_the_float64_limits(large, blocks, rng):
           expost.Utility([[1e12, 0.0, 0.0], [0.0, 1.0, 1.0], [1.0, 1.0, 1.0]])]
     with _blocks(blocks):
         _check(q, y, us, "ex_post")
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_identical_actions_decide_alike_in_the_engine_and_the_core(direct, rng, monkeypatch):
+    # Every action of an all-ones U ties, and so do the repeated rows of the second U;
+    # with two BLAS threads expost.decide's product rounded the ones apart (a third of
+    # these rows went to other actions than 0) until it took one action of each group
+    # of identical rows. The engine's products (float64, by sample) did not.
+    n, m = 4000, 40
+    q = rng.dirichlet(np.full(m, 0.5), size=n)
+    y = rng.integers(0, m, n)
+    half = rng.uniform(0.1, 1.0, (m, m))
+    half[: m // 2] = rng.uniform(0.5, 1.5, m)
+    us = [expost.Utility(np.ones((m, m))), expost.Utility(half)]
+    if not direct:
+        monkeypatch.setattr(engine_module, "_DIRECT_UTILITIES", 0)
+    with threadpool_limits(2, user_api="blas"):
+        got = frontier(q, y, us)
+        wants = [_core(q, y, u, "ex_post") for u in us]
+    for k, want in enumerate(wants):
+        assert got["accuracy"][k] == want["accuracy"]
+        assert got["emphasized_recall"][k] == want["emphasized_recall"]
+    assert got["accuracy"][0] == np.mean(y == 0)  # every decision is action 0
 
 
 def test_dense_path_with_fewer_actions_than_classes(rng):

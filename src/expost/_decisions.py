@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._utility import Utility, as_utility
+from ._utility import Utility, as_utility, first_identical_actions
 from ._validation import _error, check_probabilities, check_rows_given_sums, probability_atol
 
 __all__ = ["decide", "elkan_threshold", "expected_utility", "weighted_prediction"]
@@ -230,6 +230,9 @@ def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     """
     us = _scaled(u)
     work = _work_dtype(us, dtype)
+    first = first_identical_actions(us.astype(work))
+    if first is not None:
+        return _on_distinct_actions(us, dtype, first)
     n_act = u.shape[0]
     if _by_sample(us):
         return _decide_by_rows(us, work)
@@ -258,6 +261,23 @@ def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
             check(z[n_act])
             np.multiply(v, w, out=v)
         _argmax_rows(v, best, hits, out, weights)
+
+    return kernel
+
+
+def _on_distinct_actions(us: NDArray[np.float64], dtype: np.dtype[Any],
+                         first: NDArray[np.intp]) -> Kernel:
+    """Eq 5 over the first action of each group of identical rows of U, numbered as in U.
+
+    A product may round identical actions apart (``first_identical_actions``); with
+    one of each, their tie goes to the lowest index, and the product is smaller.
+    """
+    keep = np.flatnonzero(first == np.arange(first.size))
+    inner = _decide_kernel(us[keep], dtype)
+
+    def kernel(block: NDArray[np.floating], out: NDArray[Any], check: Check) -> None:
+        inner(block, out, check)
+        out[...] = keep[out]
 
     return kernel
 
@@ -416,8 +436,11 @@ def decide(q: ArrayLike, utility: Utility | ArrayLike) -> NDArray[np.intp]:
     whose summation order may differ from ``q @ U.T``'s; so two actions whose
     utilities differ only by rounding (an ulp) may be ordered differently than
     by ``argmax(q @ U.T)``, as between any two products. Utilities that are
-    exactly equal tie. For class weights they are the products
-    :math:`w_y q_y`, each rounded once, as in ``q @ U.T``.
+    exactly equal tie. Identical actions (equal rows of U) always tie, to the
+    lowest: a product can round them apart (``q @ U.T`` does, in float32), so
+    the argmax runs over the first action of each group of identical rows. For
+    class weights the utilities are the products :math:`w_y q_y`, each rounded
+    once, as in ``q @ U.T``.
 
     Parameters
     ----------

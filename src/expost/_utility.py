@@ -10,12 +10,33 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._validation import _error, as_float_array, check_int, check_prior, describe
 
-__all__ = ["Utility", "as_utility", "is_diagonal_matrix"]
+__all__ = ["Utility", "as_utility", "first_identical_actions", "is_diagonal_matrix"]
 
 
 def is_diagonal_matrix(m: NDArray[Any]) -> bool:
     """A square matrix with zeros off the diagonal (class weights, Eq 14)."""
     return m.shape[0] == m.shape[1] and not np.any(m - np.diag(np.diagonal(m)))
+
+
+def first_identical_actions(m: NDArray[Any]) -> NDArray[np.intp] | None:
+    """For each action (row of ``m``), the lowest action whose row is identical to it.
+
+    ``None`` when all rows differ (the common case). Identical actions have equal
+    expected utilities under every q, but a matrix product may round them
+    differently (they sit at different places in its kernel), so an argmax over
+    the product can pick the higher one; mapping each decision through this
+    array sends such ties to the lowest index, as the tie rule of Eq 5 says.
+    Rows are compared exactly (``-0.0 == 0.0``).
+    """
+    n = m.shape[0]
+    if n < 2:
+        return None
+    rows = np.asarray(m) + 0.0  # -0.0 + 0.0 is 0.0: equal rows, equal bytes
+    seen: dict[bytes, int] = {}
+    first = np.array([seen.setdefault(rows[a].tobytes(), a) for a in range(n)], dtype=np.intp)
+    if len(seen) == n:
+        return None
+    return first
 
 
 class Utility:

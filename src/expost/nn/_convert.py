@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._utility import Utility, as_utility
+from .._utility import Utility, as_utility, first_identical_actions
 from .._validation import _error
 from ._checks import describe
 
@@ -41,7 +41,7 @@ class TorchUtility:
     :math:`0 \log 0` can arise and the log loss skips its guard.
     """
 
-    __slots__ = ("columns", "n_actions", "n_classes", "positive", "weights")
+    __slots__ = ("_first", "columns", "n_actions", "n_classes", "positive", "weights")
 
     def __init__(
         self,
@@ -56,6 +56,20 @@ class TorchUtility:
         self.n_actions = n_actions
         self.n_classes = n_classes
         self.positive = positive
+        self._first: tuple[Tensor | None] | None = None  # (identical_actions(),) once computed
+
+    def identical_actions(self) -> Tensor | None:
+        """Each action's lowest identical action (an index tensor on the table's device), or
+        None when all actions differ: :func:`expost._utility.first_identical_actions` of
+        the converted table, computed once per conversion (a copy to the host)."""
+        if self._first is None:
+            first = None
+            if self.columns is not None:
+                found = first_identical_actions(self.columns.detach().t().cpu().numpy())
+                if found is not None:
+                    first = torch.from_numpy(found).to(self.columns.device)
+            self._first = (first,)
+        return self._first[0]
 
 
 def convert(

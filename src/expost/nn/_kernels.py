@@ -165,5 +165,8 @@ def decide(logits: Tensor, tu: TorchUtility) -> Tensor:
         if tu.weights is not None:  # argmax_a (logits_a + log w_a), along dim 1
             shape = (1, -1) + (1,) * (x.ndim - 2)
             return (x + tu.weights.log().view(shape)).argmax(dim=1)
-        scores = log_scores(_class_last(x), tu)
-        return scores.argmax(dim=-1).reshape((x.shape[0], *x.shape[2:]))
+        best = log_scores(_class_last(x), tu).argmax(dim=-1)
+        first = tu.identical_actions()  # identical actions, rounded apart: the lowest
+        if first is not None:
+            best = first[best]
+        return best.reshape((x.shape[0], *x.shape[2:]))

@@ -212,7 +212,8 @@ def decide(logits: Tensor, utility: Any, *, validate: bool = True) -> Tensor:
 
     computed as the argmax of the unnormalised log scores of
     :func:`expost_log_probs` (for class weights ``argmax(logits + log w)``).
-    Ties go to the lowest action index. No gradient.
+    Ties go to the lowest action index; identical actions (equal rows of U),
+    whose scores can round apart, always go to the lowest of them. No gradient.
 
     Parameters
     ----------
