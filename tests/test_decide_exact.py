@@ -363,3 +363,37 @@ def test_weighted_prediction_near_the_ends_of_the_float_range():
     wide = expost.weighted_prediction(np.array([[1.0, 0.0], [0.5, 0.5]], np.float32), np.diag([1e-300, 1.0]))
     assert wide.dtype == np.float32
     np.testing.assert_array_equal(wide, [[1.0, 0.0], [0.0, 1.0]])  # 1e-300 rounds to 0 in float32
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_utilities_spanning_more_than_the_float_range_from_one(dtype):
+    """1e200 beside 1e-200: scaled so that the largest is 1, the small ones underflowed to 0
+    and p^u of a row on class 1 was 0 / 0 (NaN); scaled as high as overflow allows, they stay."""
+    u = np.array([[1e200, 1e-200, 3e-200], [0.0, 1e-200, 0.0], [1e199, 0.0, 1e-199]])
+    q = np.array([[0.0, 1.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.25, 0.75], [0.1, 0.2, 0.7]], dtype=dtype)
+    v = q.astype(np.longdouble) @ u.astype(np.longdouble).T
+    want = (v / v.sum(axis=1, keepdims=True)).astype(dtype)
+    got = expost.weighted_prediction(q, u)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-14, atol=0)
+    np.testing.assert_array_equal(expost.decide(q, u), np.argmax(v, axis=1))
+
+
+def test_utilities_beyond_float64_from_one_another_are_refused():
+    """Entries 1e308 and 5e-324 apart: no power of two keeps class 1's utility and the sums."""
+    u = np.array([[1e308, 5e-324], [0.0, 5e-324]])
+    for fn in (expost.weighted_prediction, expost.decide):
+        with pytest.raises(ValueError, match=r"^`utility` must be .*got class 1's largest utility 4.94e-324"):
+            fn([[0.5, 0.5]], u)
+
+
+@pytest.mark.filterwarnings("error")
+def test_long_double_probabilities_are_computed_in_long_double():
+    rng = np.random.default_rng(11)
+    q = rng.dirichlet(np.ones(4), size=30)
+    u = rng.uniform(0.1, 2.0, (5, 4))
+    got = expost.weighted_prediction(q.astype(np.longdouble), u)
+    assert got.dtype == np.longdouble
+    np.testing.assert_allclose(got.astype(np.float64), expost.weighted_prediction(q, u), rtol=1e-14)
+    np.testing.assert_array_equal(expost.decide(q.astype(np.longdouble), u), expost.decide(q, u))

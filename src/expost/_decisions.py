@@ -105,11 +105,33 @@ def _scaled(u: NDArray[np.float64]) -> NDArray[np.float64]:
     return u if top == 0.0 else np.ldexp(u, -np.frexp(top)[1])
 
 
-def _work_dtype(u: NDArray[np.float64], dtype: np.dtype[Any]) -> np.dtype[Any]:
-    """``dtype``, or float64 where some class's largest (scaled) utility is below its normal range."""
-    if dtype != np.float64 and float(np.abs(u).max(axis=0).min()) < float(np.finfo(dtype).tiny):
-        return np.dtype(np.float64)
-    return np.dtype(dtype)
+def _for_kernels(u: NDArray[np.float64], dtype: np.dtype[Any]) -> tuple[NDArray[np.float64], np.dtype[Any]]:
+    """U scaled by a power of two for the kernels of Eq 5 and Eq 8, and the dtype they compute in.
+
+    The largest magnitude goes just below 2^E, E being the work dtype's largest
+    exponent less the bits that a sum over the actions needs (1'Uq is at most
+    n_actions times the largest utility for q on the simplex). Exact, as in
+    :func:`_scaled`; and every utility is kept as far above underflow as overflow
+    allows, so a U whose entries span more than the dtype's range from 1 (1e200
+    beside 1e-200, say) keeps all of them. The work dtype is ``dtype``, or float64
+    where some class's largest utility, so scaled, is below ``dtype``'s normal
+    range. Where it is below float64's too (some 613 orders of magnitude below the
+    largest entry), p^u for q on that class would be 0 / 0: a ValueError says so.
+    """
+    top = float(np.abs(u).max())
+    class_max = np.abs(u).max(axis=0)
+    f64 = np.finfo(np.float64)
+    for work in dict.fromkeys([np.dtype(dtype), np.dtype(np.float64)]):
+        info = np.finfo(work)  # U itself stays float64: a long double's range is float64's here
+        exponent = min(int(info.maxexp), int(f64.maxexp)) - 2 - int(np.ceil(np.log2(u.shape[0] + 1)))
+        shift = exponent - int(np.frexp(top)[1])
+        if float(np.ldexp(class_max, shift).min()) >= max(float(info.tiny), float(f64.tiny)):
+            return np.ldexp(u, shift), work
+    c = int(np.argmin(class_max))
+    raise ValueError(_error(
+        "utility", "a matrix in which every class's largest utility is at least about 1e-613 "
+        "times the largest entry (float64's range)",
+        f"class {c}'s largest utility {class_max[c]:.3g} beside a largest entry of {top:.3g}"))
 
 
 def _scratch(bufs: list[NDArray[Any]], sizes: list[tuple[int, Any]]) -> list[NDArray[Any]]:
@@ -175,8 +197,7 @@ def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     The denominator is q . (1'U), equal to 1'(Uq) up to rounding, with no pass
     over the output; the output is multiplied by its reciprocal in place.
     """
-    us = _scaled(u)
-    work = _work_dtype(us, dtype)
+    us, work = _for_kernels(u, dtype)
     totals = np.column_stack([us.sum(axis=0), np.ones(u.shape[1])]).astype(work)
     product = _uq_by_rows(us, work)
 
@@ -228,8 +249,7 @@ def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     rounded once, as the product does, in about 87% of the product's time. For a
     large U (``_by_sample``): ``_decide_by_rows``.
     """
-    us = _scaled(u)
-    work = _work_dtype(us, dtype)
+    us, work = _for_kernels(u, dtype)
     first = first_identical_actions(us.astype(work))
     if first is not None:
         return _on_distinct_actions(us, dtype, first)
@@ -394,7 +414,11 @@ def weighted_prediction(q: ArrayLike, utility: Utility | ArrayLike) -> NDArray[n
 
     Computed as :math:`Uq` times the reciprocal of :math:`\langle \iota^\top U, q \rangle`,
     with U first scaled by a power of two (exact; :math:`p^u` is invariant to
-    scaling U), so utilities near 1e308 or 5e-324 neither overflow nor underflow.
+    scaling U) that brings its largest entry as high as the sums allow, so
+    utilities near 1e308 or 5e-324 neither overflow nor underflow, nor do the
+    small ones of a U whose entries lie far apart (1e200 beside 1e-200). A U
+    whose entries lie further apart than float64 can hold after any such scaling
+    (1e308 beside a class whose utilities are all below 1e-307) raises a ValueError.
     The result agrees with the naive formula to a few roundings (a few 1e-7
     relative in float32, 1e-15 in float64; tested to 1e-6 and 1e-12) but is not
     bit-identical to it. Where U's entries span more
