@@ -122,7 +122,8 @@ CASES = [
     ("decide --utility {d}/u.csv --probs {d}/p_missing.csv", "decide", "row 3, column 2"),
     ("decide --utility {d}/u.csv --probs {d}/p_missing_first.csv", "decide", "row 1, column 2"),
     ("decide --utility {d}/u.csv --probs {d}/p_text.csv", "decide", "'half'"),
-    ("decide --utility {d}/u.csv --probs {d}/p_off.csv", "decide", "--probs"),
+    ("decide --utility {d}/u.csv --probs {d}/p_off.csv", "decide",
+     "summing to 1.1. --renormalize divides each row by its sum."),
     ("decide --utility {d}/u.csv --probs {d}/p_neg.csv --renormalize", "decide", "--probs"),
     ("decide --utility {d}/u.csv --probs {d}/p_cols.csv", "decide", "--probs"),
     ("decide --utility {d}/u3.csv --probs {d}/p.csv", "decide", "--probs"),
@@ -158,6 +159,12 @@ def test_misuse_is_one_clear_line(place, capsys, line, command, needle):
     assert err.count("\n") == 1, err  # one line
     assert err.startswith(f"expost {command}: error: " if command else "expost: error: "), err
     assert needle in err, err
+
+
+def test_decide_suggests_renormalize_only_where_it_would_help(place, capsys):
+    assert _cli(["decide", "--utility", place / "u.csv", "--probs", place / "p_neg.csv"]) == 1
+    err = capsys.readouterr().err
+    assert "--probs" in err and "--renormalize" not in err  # a negative entry: no sum fixes it
 
 
 def test_the_catalogue_is_large():

@@ -287,7 +287,12 @@ def _cmd_decide(args: argparse.Namespace) -> int:
                                 "--utility)", f"{probs.shape[1]} columns"))
     if args.renormalize:
         probs = _renormalized(probs)
-    probs, _ = check_probabilities(probs, "--probs")
+    try:
+        probs, _ = check_probabilities(probs, "--probs")
+    except ValueError as exc:
+        if args.renormalize or not _renormalizable(probs):
+            raise
+        raise ValueError(f"{exc} --renormalize divides each row by its sum.") from None
     d = decide(probs, u)
     eu = expected_utility(probs, u)[np.arange(d.size), d]
     pu = weighted_prediction(probs, u) if args.with_probs else None
@@ -313,6 +318,12 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     if args.out:
         print(f"{d.size} decisions written to {args.out}", file=sys.stderr)
     return EXIT_OK
+
+
+def _renormalizable(probs: np.ndarray) -> bool:
+    """Every row finite and nonnegative with a positive sum: what ``--renormalize`` can fix."""
+    sums = probs.sum(axis=1)
+    return bool(np.isfinite(sums).all() and (sums > 0).all() and (probs >= 0).all())
 
 
 def _renormalized(probs: np.ndarray) -> np.ndarray:
