@@ -14,8 +14,9 @@ still in cache, before the argmax or the normalisation.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import numpy as np
@@ -105,6 +106,17 @@ def _scaled(u: NDArray[np.float64]) -> NDArray[np.float64]:
     return u if top == 0.0 else np.ldexp(u, -np.frexp(top)[1])
 
 
+_FLOAT64 = np.dtype(np.float64)
+
+
+@cache
+def _range(work: np.dtype[Any]) -> tuple[int, float]:
+    """(largest exponent, smallest normal) of ``work`` for a U held in float64: a long
+    double's range is float64's here."""
+    info, f64 = np.finfo(work), np.finfo(np.float64)
+    return min(int(info.maxexp), int(f64.maxexp)), max(float(info.tiny), float(f64.tiny))
+
+
 def _for_kernels(u: NDArray[np.float64], dtype: np.dtype[Any]) -> tuple[NDArray[np.float64], np.dtype[Any]]:
     """U scaled by a power of two for the kernels of Eq 5 and Eq 8, and the dtype they compute in.
 
@@ -118,14 +130,13 @@ def _for_kernels(u: NDArray[np.float64], dtype: np.dtype[Any]) -> tuple[NDArray[
     range. Where it is below float64's too (some 613 orders of magnitude below the
     largest entry), p^u for q on that class would be 0 / 0: a ValueError says so.
     """
-    top = float(np.abs(u).max())
     class_max = np.abs(u).max(axis=0)
-    f64 = np.finfo(np.float64)
-    for work in dict.fromkeys([np.dtype(dtype), np.dtype(np.float64)]):
-        info = np.finfo(work)  # U itself stays float64: a long double's range is float64's here
-        exponent = min(int(info.maxexp), int(f64.maxexp)) - 2 - int(np.ceil(np.log2(u.shape[0] + 1)))
-        shift = exponent - int(np.frexp(top)[1])
-        if float(np.ldexp(class_max, shift).min()) >= max(float(info.tiny), float(f64.tiny)):
+    top, lowest = float(class_max.max()), float(class_max.min())
+    headroom = 2 + u.shape[0].bit_length()  # bits for 1'Uq: ceil(log2(n_actions + 1)), and 2
+    for work in dict.fromkeys([np.dtype(dtype), _FLOAT64]):
+        max_exponent, tiny = _range(work)
+        shift = max_exponent - headroom - math.frexp(top)[1]
+        if math.ldexp(lowest, shift) >= tiny:
             return np.ldexp(u, shift), work
     c = int(np.argmin(class_max))
     raise ValueError(_error(
@@ -154,7 +165,7 @@ def _eu_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
 
 def _is_diagonal(us: NDArray[np.float64]) -> bool:
     """U is square and zero off its diagonal (class weights)."""
-    return us.shape[0] == us.shape[1] and not np.any(us - np.diag(np.diag(us)))
+    return us.shape[0] == us.shape[1] and np.count_nonzero(us) == np.count_nonzero(np.diagonal(us))
 
 
 def _uq_by_rows(

@@ -31,6 +31,9 @@ def first_identical_actions(m: NDArray[Any]) -> NDArray[np.intp] | None:
     n = m.shape[0]
     if n < 2:
         return None
+    sums = np.sort(np.add.reduce(m, axis=1))  # equal rows have sums within rounding
+    if not (np.diff(sums) <= 1e-9 * max(abs(float(sums[0])), abs(float(sums[-1])))).any():
+        return None
     rows = np.asarray(m) + 0.0  # -0.0 + 0.0 is 0.0: equal rows, equal bytes
     seen: dict[bytes, int] = {}
     first = np.array([seen.setdefault(rows[a].tobytes(), a) for a in range(n)], dtype=np.intp)
