@@ -207,10 +207,14 @@ def test_expost_log_probs_and_decide_equal_numpy_core(device, problem, kind):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", ["utility", "tensor"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_decide_sends_identical_actions_to_the_lowest(device, kind, dtype):
+@pytest.mark.parametrize("on_device", [True, False])
+def test_decide_sends_identical_actions_to_the_lowest(device, kind, dtype, on_device, monkeypatch):
     """The log scores of identical actions can round apart: in float32, 0.2% of these rows
     (a tenth of those the groups won) chose a higher identical action until decide mapped
-    each decision to the lowest identical action."""
+    each decision to the lowest identical action (found on the device, or on the host)."""
+    if not on_device:
+        monkeypatch.setattr("expost.nn._convert._ON_DEVICE_COMPARISONS", 0)
+        monkeypatch.setattr("expost.nn._convert._CONVERTED", {})
     rng = np.random.default_rng(40)
     u_np = rng.uniform(0.1, 1.0, (40, 40))
     groups = [[1, 38, 39], [7, 20]]

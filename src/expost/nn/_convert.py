@@ -30,6 +30,10 @@ from .._utility import Utility, as_utility, first_identical_actions
 from .._validation import _error
 from ._checks import describe
 
+#: Up to this many comparisons (actions squared times classes), identical actions are
+#: found on the utility's device (:meth:`TorchUtility.identical_actions`).
+_ON_DEVICE_COMPARISONS = 1 << 24
+
 
 class TorchUtility:
     r"""A utility as the kernels need it, in one dtype on one device.
@@ -59,15 +63,25 @@ class TorchUtility:
         self._first: tuple[Tensor | None] | None = None  # (identical_actions(),) once computed
 
     def identical_actions(self) -> Tensor | None:
-        """Each action's lowest identical action (an index tensor on the table's device), or
-        None when all actions differ: :func:`expost._utility.first_identical_actions` of
-        the converted table, computed once per conversion (a copy to the host)."""
+        """Each action's lowest identical action, an index tensor on the table's device
+        (None for class weights, or when a large table has no identical actions).
+
+        Computed once per conversion. Up to ``_ON_DEVICE_COMPARISONS`` comparisons
+        (actions squared times classes) every pair of rows is compared on the device,
+        with no copy to the host and so no device sync; a larger table is copied to
+        the host for :func:`expost._utility.first_identical_actions`.
+        """
         if self._first is None:
             first = None
             if self.columns is not None:
-                found = first_identical_actions(self.columns.detach().t().cpu().numpy())
-                if found is not None:
-                    first = torch.from_numpy(found).to(self.columns.device)
+                u = self.columns.detach().t()
+                n_actions, n_classes = u.shape
+                if n_actions * n_actions * n_classes <= _ON_DEVICE_COMPARISONS:
+                    same = (u.unsqueeze(1) == u.unsqueeze(0)).all(dim=2)
+                    first = same.to(torch.uint8).argmax(dim=1)  # the first True of each row
+                else:
+                    found = first_identical_actions(u.cpu().numpy())
+                    first = None if found is None else torch.from_numpy(found).to(u.device)
             self._first = (first,)
         return self._first[0]
 
