@@ -353,6 +353,31 @@ def test_float32_rows_from_softmax_pass_the_simplex_check():
     assert expost.decide(q, np.eye(15)).shape == (10_000,)
 
 
+def test_float16_rows_are_checked_at_float16_rounding_and_renormalised():
+    """float16 probabilities are off the simplex by their rounding, more than float32's
+    tolerance allows (they were refused until the check used float16's): accepted within
+    8 float16 epsilons, renormalised in the float32 copy, the caller's array untouched."""
+    rng = np.random.default_rng(3)
+    q16 = rng.dirichlet(np.full(15, 0.5), size=2000).astype(np.float16)
+    assert np.abs(q16.astype(np.float64).sum(axis=1) - 1).max() > 1e-4
+    frozen = q16.copy()
+    q32 = q16.astype(np.float32)
+    q32 /= q32 @ np.ones((15, 1), dtype=np.float32)
+    y = rng.integers(0, 15, 2000)
+    u = expost.Utility(rng.uniform(0.1, 2.0, (15, 15)))
+    for fn in (expost.weighted_prediction, expost.expected_utility, expost.decide):
+        np.testing.assert_array_equal(fn(q16, u), fn(q32, u))
+    assert expost.weighted_prediction(q16[0], u).dtype == np.float32  # one row, 1-D
+    np.testing.assert_allclose(expost.recover_posterior(expost.weighted_prediction(q16, u), u), q32,
+                               atol=1e-5)
+    np.testing.assert_array_equal(expost.log_loss(q16, y), expost.log_loss(q32, y))
+    np.testing.assert_array_equal(q16, frozen)
+    off = q16.copy()
+    off[7] *= np.float16(0.98)  # 2% short: refused, with the row and the tolerance
+    with pytest.raises(ValueError, match=r"within 7\.8e-03\), got a row 7 summing to 0\.97\d+\.$"):
+        expost.decide(off, u)
+
+
 def test_tolerance_is_tight_for_float64():
     q = np.array([[0.5, 0.5 + 1e-4]])
     with pytest.raises(ValueError, match="simplex"):

@@ -1,9 +1,10 @@
 r"""Ex post decisions: expected utility, the optimal weighted prediction, argmax rules.
 
 Rows of ``q`` are class distributions (calibrated probabilities). All functions
-accept any floating dtype and compute in it (float16 is promoted to float32,
-integers to float64; float32 is computed in float64 where U's entries span more
-than float32's range); they never modify their inputs.
+accept any floating dtype and compute in it (float16 is checked at its own
+rounding, then promoted to float32 and renormalised; integers become float64;
+float32 is computed in float64 where U's entries span more than float32's
+range); they never modify their inputs.
 
 The cores run over blocks of rows. Each block's product (or a second, skinny
 one) also yields the row sums of ``q``, so the simplex check

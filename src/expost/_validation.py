@@ -56,6 +56,11 @@ def as_float_array(x: ArrayLike, name: str) -> NDArray[np.floating]:
     float16 is promoted to float32 (numpy has no fast half-precision kernels);
     integer and boolean input becomes float64. Non-numeric input raises TypeError.
     """
+    return _as_float(x, name)[0]
+
+
+def _as_float(x: ArrayLike, name: str) -> tuple[NDArray[np.floating], bool]:
+    """:func:`as_float_array`, and whether ``x`` was float16 (then the array is a new copy)."""
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(_error(name, "a numeric array", describe(x)))
     try:
@@ -63,11 +68,11 @@ def as_float_array(x: ArrayLike, name: str) -> NDArray[np.floating]:
     except Exception as exc:  # ragged lists and the like
         raise TypeError(_error(name, "a numeric array", describe(x))) from exc
     if arr.dtype == np.float16:
-        return arr.astype(np.float32)
+        return arr.astype(np.float32), True
     if arr.dtype.kind == "f":
-        return arr
+        return arr, False
     if arr.dtype.kind in "iub":
-        return arr.astype(np.float64)
+        return arr.astype(np.float64), False
     raise TypeError(_error(name, "a numeric (real, floating) array", describe(arr)))
 
 
@@ -75,6 +80,13 @@ def _default_atol(dtype: np.dtype[Any], n: int) -> float:
     # Rounding in a sum of n entries: generous multiple of machine epsilon,
     # never tighter than 1e-6 so float64 softmax outputs always pass.
     return float(max(1e-6, 64.0 * np.finfo(dtype).eps * max(n, 1)))
+
+
+def _half_atol(n: int) -> float:
+    """The simplex tolerance for float16 rows: rounding each entry to float16 moves a row's
+    sum by up to half of float16's epsilon (4.9e-4); eight epsilons (7.8e-3) also cover a
+    softmax computed in float16, and still refuse a row that sums to 0.99."""
+    return max(_default_atol(np.dtype(np.float32), n), 8.0 * float(np.finfo(np.float16).eps))
 
 
 def check_probabilities(
@@ -95,8 +107,13 @@ def check_probabilities(
     With ``values=False`` only the type and shape are checked; the caller then
     runs :func:`check_rows` on each block it processes (one pass over the data
     instead of two).
+
+    float16 rows are promoted to float32 (a new array), checked against float16's
+    rounding (:func:`_half_atol`, unless ``atol`` is given) whatever ``values``
+    says, and divided by their sums, so that every later check and computation
+    sees rows on the simplex to float32's rounding.
     """
-    arr = as_float_array(p, name)
+    arr, half = _as_float(p, name)
     was_1d = arr.ndim == 1
     if arr.ndim not in (1, 2):
         raise ValueError(
@@ -113,7 +130,10 @@ def check_probabilities(
                 f"{arr2.shape[1]} columns ({describe(arr)})",
             )
         )
-    if values:
+    if half:
+        check_rows(arr2, name, _half_atol(arr2.shape[1]) if atol is None else float(atol))
+        arr2 /= arr2 @ np.ones(arr2.shape[1], dtype=arr2.dtype)[:, None]  # our own copy
+    elif values:
         check_rows(arr2, name, probability_atol(arr2, atol))
     return arr2, was_1d
 
