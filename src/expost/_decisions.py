@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._utility import Utility, as_utility, first_identical_actions
+from ._utility import Utility, as_utility, first_identical_actions, is_diagonal_matrix
 from ._validation import _error, check_probabilities, check_rows_given_sums, probability_atol
 
 __all__ = ["decide", "elkan_threshold", "expected_utility", "weighted_prediction"]
@@ -164,11 +164,6 @@ def _eu_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     return kernel
 
 
-def _is_diagonal(us: NDArray[np.float64]) -> bool:
-    """U is square and zero off its diagonal (class weights)."""
-    return us.shape[0] == us.shape[1] and np.count_nonzero(us) == np.count_nonzero(np.diagonal(us))
-
-
 def _uq_by_rows(
     us: NDArray[np.float64], work: np.dtype[Any], *, tile: bool = True
 ) -> Callable[[NDArray[Any], NDArray[Any]], None]:
@@ -183,7 +178,7 @@ def _uq_by_rows(
     is broadcast over the rows.
     """
     ut = us.T.astype(work)
-    diagonal = _is_diagonal(us)
+    diagonal = is_diagonal_matrix(us)
     w = np.diag(us).astype(work)
     tiled: list[NDArray[Any]] = []
 
@@ -269,7 +264,7 @@ def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     if _by_sample(us):
         return _decide_by_rows(us, work)
     # the product's utilities and row sums; class weights need no product, only w
-    ua = None if _is_diagonal(us) else np.vstack([us, np.ones((1, u.shape[1]))]).astype(work)
+    ua = None if is_diagonal_matrix(us) else np.vstack([us, np.ones((1, u.shape[1]))]).astype(work)
     w = np.diag(us).astype(work)[:, None]
     hit_dtype = np.min_scalar_type(n_act)
     weights = np.arange(n_act, 0, -1, dtype=hit_dtype)[:, None]
@@ -317,7 +312,7 @@ def _on_distinct_actions(us: NDArray[np.float64], dtype: np.dtype[Any],
 def _by_sample(us: NDArray[np.float64]) -> bool:
     """Does ``decide`` lay out this U's products by sample (``_decide_by_rows``)?"""
     n_act, n_cls = us.shape
-    if _is_diagonal(us):
+    if is_diagonal_matrix(us):
         return n_act >= ROW_ARGMAX_WEIGHTS
     return n_act >= ROW_ARGMAX_ACTIONS and n_act * n_cls >= ROW_ARGMAX_ENTRIES
 

@@ -290,7 +290,7 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     try:
         probs, _ = check_probabilities(probs, "--probs")
     except ValueError as exc:
-        if args.renormalize or not _renormalizable(probs):
+        if args.renormalize or _row_sums(probs)[1].size:
             raise
         raise ValueError(f"{exc} --renormalize divides each row by its sum.") from None
     d = decide(probs, u)
@@ -320,16 +320,16 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _renormalizable(probs: np.ndarray) -> bool:
-    """Every row finite and nonnegative with a positive sum: what ``--renormalize`` can fix."""
+def _row_sums(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows' sums, and the rows ``--renormalize`` cannot fix (not finite and
+    nonnegative with a positive sum)."""
     sums = probs.sum(axis=1)
-    return bool(np.isfinite(sums).all() and (sums > 0).all() and (probs >= 0).all())
+    return sums, np.flatnonzero(~(np.isfinite(sums) & (sums > 0)) | (probs < 0).any(axis=1))
 
 
 def _renormalized(probs: np.ndarray) -> np.ndarray:
     """``--renormalize``: each row divided by its sum (finite, nonnegative, positive sum)."""
-    sums = probs.sum(axis=1)
-    bad = np.flatnonzero(~(np.isfinite(sums) & (sums > 0)) | (probs < 0).any(axis=1))
+    sums, bad = _row_sums(probs)
     if bad.size:
         raise ValueError(f"`--probs` row {int(bad[0]) + 1} of the data cannot be renormalised: "
                          "it needs finite nonnegative values with a positive sum, got "

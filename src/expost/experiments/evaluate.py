@@ -41,7 +41,7 @@ from .._batched_metrics import BATCHED_METRICS, _class_weights, batched_metrics,
 from .._decisions import _weighted_prediction_by
 from .._recalibration import recover_posterior
 from .._reliability import _calibration_error
-from .._utility import Utility, as_utility
+from .._utility import Utility, as_utility, is_diagonal_matrix
 from .._validation import _error, check_int, check_labels, check_probabilities, describe
 from .regimes import REGIME_SPECS
 
@@ -175,7 +175,7 @@ def stack_utilities(utilities: Utility | ArrayLike | Sequence[Utility | ArrayLik
     shapes = {m.shape for m in mats}
     if len(shapes) != 1:
         raise ValueError(_error("utilities", "matrices of one shape", f"shapes {sorted(shapes)}"))
-    if class_weights and all(_is_diagonal(m) for m in mats):
+    if class_weights and all(is_diagonal_matrix(m) for m in mats):
         return np.stack([np.diagonal(m) for m in mats]).astype(np.float64, copy=False)
     return np.stack(mats).astype(np.float64, copy=False)
 
@@ -186,11 +186,6 @@ def checked_matrix(utility: Utility | ArrayLike, k: int) -> NDArray[np.float64]:
         return utility.matrix if isinstance(utility, Utility) else Utility(utility).matrix
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"`utilities[{k}]`: {exc}") from None
-
-
-def _is_diagonal(mat: NDArray[np.float64]) -> bool:
-    return mat.shape[0] == mat.shape[1] and np.count_nonzero(mat) == np.count_nonzero(
-        np.diagonal(mat))
 
 
 def as_matrix(utilities: NDArray[np.float64], k: int) -> NDArray[np.float64]:

@@ -28,10 +28,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._csv_input import read_csv_matrix
-from .._utility import Utility
+from .._utility import Utility, is_diagonal_matrix
 from .._validation import _error
 from .evaluate import (
-    _is_diagonal,
     as_matrix,
     checked_matrix,
     one_blas_thread,
@@ -144,7 +143,7 @@ def utility_stack(
     for u, label, emphasized in _iter_utilities(info, utility_files, emphasize, ratios,
                                                 normalize):
         mat = u.matrix
-        if diagonal and not _is_diagonal(mat):  # from here on, matrices
+        if diagonal and not is_diagonal_matrix(mat):  # from here on, matrices
             diagonal = False
             rows = [np.diag(w) for w in rows]
         rows.append(np.diagonal(mat).copy() if diagonal else mat)
