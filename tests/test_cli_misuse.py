@@ -167,6 +167,37 @@ def test_decide_suggests_renormalize_only_where_it_would_help(place, capsys):
     assert "--probs" in err and "--renormalize" not in err  # a negative entry: no sum fixes it
 
 
+def test_decide_names_the_first_bad_row_as_the_file_numbers_it(tmp_path, capsys):
+    """Every error about a row of --probs gives the file's own row (and column) numbers,
+    from 1 as the CSV reader's errors do, and names the first bad row, not the worst;
+    a .npy array's rows are its indices, from 0, and the message says so."""
+    (tmp_path / "u.csv").write_text("1,0\n0,5\n")
+    files = {  # a header, a good row and a blank line come before the first bad row
+        "off.csv": "a,b\n0.9,0.1\n\n0.5,0.6\n0.1,1.9\n",
+        "neg.csv": "a,b\n0.9,0.1\n\n0.9,-0.2\n-0.9,1.9\n",
+        "nan.csv": "a,b\n0.9,0.1\n\n0.5,nan\n",
+        "zero.csv": "0.9,0.1\n0,0\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    np.save(tmp_path / "off.npy", np.array([[0.5, 0.5], [0.5, 0.6], [0.1, 1.9]]))
+    expected = [
+        ("off.csv", [], "got row 4 of '{p}' summing to 1.1. --renormalize divides each row by its sum."),
+        ("neg.csv", [], "nonnegative probabilities, got -0.2 at row 4, column 2 of '{p}'."),
+        ("nan.csv", [], "finite (no NaN or inf), got nan at row 4, column 2 of '{p}'."),
+        ("zero.csv", [], "got row 2 of '{p}' summing to 0."),  # no sum fixes it: no hint
+        ("off.npy", [], "got row 1 (counting from 0) of '{p}' summing to 1.1."),
+        ("neg.csv", ["--renormalize"], "`--probs`: row 4 of '{p}' cannot be renormalised"),
+        ("zero.csv", ["--renormalize"], "`--probs`: row 2 of '{p}' cannot be renormalised"),
+    ]
+    for name, extra, needle in expected:
+        path = tmp_path / name
+        assert _cli(["decide", "--utility", tmp_path / "u.csv", "--probs", path, *extra]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and needle.format(p=path) in err, (name, err)
+        assert ("--renormalize divides" in err) == (name.startswith("off") and not extra), err
+
+
 def test_the_catalogue_is_large():
     assert len(CASES) >= 40
 

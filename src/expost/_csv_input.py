@@ -18,10 +18,29 @@ import csv
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["read_csv_matrix"]
+__all__ = ["CsvMatrix", "read_csv_matrix", "read_csv_rows"]
+
+
+class CsvMatrix(NamedTuple):
+    """A matrix read by :func:`read_csv_rows`, with where each of its rows came from."""
+
+    values: np.ndarray  #: float64, one row per data row of the file
+    header: list[str] | None  #: the header row's cells, if the file has one
+    lines: np.ndarray | None  #: each row's row number in the file (from 1); None for .npy
+    path: Path
+
+    def row(self, i: int, j: int | None = None) -> str:
+        """Where data row ``i`` (and column ``j``), both from 0, are, for messages: the
+        file's own row and column numbers, from 1, as the reader's errors give them
+        (``row 5, column 2 of 'p.csv'``); in a .npy array, the indices, from 0."""
+        col = "" if j is None else f", column {j + (self.lines is not None)}"
+        if self.lines is None:
+            return f"row {i}{col} (counting from 0) of {str(self.path)!r}"
+        return f"row {int(self.lines[i])}{col} of {str(self.path)!r}"
 
 
 def _number(cell: str) -> float | None:
@@ -62,6 +81,13 @@ def _read_npy(p: Path, name: str) -> np.ndarray:
 
 def read_csv_matrix(path: str | Path, name: str, *, class_names: Sequence[str] | None = None,
                     header: bool | None = None) -> tuple[np.ndarray, list[str] | None]:
+    """The matrix and header of :func:`read_csv_rows`."""
+    got = read_csv_rows(path, name, class_names=class_names, header=header)
+    return got.values, got.header
+
+
+def read_csv_rows(path: str | Path, name: str, *, class_names: Sequence[str] | None = None,
+                  header: bool | None = None) -> CsvMatrix:
     """A numeric matrix from a CSV file with an optional header row, or from a ``.npy`` file.
 
     ``header`` True or False says whether the first row is a header. With None
@@ -69,14 +95,16 @@ def read_csv_matrix(path: str | Path, name: str, *, class_names: Sequence[str] |
     not a number, or when it equals ``class_names``; a first row of numbers
     that reads ``0,1,...`` could be either and is refused (say which). An empty
     cell is a missing value, an error. Blank lines are skipped; row numbers in
-    messages are those of the file. Returns the float64 matrix and the header
-    (None without one). Errors name the argument, the file, the row and the cell.
+    messages are those of the file, counted from 1 (:meth:`CsvMatrix.row` names
+    them so for the caller's messages too). Returns the float64 matrix, the header
+    (None without one) and the file row of each data row. Errors name the argument,
+    the file, the row and the cell.
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"`{name}`: the file {str(p)!r} does not exist.")
     if p.suffix.lower() == ".npy":
-        return _read_npy(p, name), None
+        return CsvMatrix(_read_npy(p, name), None, None, p)
     where = repr(str(p))
     try:
         text = p.read_text(encoding="utf-8-sig")
@@ -108,4 +136,4 @@ def read_csv_matrix(path: str | Path, name: str, *, class_names: Sequence[str] |
                     f"is not a number: {cell[:50]!r}"
                 raise ValueError(f"`{name}`: row {line}, column {j + 1} of {where} {what}.")
             out[i, j] = v
-    return out, names
+    return CsvMatrix(out, names, np.array([line for line, _ in rows]), p)

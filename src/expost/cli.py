@@ -43,7 +43,7 @@ import numpy as np
 
 from ._argtypes import nonnegative_int, positive_float
 from ._atomic import atomic_open, check_output
-from ._csv_input import read_csv_matrix
+from ._csv_input import CsvMatrix, read_csv_matrix, read_csv_rows
 from .report.table import DEFAULT_N_BOOT
 
 __all__ = ["build_parser", "main", "read_csv_matrix"]
@@ -274,7 +274,8 @@ def _cmd_decide(args: argparse.Namespace) -> int:
 
     check_output(args.out, "--out", folder=False)
     umat, uhead = read_csv_matrix(args.utility, "--utility", header=args.header)  # errors: main
-    probs, phead = read_csv_matrix(args.probs, "--probs", header=args.header)
+    data = read_csv_rows(args.probs, "--probs", header=args.header)
+    probs, phead = data.values, data.header
     if uhead is not None and phead is not None and uhead != phead:
         raise ValueError(f"`--probs` names the classes {phead} and `--utility` {uhead}; "
                          "they must be the same classes in the same order.")
@@ -286,13 +287,9 @@ def _cmd_decide(args: argparse.Namespace) -> int:
         raise ValueError(_error("--probs", f"{u.n_classes} columns (one per class of "
                                 "--utility)", f"{probs.shape[1]} columns"))
     if args.renormalize:
-        probs = _renormalized(probs)
-    try:
-        probs, _ = check_probabilities(probs, "--probs")
-    except ValueError as exc:
-        if args.renormalize or _row_sums(probs)[1].size:
-            raise
-        raise ValueError(f"{exc} --renormalize divides each row by its sum.") from None
+        probs = _renormalized(data)
+    _check_rows_of(data, probs, hint=not args.renormalize)
+    probs, _ = check_probabilities(probs, "--probs")  # passes after the above, but for rounding
     d = decide(probs, u)
     eu = expected_utility(probs, u)[np.arange(d.size), d]
     pu = weighted_prediction(probs, u) if args.with_probs else None
@@ -327,14 +324,47 @@ def _row_sums(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sums, np.flatnonzero(~(np.isfinite(sums) & (sums > 0)) | (probs < 0).any(axis=1))
 
 
-def _renormalized(probs: np.ndarray) -> np.ndarray:
+def _renormalized(data: CsvMatrix) -> np.ndarray:
     """``--renormalize``: each row divided by its sum (finite, nonnegative, positive sum)."""
-    sums, bad = _row_sums(probs)
+    sums, bad = _row_sums(data.values)
     if bad.size:
-        raise ValueError(f"`--probs` row {int(bad[0]) + 1} of the data cannot be renormalised: "
-                         "it needs finite nonnegative values with a positive sum, got "
-                         f"{probs[bad[0]].tolist()[:10]}.")
-    return probs / sums[:, None]
+        raise ValueError(f"`--probs`: {data.row(int(bad[0]))} cannot be renormalised: it needs "
+                         "finite nonnegative values with a positive sum, got "
+                         f"{data.values[bad[0]].tolist()[:10]}.")
+    return data.values / sums[:, None]
+
+
+def _check_rows_of(data: CsvMatrix, probs: np.ndarray, *, hint: bool) -> None:
+    """The simplex check of ``expost decide``, naming the first bad row as the file numbers it.
+
+    The library's check (:func:`expost._validation.check_rows`, same tolerance) counts
+    rows of the array from 0 and names the worst one; a user editing a CSV file wants
+    the first, by its row in the file. ``hint``: say that ``--renormalize`` would help,
+    where it would fix every row (each finite and nonnegative with a positive sum).
+    """
+    from ._validation import _error, probability_atol
+
+    tol = probability_atol(probs)
+    with np.errstate(invalid="ignore"):
+        sums = probs.sum(axis=1)
+        finite, nonnegative = np.isfinite(probs), probs >= -tol
+        bad = ~finite.all(axis=1) | ~nonnegative.all(axis=1) | ~(np.abs(sums - 1.0) <= tol)
+    if not bad.any():
+        return
+    i = int(np.argmax(bad))
+    if not finite[i].all():
+        j = int(np.argmin(finite[i]))
+        raise ValueError(_error("--probs", "finite (no NaN or inf)",
+                                f"{probs[i, j]} at {data.row(i, j)}"))
+    if not nonnegative[i].all():
+        j = int(np.argmin(nonnegative[i]))
+        raise ValueError(_error("--probs", "nonnegative probabilities",
+                                f"{probs[i, j]:.6g} at {data.row(i, j)}"))
+    message = _error("--probs", f"rows on the probability simplex (each summing to 1 within "
+                     f"{tol:.1e})", f"{data.row(i)} summing to {sums[i]:.6g}")
+    if hint and not _row_sums(probs)[1].size:
+        message += " --renormalize divides each row by its sum."
+    raise ValueError(message)
 
 
 # ---------------------------------------------------------------- parser
