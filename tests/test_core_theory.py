@@ -118,6 +118,30 @@ def test_recover_posterior_outside_the_image_clips_raises_or_keeps():
         expost.recover_posterior(p, u, invalid="raise")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_recover_posterior_clips_rounding_negatives_in_every_block(dtype, monkeypatch):
+    """Posteriors with exact zeros: U^-1 p^u(q) rounds some of them below zero, in every
+    block (blocks of 7 rows, the last of 2); each is clipped to 0, whatever the block's size."""
+    from expost import _decisions
+
+    rng = np.random.default_rng(3)
+    m = 6
+    u = expost.Utility(rng.uniform(0.1, 2.0, (m, m)) + 5 * np.eye(m))
+    q = rng.dirichlet(np.ones(m), size=30)
+    q[rng.random(q.shape) < 0.4] = 0.0
+    q[:, 0] += q.sum(axis=1) == 0
+    q = (q / q.sum(axis=1, keepdims=True)).astype(dtype)
+    p = expost.weighted_prediction(q, u)
+    kept = expost.recover_posterior(p, u, invalid="keep")
+    negative_rows = np.flatnonzero((kept < 0).any(axis=1))
+    assert np.unique(negative_rows // 7).size == 5  # every block has a rounding-level negative
+    monkeypatch.setattr(_decisions, "BLOCK_ROWS", 7)
+    got = expost.recover_posterior(p, u)
+    assert got.dtype == dtype and (got >= 0).all()
+    np.testing.assert_array_equal(got, np.maximum(kept, 0))
+    np.testing.assert_allclose(got, q, atol=10 * np.finfo(dtype).eps)
+
+
 @given(data=st.data(), m=st.integers(3, 6), t=st.floats(0.0, 1.0), alpha=st.floats(0.0, 1.0))
 def test_lemma1_level_sets_are_convex(data, m, t, alpha):
     # Fewer actions than classes: U has a null space, so level sets are non-trivial.
