@@ -378,6 +378,37 @@ def test_float16_rows_are_checked_at_float16_rounding_and_renormalised():
         expost.decide(off, u)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+def test_big_endian_probabilities_are_checked_and_computed_as_native(dtype):
+    """Data of the other byte order (a big-endian file read on this machine): the simplex
+    check reads sign bits, so it must see native bits. A row with -0.5 (all its low bits
+    zero) passed the check as big-endian until the input was converted: decide chose
+    from it and weighted_prediction returned a negative probability."""
+    rng = np.random.default_rng(5)
+    u = expost.Utility(rng.uniform(0.1, 2.0, (4, 4)) + 3 * np.eye(4))
+    y = rng.integers(0, 4, 50)
+    q = rng.dirichlet(np.ones(4), size=50).astype(dtype)
+    big = q.astype(q.dtype.newbyteorder(">"))
+    frozen = big.copy()
+    for fn in (expost.weighted_prediction, expost.expected_utility, expost.decide):
+        got, native = fn(big, u), fn(q, u)
+        assert got.dtype == native.dtype and got.dtype.isnative, fn.__name__
+        np.testing.assert_array_equal(got, native)
+    p = expost.weighted_prediction(q, u)
+    np.testing.assert_array_equal(expost.recover_posterior(p.astype(p.dtype.newbyteorder(">")), u),
+                                  expost.recover_posterior(p, u))
+    np.testing.assert_array_equal(expost.log_loss(big, y), expost.log_loss(q, y))
+    np.testing.assert_array_equal(big, frozen)
+    bad = big.copy()
+    bad[3, :2] = [-0.5, 1.5]
+    bad[3, 2:] = 0
+    for fn in (expost.weighted_prediction, expost.expected_utility, expost.decide):
+        with pytest.raises(ValueError, match=r"`q` must be nonnegative probabilities, got -0\.5 at row 3"):
+            fn(bad, u)
+    with pytest.raises(ValueError, match=r"`p` must be nonnegative"):
+        expost.recover_posterior(bad, u)
+
+
 def test_tolerance_is_tight_for_float64():
     q = np.array([[0.5, 0.5 + 1e-4]])
     with pytest.raises(ValueError, match="simplex"):

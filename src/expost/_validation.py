@@ -51,10 +51,12 @@ def _error(name: str, expected: str, got: str) -> str:
 
 
 def as_float_array(x: ArrayLike, name: str) -> NDArray[np.floating]:
-    """Convert to a floating array without copying floating input.
+    """Convert to a floating array without copying floating input of this machine's byte order.
 
     float16 is promoted to float32 (numpy has no fast half-precision kernels);
-    integer and boolean input becomes float64. Non-numeric input raises TypeError.
+    integer and boolean input becomes float64; an array of the other byte order
+    (big-endian data on a little-endian machine) becomes a copy in the native one.
+    Non-numeric input raises TypeError.
     """
     return _as_float(x, name)[0]
 
@@ -67,6 +69,8 @@ def _as_float(x: ArrayLike, name: str) -> tuple[NDArray[np.floating], bool]:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
         raise TypeError(_error(name, "a numeric array", describe(x))) from exc
+    if not arr.dtype.isnative:  # big-endian data on this machine, say: a native copy, so
+        arr = arr.astype(arr.dtype.newbyteorder("="))  # that bit-level checks read the right bits
     if arr.dtype == np.float16:
         return arr.astype(np.float32), True
     if arr.dtype.kind == "f":
