@@ -136,6 +136,17 @@ CASES = [
     ("decide --utility {d}/u.csv --probs {d}/p.csv --out {d}/empty_dir", "decide", "--out"),
     ("decide --utility {d}/u.csv --probs {d}/p.csv --out {d}/file.txt/d.csv", "decide",
      "file.txt"),
+    # an output over an input: refused before any work
+    ("decide --utility {d}/u.csv --probs {d}/p.csv --out {d}/p.csv", "decide", "is the --probs file"),
+    ("decide --utility {d}/u.csv --probs {d}/p.csv --out {d}/../{n}/u.csv", "decide",
+     "is the --utility file"),
+    ("evaluate {d}/run --emphasize 3 --out {d}/run/results.sqlite", "evaluate",
+     "is the experiment's results.sqlite in"),
+    ("evaluate {d}/run --emphasize 3 --out {d}/run/results.sqlite-wal", "evaluate", "results.sqlite-wal"),
+    ("evaluate {d}/run --emphasize 3 --out {d}/run/checkpoints/x.csv", "evaluate",
+     "lies in the experiment's checkpoints folder"),
+    ("evaluate {d}/run --utility {d}/u.csv --out {d}/u.csv", "evaluate", "is a --utility file"),
+    ("report {d}/run --bootstrap 0 --out {d}/run/results.sqlite", "report", "results.sqlite in"),
     # the report's commands
     ("table {d}/missing", "table", "missing"),
     ("table {d}/empty_dir", "table", "results.sqlite"),
@@ -152,7 +163,7 @@ CASES = [
 
 @pytest.mark.parametrize("line, command, needle", CASES, ids=[c[0][:40] for c in CASES])
 def test_misuse_is_one_clear_line(place, capsys, line, command, needle):
-    code = _cli(line.format(d=place).split())
+    code = _cli(line.format(d=place, n=place.name).split())
     out, err = capsys.readouterr()
     assert code == 1, err
     assert "Traceback" not in out + err
@@ -196,6 +207,28 @@ def test_decide_names_the_first_bad_row_as_the_file_numbers_it(tmp_path, capsys)
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and needle.format(p=path) in err, (name, err)
         assert ("--renormalize divides" in err) == (name.startswith("off") and not extra), err
+
+
+def test_an_output_never_replaces_an_input(place, tmp_path, capsys):
+    """The refused cases above leave every input as it was; an output through a link to
+    an input replaces the link (atomic_open's rename), not the input, so it is allowed."""
+    inputs = [place / "p.csv", place / "u.csv", place / "run" / "results.sqlite"]
+    before = [f.read_bytes() for f in inputs]
+    for line, command, _ in CASES:
+        if "--out" in line and command in ("decide", "evaluate", "report"):
+            _cli(line.format(d=place, n=place.name).split())
+    assert [f.read_bytes() for f in inputs] == before
+    link = tmp_path / "link.csv"
+    link.symlink_to(place / "p.csv")
+    assert _cli(["decide", "--utility", place / "u.csv", "--probs", place / "p.csv", "--out", link]) == 0
+    assert not link.is_symlink() and link.read_text().startswith("decision")
+    assert (place / "p.csv").read_bytes() == before[0]
+    link2 = tmp_path / "p_link.csv"  # the input reached through a link, the output its target
+    link2.symlink_to(place / "p.csv")
+    assert _cli(["decide", "--utility", place / "u.csv", "--probs", link2, "--out", place / "p.csv"]) == 1
+    assert "is the --probs file" in capsys.readouterr().err
+    assert (place / "p.csv").read_bytes() == before[0]
+    assert _cli(["table", place / "run", "--bootstrap", "0"]) == 0  # the store still reads
 
 
 def test_the_catalogue_is_large():

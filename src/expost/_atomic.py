@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -98,6 +98,42 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_not_input(path: str | None, option: str,
+                    inputs: Iterable[tuple[str, str | Path]]) -> None:
+    """Refuse an output file that would replace one of the command's inputs, before any work.
+
+    ``inputs`` are (what it is, for the message; its path): a file, or a folder that
+    ``path`` must not lie in. The check follows what :func:`atomic_open` does: its
+    rename replaces the directory entry ``path`` names (a link there is replaced, not
+    its target), so ``path`` clashes with an input file when that entry is the input's,
+    reached through any links on the way to either, or the same file on a
+    case-insensitive file system. An input that does not exist yet is still refused
+    as an output (an experiment's ``results.sqlite-wal``, say, exists only while
+    SQLite writes).
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "p.csv").write_text("0.5,0.5\\n")
+    >>> try:
+    ...     check_not_input(str(d / "." / "p.csv"), "--out", [("the --probs file", d / "p.csv")])
+    ... except ValueError as exc:
+    ...     print(str(exc).split(";")[0].endswith("is the --probs file"))
+    True
+    """
+    if path is None:
+        return
+    target = Path(path).parent.resolve() / Path(path).name  # the entry a rename replaces
+    for what, where in inputs:
+        q = Path(where)
+        entry = q.resolve() if q.exists() else q.parent.resolve() / q.name
+        if target != entry and target.is_relative_to(entry):  # a folder, or one to come
+            raise ValueError(f"`{option}` {path!r} lies in {what}; choose a file outside it.")
+        if target == entry or (q.is_file() and not target.is_symlink() and target.exists()
+                               and os.path.samefile(target, q)):
+            raise ValueError(f"`{option}` {path!r} is {what}; writing there would replace it. "
+                             "Choose another file.")
 
 
 def check_output(path: str | None, option: str, *, folder: bool) -> None:

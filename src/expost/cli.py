@@ -21,7 +21,9 @@ experiment directory, bad data or options, a missing device) prints one line
 ``expost <command>: error: ...`` naming the file or option, and the exit status
 is 1 (2 for an invalid experiment config, which lists every invalid key; 130
 when interrupted). ``--debug`` (anywhere on the line) shows the traceback too.
-Arguments are checked before any work is done.
+Arguments are checked before any work is done; an ``--out`` file that would
+replace one of the command's inputs (the ``--probs`` or a ``--utility`` file, an
+experiment's ``results.sqlite`` or its checkpoints) is refused then.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from ._argtypes import nonnegative_int, positive_float
-from ._atomic import atomic_open, check_output
+from ._atomic import atomic_open, check_not_input, check_output
 from ._csv_input import CsvMatrix, read_csv_matrix, read_csv_rows
 from .report.table import DEFAULT_N_BOOT
 
@@ -212,8 +214,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         iter_scores,
         utility_stack,
     )
+    from .experiments.store import experiment_state
 
     check_output(args.out, "--out", folder=False)
+    check_not_input(args.out, "--out", [*experiment_state(args.run_dir),
+                                        *(("a --utility file", f) for f in args.utility or ())])
     cols = ["utility", "run_id", "regime", "seed", "interval", "step", "epoch", *METRICS]
     info = experiment_info(args.run_dir)  # errors: main's boundary
     stack = utility_stack(  # checked once; class weights held as weights, not matrices
@@ -273,6 +278,8 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     from ._validation import _error, check_probabilities
 
     check_output(args.out, "--out", folder=False)
+    check_not_input(args.out, "--out", [("the --probs file", args.probs),
+                                        ("the --utility file", args.utility)])
     umat, uhead = read_csv_matrix(args.utility, "--utility", header=args.header)  # errors: main
     data = read_csv_rows(args.probs, "--probs", header=args.header)
     probs, phead = data.values, data.header

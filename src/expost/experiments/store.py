@@ -48,10 +48,22 @@ from ._store_io import (
 from .evaluate import decode_probabilities
 from .metrics import METRICS
 
-__all__ = ["DB_NAME", "SCHEMA_VERSION", "ResultStore", "StoreCorruptError", "blob_digest",
-           "utc_now"]
+__all__ = ["DB_NAME", "SCHEMA_VERSION", "STATE_FILES", "ResultStore", "StoreCorruptError",
+           "blob_digest", "experiment_state", "utc_now"]
 
 DB_NAME = "results.sqlite"
+#: What holds an experiment's results and state in its directory: the database (and
+#: SQLite's files beside it), the lock, and the folders of checkpoints and worker records.
+#: No command writes an output file over one of them (``report/`` is rebuilt from them).
+STATE_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", ".lock",
+               "checkpoints", "spool", "workers")
+
+
+def experiment_state(run_dir: str | Path) -> list[tuple[str, Path]]:
+    """The paths of :data:`STATE_FILES` in ``run_dir``, described, for
+    :func:`expost._atomic.check_not_input`."""
+    return [(f"the experiment's {name}{'' if '.' in name else ' folder'} in {str(run_dir)!r}",
+             Path(run_dir) / name) for name in STATE_FILES]
 SCHEMA_VERSION = 2  # 2: a checksum per prediction blob (version 1 stores are migrated)
 #: A training's status; ``diverged`` (a non-finite or exploding loss) and ``interrupted``
 #: (stopped by the user) are kept apart from ``failed`` (an error). A rerun retries all three.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._argtypes import nonnegative_int, positive_float
-from .._atomic import check_output
+from .._atomic import check_not_input, check_output
 from ..experiments.metrics import METRICS
 from ..experiments.regimes import REGIME_SPECS
 from .table import DEFAULT_N_BOOT
@@ -98,9 +98,11 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from ..experiments.store import experiment_state
     from .html import write_report
 
     check_output(args.out, "--out", folder=False)
+    check_not_input(args.out, "--out", experiment_state(args.run_dir))
     path = write_report(args.run_dir, args.out, n_boot=args.bootstrap, seed=args.seed,
                         select=args.select)
     print(path)
