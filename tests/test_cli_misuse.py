@@ -147,6 +147,8 @@ CASES = [
      "lies in the experiment's checkpoints folder"),
     ("evaluate {d}/run --utility {d}/u.csv --out {d}/u.csv", "evaluate", "is a --utility file"),
     ("report {d}/run --bootstrap 0 --out {d}/run/results.sqlite", "report", "results.sqlite in"),
+    ("table {d}/run --bootstrap 0 --out {d}/run/checkpoints", "table", "checkpoints folder in"),
+    ("plot {d}/run --out {d}/run/checkpoints/figures", "plot", "lies in the experiment's checkpoints"),
     # the report's commands
     ("table {d}/missing", "table", "missing"),
     ("table {d}/empty_dir", "table", "results.sqlite"),
@@ -213,11 +215,13 @@ def test_an_output_never_replaces_an_input(place, tmp_path, capsys):
     """The refused cases above leave every input as it was; an output through a link to
     an input replaces the link (atomic_open's rename), not the input, so it is allowed."""
     inputs = [place / "p.csv", place / "u.csv", place / "run" / "results.sqlite"]
+    checkpoints = sorted(str(f) for f in (place / "run" / "checkpoints").rglob("*"))
     before = [f.read_bytes() for f in inputs]
     for line, command, _ in CASES:
-        if "--out" in line and command in ("decide", "evaluate", "report"):
+        if "--out" in line and command in ("decide", "evaluate", "report", "table", "plot"):
             _cli(line.format(d=place, n=place.name).split())
     assert [f.read_bytes() for f in inputs] == before
+    assert sorted(str(f) for f in (place / "run" / "checkpoints").rglob("*")) == checkpoints
     link = tmp_path / "link.csv"
     link.symlink_to(place / "p.csv")
     assert _cli(["decide", "--utility", place / "u.csv", "--probs", place / "p.csv", "--out", link]) == 0

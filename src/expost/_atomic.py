@@ -128,8 +128,9 @@ def check_not_input(path: str | None, option: str,
     for what, where in inputs:
         q = Path(where)
         entry = q.resolve() if q.exists() else q.parent.resolve() / q.name
-        if target != entry and target.is_relative_to(entry):  # a folder, or one to come
-            raise ValueError(f"`{option}` {path!r} lies in {what}; choose a file outside it.")
+        if target.is_relative_to(entry) and (target != entry or q.is_dir()):  # a folder
+            relation = "is" if target == entry else "lies in"
+            raise ValueError(f"`{option}` {path!r} {relation} {what}; choose a place outside it.")
         if target == entry or (q.is_file() and not target.is_symlink() and target.exists()
                                and os.path.samefile(target, q)):
             raise ValueError(f"`{option}` {path!r} is {what}; writing there would replace it. "

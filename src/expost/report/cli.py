@@ -27,6 +27,7 @@ ALL_FORMATS = ("md", "csv", "latex")
 # ---------------------------------------------------------------- commands
 def _cmd_table(args: argparse.Namespace) -> int:
     check_output(args.out, "--out", folder=True)
+    _not_in_state(args)
     manifest = Path(args.run_dir) / "sweep.json"
     if not manifest.is_file():
         return _table(args, args.run_dir, args.out)
@@ -83,6 +84,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from .figures import plot_curves, save_figure
 
     check_output(args.out, "--out", folder=True)
+    _not_in_state(args)
 
     with open_store(args.run_dir) as (store, where):
         records = finished_records(store, where)
@@ -97,12 +99,19 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_report(args: argparse.Namespace) -> int:
+def _not_in_state(args: argparse.Namespace) -> None:
+    """``--out`` (a file, or a folder of files) neither is nor lies in what holds the
+    experiment's results and state (``results.sqlite``, its checkpoints, ...)."""
     from ..experiments.store import experiment_state
+
+    check_not_input(args.out, "--out", experiment_state(args.run_dir))
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
     from .html import write_report
 
     check_output(args.out, "--out", folder=False)
-    check_not_input(args.out, "--out", experiment_state(args.run_dir))
+    _not_in_state(args)
     path = write_report(args.run_dir, args.out, n_boot=args.bootstrap, seed=args.seed,
                         select=args.select)
     print(path)
