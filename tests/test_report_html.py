@@ -166,6 +166,23 @@ def test_errors(tmp_path):
         write_report(nameless)
 
 
+def test_outputs_never_replace_the_experiments_state(tmp_path):
+    """From Python as from the command line: a report over results.sqlite (existing or not
+    yet), or figures and tables inside the checkpoints, are refused before anything is written."""
+    store = small_store(tmp_path)
+    (tmp_path / "results.sqlite").write_bytes(b"the store")
+    (tmp_path / "checkpoints").mkdir()
+    for out in (tmp_path / "results.sqlite", tmp_path / "results.sqlite-wal", tmp_path / ".lock"):
+        with pytest.raises(ValueError, match=r"^`out` .* is the experiment's .*; writing there would "
+                                             r"replace it"):
+            write_report(store, out, n_boot=10)
+    with pytest.raises(ValueError, match=r"^`out_dir` .* lies in the experiment's checkpoints folder"):
+        build_outputs(store, out_dir=tmp_path / "checkpoints" / "r", quiet=True, n_boot=10)
+    assert (tmp_path / "results.sqlite").read_bytes() == b"the store"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "results.sqlite"]
+    assert list((tmp_path / "checkpoints").iterdir()) == []
+
+
 def test_quiet_flag(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("expost.report.build.figure_specs", lambda data: [])  # speed only
     build_outputs(small_store(tmp_path), n_boot=10)

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._atomic import atomic_write, confined
+from .._atomic import atomic_write, check_not_input, confined
 from .._heap import frozen_heap
+from ..experiments.store import experiment_state
 from ._data import FigureSpec, add_why, figure_specs, gather, open_store
 from ._render import render_figures
 from .html import render_html
@@ -91,6 +92,8 @@ def _build(run_dir: Any, *, out_dir: str | Path | None, n_boot: int, seed: int,
         else:
             raise ValueError("`out_dir` must be given when `run_dir` is a store object without "
                              "a run_dir attribute, got None.")
+        if where is not None:
+            check_not_input(str(out), "out_dir", experiment_state(where))
         data = gather(store, where, n_boot=n_boot, seed=seed, why=False)
         root = where if out_dir is None else None  # RUN_DIR/report: never through a link out
         if root is not None:

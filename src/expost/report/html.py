@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from .._atomic import check_not_input
+from ..experiments.store import experiment_state
 from ._data import ReportData, gather, make_figures, open_store
 from .figures import figure_png
 from .records import METRIC_LABELS, regime_label
@@ -300,6 +302,8 @@ def write_report(run_dir: Any, out: str | Path | None = None, *, n_boot: int = D
     """
     with open_store(run_dir) as (store, where):
         path = _default_out(where, out, "report.html")
+        if where is not None:
+            check_not_input(str(path), "out", experiment_state(where))
         data = gather(store, where, n_boot=n_boot, seed=seed, primary=select)
     figs = [(name, cap, figure_png(fig)) for name, cap, fig in make_figures(data)]
     from .._atomic import atomic_write
