@@ -607,7 +607,7 @@ def test_invalid_inputs_to_modules_and_ex_post():
         UtilityWeightedBrier(U3, reduction="weighted")
     with pytest.raises(ValueError, match="`prior` must be"):
         UtilityWeightedCrossEntropy(U3, normalize_prior=[0.5, 0.5])
-    with pytest.raises(ValueError, match=r"`logits` must be 3 entries along dim 1 \(one per class"):
+    with pytest.raises(ValueError, match=r"`logits` must be 3 entries along dim 1 \(one per class of the utility\), got 4"):
         expost_log_probs(torch.zeros(2, 4), U3)
     with pytest.raises(TypeError, match="`logits` must be a floating-point tensor"):
         decide(torch.zeros(2, 3, dtype=torch.long), U3)

@@ -40,6 +40,9 @@ def compute_dtype(logits: Tensor) -> torch.dtype:
 
 
 # ---------------------------------------------------------------- inputs
+_SINGULAR = {"classes": "class", "actions": "action"}
+
+
 def check_logits(logits: Any, n_columns: int, what: str, name: str = "logits") -> None:
     if not isinstance(logits, Tensor):
         raise TypeError(_error(name, "a torch.Tensor of logits", describe(logits)))
@@ -64,7 +67,7 @@ def check_logits(logits: Any, n_columns: int, what: str, name: str = "logits") -
         raise ValueError(
             _error(
                 name,
-                f"{n_columns} entries along dim 1 (one per {what[:-1]} of the utility)",
+                f"{n_columns} entries along dim 1 (one per {_SINGULAR[what]} of the utility)",
                 f"{logits.shape[1]} ({describe(logits)})",
             )
         )
