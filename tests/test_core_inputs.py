@@ -428,6 +428,13 @@ def test_utility_is_immutable_and_copied():
         u.foo = 1  # type: ignore[attr-defined]
 
 
+def test_utility_labels_of_the_wrong_count_are_counted_in_the_message():
+    with pytest.raises(ValueError, match=r"^`classes` must be 2 labels, got 1 label\.$"):
+        expost.Utility(np.eye(2), classes=["a"])
+    with pytest.raises(ValueError, match=r"^`actions` must be 2 labels, got 3 labels\.$"):
+        expost.Utility(np.eye(2), actions=["a", "b", "c"])
+
+
 def test_utility_value_semantics():
     u = expost.Utility(
         [[1.0, 0.0], [0.0, 2.0]], classes=["neg", "pos"], actions=["treat-no", "treat"]

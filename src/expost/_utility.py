@@ -353,7 +353,7 @@ def _labels(labels: Sequence[Any] | None, n: int, name: str) -> tuple[Any, ...]:
         return tuple(range(n))
     out = tuple(np.asarray(labels).tolist()) if isinstance(labels, np.ndarray) else tuple(labels)
     if len(out) != n:
-        raise ValueError(_error(name, f"{n} labels", f"{len(out)} labels"))
+        raise ValueError(_error(name, f"{n} labels", f"{len(out)} label{'' if len(out) == 1 else 's'}"))
     if len(set(out)) != n:
         raise ValueError(_error(name, "distinct labels", repr(out)))
     return out
