@@ -37,9 +37,10 @@ class CsvMatrix(NamedTuple):
         """Where data row ``i`` (and column ``j``), both from 0, are, for messages: the
         file's own row and column numbers, from 1, as the reader's errors give them
         (``row 5, column 2 of 'p.csv'``); in a .npy array, the indices, from 0."""
-        col = "" if j is None else f", column {j + (self.lines is not None)}"
         if self.lines is None:
+            col = "" if j is None else f", column {j}"
             return f"row {i}{col} (counting from 0) of {str(self.path)!r}"
+        col = "" if j is None else f", column {j + 1}"
         return f"row {int(self.lines[i])}{col} of {str(self.path)!r}"
 
 

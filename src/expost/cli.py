@@ -296,7 +296,7 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     if args.renormalize:
         probs = _renormalized(data)
     _check_rows_of(data, probs, hint=not args.renormalize)
-    probs, _ = check_probabilities(probs, "--probs")  # passes after the above, but for rounding
+    probs, _ = check_probabilities(probs, "--probs")  # passes, but at rounding's edge (its message)
     d = decide(probs, u)
     eu = expected_utility(probs, u)[np.arange(d.size), d]
     pu = weighted_prediction(probs, u) if args.with_probs else None

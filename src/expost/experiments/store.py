@@ -52,6 +52,11 @@ __all__ = ["DB_NAME", "SCHEMA_VERSION", "STATE_FILES", "ResultStore", "StoreCorr
            "blob_digest", "experiment_state", "utc_now"]
 
 DB_NAME = "results.sqlite"
+SCHEMA_VERSION = 2  # 2: a checksum per prediction blob (version 1 stores are migrated)
+#: A training's status; ``diverged`` (a non-finite or exploding loss) and ``interrupted``
+#: (stopped by the user) are kept apart from ``failed`` (an error). A rerun retries all three.
+STATUSES = ("pending", "running", "finished", "failed", "diverged", "interrupted")
+SPLITS = ("test", "val")
 #: What holds an experiment's results and state in its directory: the database (and
 #: SQLite's files beside it), the lock, and the folders of checkpoints and worker records.
 #: No command writes an output file over one of them (``report/`` is rebuilt from them).
@@ -64,11 +69,6 @@ def experiment_state(run_dir: str | Path) -> list[tuple[str, Path]]:
     :func:`expost._atomic.check_not_input`."""
     return [(f"the experiment's {name}{'' if '.' in name else ' folder'} in {str(run_dir)!r}",
              Path(run_dir) / name) for name in STATE_FILES]
-SCHEMA_VERSION = 2  # 2: a checksum per prediction blob (version 1 stores are migrated)
-#: A training's status; ``diverged`` (a non-finite or exploding loss) and ``interrupted``
-#: (stopped by the user) are kept apart from ``failed`` (an error). A rerun retries all three.
-STATUSES = ("pending", "running", "finished", "failed", "diverged", "interrupted")
-SPLITS = ("test", "val")
 
 
 #: Set (to any value) in the environment of worker processes (the local process pool's and
