@@ -73,3 +73,11 @@ def test_decide_routes_names_the_layout_the_rule_picks():
         a, c = int(actions), int(classes)
         shape = np.eye(a) if kind == "weights" else np.ones((a, c))  # diagonal, or dense
         assert picked == ("sample" if _decisions._by_sample(shape) else "action"), (a, c, kind)
+
+
+def test_decide_csv_prints_each_reader_and_the_command():
+    lines = _run("decide_csv.py", "--rows", "300", "--classes", "4", "--repeat", "1")
+    rows = {ln.split("  ")[0].strip(): ln for ln in lines if ln.endswith("x")}
+    assert set(rows) == {"numpy parser", "cell by cell", "expost decide"}
+    for name, ln in rows.items():
+        assert _ratio(ln, name) > 0
