@@ -38,7 +38,7 @@ import importlib
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -305,22 +305,19 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     header = ["decision"] + (["label"] if names else []) + ["expected_utility"]
     if pu is not None:
         header += [f"p_{names[a] if names else a}" for a in range(u.n_actions)]
-    rows: list[list[Any]] = [header]
-    for i in range(d.size):
-        row: list[Any] = [int(d[i])]
-        if names:
-            row.append(names[int(d[i])])
-        row.append(repr(float(eu[i])))
-        if pu is not None:
-            row += [repr(float(v)) for v in pu[i]]
-        rows.append(row)
+
+    def rows() -> Iterator[list[Any]]:  # one at a time: a large file is never held as strings
+        yield header
+        for i, (a, e) in enumerate(zip(d.tolist(), eu.tolist(), strict=True)):
+            yield ([a] + ([names[a]] if names else []) + [repr(e)]
+                   + ([repr(v) for v in pu[i].tolist()] if pu is not None else []))
+
     if not args.out:
-        csv.writer(sys.stdout).writerows(rows)
+        csv.writer(sys.stdout).writerows(rows())
         return EXIT_OK
     with atomic_open(args.out, "w", newline="") as fh:
-        csv.writer(fh).writerows(rows)
-    if args.out:
-        print(f"{d.size} decisions written to {args.out}", file=sys.stderr)
+        csv.writer(fh).writerows(rows())
+    print(f"{d.size} decisions written to {args.out}", file=sys.stderr)
     return EXIT_OK
 
 
