@@ -223,6 +223,21 @@ def test_unwritable_cache_folder_and_unreadable_image(tmp_path):
         decode_resized(paths[1], 8, "L")
 
 
+def test_an_image_over_pillows_pixel_limit_names_its_file(tmp_path):
+    """Pillow refuses images above about 179 million pixels (a decompression-bomb guard)
+    with an error of its own class, not an OSError: it came out as an unexpected error
+    naming no file. 15,000 x 15,000 black pixels make a 27 kB PNG."""
+    from PIL import Image
+
+    paths = _images(tmp_path / "img", 2)
+    Image.new("1", (15_000, 15_000)).save(paths[1])
+    with pytest.raises(ValueError, match=r"00001\.png' is too large an image to decode .*225000000 "
+                                         r"pixels.*MAX_IMAGE_PIXELS"):
+        decode_resized(paths[1], 8, "L")
+    with pytest.raises(ValueError, match=r"00001\.png' is too large an image"):
+        build_cache(CacheSpec(tuple(paths), 8, "L", tmp_path / "c"), workers=1, stream=None)
+
+
 def _chest(root: Path, n: int = 30) -> None:
     (root / "images").mkdir(parents=True)
     rows = ["Image Index,Finding Labels,Follow-up #,Patient ID"]

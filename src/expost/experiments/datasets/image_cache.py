@@ -70,6 +70,10 @@ def decode_resized(path: str | os.PathLike[str], size: int, mode: Mode) -> NDArr
         with Image.open(path) as image:
             out = image.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
             arr = np.array(out, dtype=np.uint8)  # a writable copy
+    except Image.DecompressionBombError as exc:  # not an OSError: say which file, and why
+        raise ValueError(f"{str(path)!r} is too large an image to decode ({str(exc).rstrip('.')}); "
+                         "shrink it, or, if you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS."
+                         ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ValueError(f"{str(path)!r} cannot be read as an image ({exc}).") from None
     return arr.reshape(size, size, -1)
