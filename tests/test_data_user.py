@@ -157,6 +157,24 @@ def test_npz_errors(tmp_path):
         load_dataset("npz", file=tmp_path / "absent.npz")
 
 
+@pytest.mark.parametrize(("x_train", "message"), [
+    (np.array([{"a": 1}] * 4, dtype=object), r"`x_train of .*f\.npz` must be an array of numbers or "
+                                             r"strings \(expost never unpickles\), got one that needs"),
+    (np.array(["a"] * 4), r"`x_train of .*f\.npz` must be inputs of numbers .*dtype <U1\.$"),
+    (np.zeros((4, 2)) * 1j, r"`x_train of .*f\.npz` must be inputs of numbers .*dtype complex128\.$"),
+    (np.where(np.eye(4, 2) > 0, np.nan, 0.0), r"`x_train of .*f\.npz` must be finite inputs "
+                                              r"\(no NaN or inf\), got nan at index \(0, 0\)\.$"),
+])
+def test_npz_inputs_that_are_not_finite_numbers_name_the_key(tmp_path, x_train, message):
+    """Inputs the training cannot use: an object array (numpy's own error named neither the
+    file nor the key), strings or complex numbers (a bare conversion error, or a warning
+    and the imaginary part dropped) and NaN or inf features (accepted, then NaN losses)."""
+    np.savez(tmp_path / "f.npz", x_train=x_train, y_train=[0, 1, 0, 1], x_test=np.zeros((2, 2)),
+             y_test=[0, 1])
+    with pytest.raises(ValueError, match=message):
+        load_dataset("npz", file=tmp_path / "f.npz")
+
+
 @pytest.mark.skipif(not (SHARED / "medmnist").is_dir(), reason="../shared/data/medmnist absent")
 def test_npz_reads_a_real_medmnist_file_like_the_medmnist_loader():
     path = SHARED / "medmnist" / "breastmnist.npz"

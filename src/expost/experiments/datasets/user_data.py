@@ -213,6 +213,27 @@ NPZ_KEYS: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 
+def _npz_array(npz: Any, key: str, path: Path) -> NDArray[Any]:
+    """``npz[key]``; an object array (Python objects, which load only by unpickling) is
+    refused naming the file and the key."""
+    try:
+        return np.asarray(npz[key])
+    except ValueError as exc:  # "Object arrays cannot be loaded when allow_pickle=False"
+        raise ValueError(_error(f"{key} of {path}", "an array of numbers or strings (expost "
+                                "never unpickles)", f"one that needs unpickling ({exc})")) from None
+
+
+def _numeric_inputs(x: NDArray[Any], key: str, path: Path) -> None:
+    """Inputs are real numbers (bool, integers or floats), and finite floats."""
+    if x.dtype.kind not in "biuf":
+        raise ValueError(_error(f"{key} of {path}", "inputs of numbers (feature vectors or "
+                                "images)", f"an array of dtype {x.dtype}"))
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        at = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        raise ValueError(_error(f"{key} of {path}", "finite inputs (no NaN or inf)",
+                                f"{x[at]} at index {at}"))
+
+
 def _read_npz(path: Path) -> tuple[dict[str, NDArray[Any]], str]:
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -230,7 +251,7 @@ def _read_npz(path: Path) -> tuple[dict[str, NDArray[Any]], str]:
                                         f"one lacking {absent}"))
             names = [k for k in ("class_names", "label_names") if k in keys]
             read = want + [k for k in NPZ_KEYS[style]["val"] if k in keys] + names[:1]
-            arrays = {k: np.asarray(npz[k]) for k in read}
+            arrays = {k: _npz_array(npz, k, path) for k in read}
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"the file {str(path)!r} cannot be read as an .npz (truncated or "
                          f"another format: {exc}).") from None
@@ -254,7 +275,8 @@ def npz(
 
     Labels: whole numbers >= 0, shape ``(n,)`` or ``(n, 1)``. An optional
     ``class_names`` (or ``label_names``) array of strings names the classes; else
-    they are ``"0"``, ``"1"``, ... Inputs:
+    they are ``"0"``, ``"1"``, ... Inputs are numbers (bool, integers or floats; no
+    NaN or inf, no strings or Python objects, which would need unpickling):
 
     - 2-D ``(n, features)``: feature vectors, float32, as they are.
     - uint8 images ``(n, H, W)`` or ``(n, H, W, C)``: kept as uint8 and converted per
@@ -298,6 +320,7 @@ def npz(
             raise ValueError(_error(f"{ky} of {path}", "one label per example",
                                     f"shape {lab.shape} (multi-label?)"))
         ys[split] = whole_labels(lab, f"{path}, key {ky!r}")
+        _numeric_inputs(arrays[kx], kx, path)
         xs[split] = arrays[kx]
         if xs[split].shape[0] != ys[split].size:
             raise ValueError(_error(f"{kx} of {path}", f"{ys[split].size} rows (as {ky})",
