@@ -77,11 +77,11 @@ def _csv_rows(text: str) -> list[tuple[int, list[str]]]:
 
 
 def _parsed(lines: list[str], width: int) -> np.ndarray | None:
-    """Rows of ``width`` numbers, by numpy's parser (about 4x faster than a cell at a
-    time), or None if it refuses one: then the reader that names the row and the cell
-    runs. Whatever numpy's parser accepts, ``float`` reads as the same number; it
-    refuses some that ``float`` reads (``1_000``, digits of other scripts), which the
-    reader then reads as before."""
+    """Rows of ``width`` numbers, by numpy's parser (about 3x faster than a cell at a
+    time: ``benchmarks/decide_csv.py``), or None if it refuses one: then the reader
+    that names the row and the cell runs. Whatever numpy's parser accepts, ``float``
+    reads as the same number; it refuses some that ``float`` reads (``1_000``, digits
+    of other scripts), which the reader then reads as before."""
     try:
         values = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2, comments=None)
     except ValueError:
@@ -170,4 +170,3 @@ def read_csv_rows(path: str | Path, name: str, *, class_names: Sequence[str] | N
                 raise ValueError(f"`{name}`: row {line}, column {j + 1} of {where} {what}.")
             out[i, j] = v
     return CsvMatrix(out, names, np.array([line for line, _ in rows]), p)
-

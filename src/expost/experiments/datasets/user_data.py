@@ -218,9 +218,10 @@ def _npz_array(npz: Any, key: str, path: Path) -> NDArray[Any]:
     refused naming the file and the key."""
     try:
         return np.asarray(npz[key])
-    except ValueError as exc:  # "Object arrays cannot be loaded when allow_pickle=False"
+    except ValueError as exc:  # "Object arrays cannot be loaded when allow_pickle=False", or damage
+        got = "one that needs unpickling" if "allow_pickle" in str(exc) else "a damaged array"
         raise ValueError(_error(f"{key} of {path}", "an array of numbers or strings (expost "
-                                "never unpickles)", f"one that needs unpickling ({exc})")) from None
+                                "never unpickles)", f"{got} ({exc})")) from None
 
 
 def _numeric_inputs(x: NDArray[Any], key: str, path: Path) -> None:
