@@ -374,7 +374,7 @@ def test_float16_rows_are_checked_at_float16_rounding_and_renormalised():
     np.testing.assert_array_equal(q16, frozen)
     off = q16.copy()
     off[7] *= np.float16(0.98)  # 2% short: refused, with the row and the tolerance
-    with pytest.raises(ValueError, match=r"within 7\.8e-03\), got a row 7 summing to 0\.97\d+\.$"):
+    with pytest.raises(ValueError, match=r"within 7\.8e-03\), got row 7 summing to 0\.97\d+\.$"):
         expost.decide(off, u)
 
 
@@ -484,7 +484,7 @@ def test_blocks_check_every_row_and_name_it_globally(u, by_sample, monkeypatch):
     for func in (expost.weighted_prediction, expost.decide, expost.expected_utility):
         bad = q.copy()
         bad[38, 1] = np.nan
-        with pytest.raises(ValueError, match=r"`q`.*non-finite value in row 38"):
+        with pytest.raises(ValueError, match=r"`q` must be finite \(no NaN or inf\), got nan at row 38, column 1\.$"):
             func(bad, u)
         bad = q.copy()
         bad[45] = [1.2, -0.2, 0.0]
@@ -498,6 +498,25 @@ def test_blocks_check_every_row_and_name_it_globally(u, by_sample, monkeypatch):
     bad[30, 0] = np.inf
     with pytest.raises(ValueError, match=r"`p`.*row 30"):
         expost.recover_posterior(bad, u)
+
+
+def test_a_check_names_the_first_bad_row_not_the_worst():
+    """Rows 3 and 10 are off in sum, 6 and 12 have negatives, 8 a NaN: each error names the
+    first bad row in the array, and says what is wrong with that one."""
+    q = np.full((14, 2), 0.5)
+    q[10] = [0.5, 2.5]
+    q[3] = [0.5, 0.6]
+    with pytest.raises(ValueError, match=r"got row 3 summing to 1\.1\.$"):
+        expost.decide(q, FULL.matrix[:2, :2])
+    q[12] = [1.9, -0.9]
+    q[6] = [1.1, -0.1]
+    q[8] = [np.nan, 0.5]
+    q[3] = [0.5, 0.5]
+    with pytest.raises(ValueError, match=r"nonnegative probabilities, got -0\.1 at row 6, column 1\.$"):
+        expost.log_loss(q, np.zeros(14, dtype=int))
+    q[6] = [0.5, 0.5]
+    with pytest.raises(ValueError, match=r"finite \(no NaN or inf\), got nan at row 8, column 0\.$"):
+        expost.weighted_prediction(q, FULL.matrix[:2, :2])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -520,5 +539,5 @@ def test_the_blockwise_check_passes_what_check_rows_passes(dtype, monkeypatch):
     nan[24, 2] = np.float64(np.nan)
     assert not np.signbit(nan[24, 2])
     for func in (expost.weighted_prediction, expost.decide):
-        with pytest.raises(ValueError, match=r"`q`.*non-finite value in row 24"):
+        with pytest.raises(ValueError, match=r"`q` must be finite \(no NaN or inf\), got nan at row 24, column 2\.$"):
             func(nan, FULL)

@@ -11,6 +11,7 @@ validated arrays; the private ``_core`` helpers assume valid input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -93,6 +94,16 @@ def _half_atol(n: int) -> float:
     return max(_default_atol(np.dtype(np.float32), n), 8.0 * float(np.finfo(np.float16).eps))
 
 
+def _row_at(i: int, j: int | None = None) -> str:
+    """Where row ``i`` (and column ``j``) of an array is, for messages: indices from 0."""
+    return f"row {i}" if j is None else f"row {i}, column {j}"
+
+
+#: ``at(i, j=None)``: how a message names row ``i`` (and column ``j``) of the checked
+#: rows, both counted from 0 (the command line names a file's own rows and columns).
+RowNamer = Callable[..., str]
+
+
 def check_probabilities(
     p: ArrayLike,
     name: str,
@@ -101,6 +112,7 @@ def check_probabilities(
     column_name: str = "class",
     atol: float | None = None,
     values: bool = True,
+    at: RowNamer | None = None,
 ) -> tuple[NDArray[np.floating], bool]:
     """Check rows of probability distributions.
 
@@ -116,6 +128,9 @@ def check_probabilities(
     rounding (:func:`_half_atol`, unless ``atol`` is given) whatever ``values``
     says, and divided by their sums, so that every later check and computation
     sees rows on the simplex to float32's rounding.
+
+    ``at(i, j=None)`` names row ``i`` (and column ``j``), counted from 0, in an error
+    (default: ``row i``, ``row i, column j``); the command line names a file's rows.
     """
     arr, half = _as_float(p, name)
     was_1d = arr.ndim == 1
@@ -135,10 +150,10 @@ def check_probabilities(
             )
         )
     if half:
-        check_rows(arr2, name, _half_atol(arr2.shape[1]) if atol is None else float(atol))
+        check_rows(arr2, name, _half_atol(arr2.shape[1]) if atol is None else float(atol), at=at)
         arr2 /= arr2 @ np.ones(arr2.shape[1], dtype=arr2.dtype)[:, None]  # our own copy
     elif values:
-        check_rows(arr2, name, probability_atol(arr2, atol))
+        check_rows(arr2, name, probability_atol(arr2, atol), at=at)
     return arr2, was_1d
 
 
@@ -147,32 +162,33 @@ def probability_atol(arr: NDArray[np.floating], atol: float | None = None) -> fl
     return _default_atol(arr.dtype, arr.shape[1]) if atol is None else float(atol)
 
 
-def check_rows(rows: NDArray[np.floating], name: str, tol: float, offset: int = 0) -> None:
-    """Finite, nonnegative rows summing to 1 within ``tol``; errors count rows from ``offset``.
+def check_rows(rows: NDArray[np.floating], name: str, tol: float, offset: int = 0,
+               at: RowNamer | None = None) -> None:
+    """Finite, nonnegative rows summing to 1 within ``tol``; an error names the first bad
+    row (counted from ``offset``, or named by ``at``) and what is wrong with it.
 
     One row-sum pass (a matrix-vector product, which also detects NaN and inf:
-    they propagate into the row's sum) and one minimum pass.
+    they propagate into the row's sum) and one minimum pass; only a bad input pays
+    for finding its first bad row.
     """
     sums = rows @ np.ones(rows.shape[1], dtype=rows.dtype)
-    if not np.isfinite(sums).all():
-        bad = offset + int(np.flatnonzero(~np.isfinite(sums))[0])
-        raise ValueError(_error(name, "finite (no NaN or inf)", f"a non-finite value in row {bad}"))
-    lo = rows.min()
-    if lo < -tol:
-        i, j = np.unravel_index(int(np.argmin(rows)), rows.shape)
-        raise ValueError(
-            _error(name, "nonnegative probabilities", f"{float(lo):.6g} at row {offset + i}, column {j}")
-        )
-    dev = np.abs(sums - 1.0)
-    if dev.max() > tol:
-        bad = int(np.argmax(dev))
-        raise ValueError(
-            _error(
-                name,
-                f"rows on the probability simplex (each summing to 1 within {tol:.1e})",
-                f"a row {offset + bad} summing to {float(sums[bad]):.6g}",
-            )
-        )
+    with np.errstate(invalid="ignore"):
+        if (np.isfinite(sums).all() and rows.min() >= -tol
+                and np.abs(sums - 1.0).max() <= tol):
+            return
+        finite, nonnegative = np.isfinite(rows), rows >= -tol
+        bad = ~finite.all(axis=1) | ~nonnegative.all(axis=1) | ~(np.abs(sums - 1.0) <= tol)
+    i = int(np.argmax(bad))
+    where = at or (lambda k, j=None: _row_at(offset + k, j))
+    if not finite[i].all():
+        j = int(np.argmin(finite[i]))
+        raise ValueError(_error(name, "finite (no NaN or inf)", f"{rows[i, j]} at {where(i, j)}"))
+    if not nonnegative[i].all():
+        j = int(np.argmin(nonnegative[i]))
+        raise ValueError(_error(name, "nonnegative probabilities",
+                                f"{float(rows[i, j]):.6g} at {where(i, j)}"))
+    raise ValueError(_error(name, f"rows on the probability simplex (each summing to 1 within "
+                            f"{tol:.1e})", f"{where(i)} summing to {float(sums[i]):.6g}"))
 
 
 def check_labels(

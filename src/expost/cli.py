@@ -295,8 +295,12 @@ def _cmd_decide(args: argparse.Namespace) -> int:
                                 "--utility)", f"{probs.shape[1]} columns"))
     if args.renormalize:
         probs = _renormalized(data)
-    _check_rows_of(data, probs, hint=not args.renormalize)
-    probs, _ = check_probabilities(probs, "--probs")  # passes, but at rounding's edge (its message)
+    try:  # an error names the first bad row as the file numbers it
+        probs, _ = check_probabilities(probs, "--probs", at=data.row)
+    except ValueError as exc:
+        if args.renormalize or _row_sums(probs)[1].size:
+            raise
+        raise ValueError(f"{exc} --renormalize divides each row by its sum.") from None
     d = decide(probs, u)
     eu = expected_utility(probs, u)[np.arange(d.size), d]
     pu = weighted_prediction(probs, u) if args.with_probs else None
@@ -336,39 +340,6 @@ def _renormalized(data: CsvMatrix) -> np.ndarray:
                          "finite nonnegative values with a positive sum, got "
                          f"{data.values[bad[0]].tolist()[:10]}.")
     return data.values / sums[:, None]
-
-
-def _check_rows_of(data: CsvMatrix, probs: np.ndarray, *, hint: bool) -> None:
-    """The simplex check of ``expost decide``, naming the first bad row as the file numbers it.
-
-    The library's check (:func:`expost._validation.check_rows`, same tolerance) counts
-    rows of the array from 0 and names the worst one; a user editing a CSV file wants
-    the first, by its row in the file. ``hint``: say that ``--renormalize`` would help,
-    where it would fix every row (each finite and nonnegative with a positive sum).
-    """
-    from ._validation import _error, probability_atol
-
-    tol = probability_atol(probs)
-    with np.errstate(invalid="ignore"):
-        sums = probs.sum(axis=1)
-        finite, nonnegative = np.isfinite(probs), probs >= -tol
-        bad = ~finite.all(axis=1) | ~nonnegative.all(axis=1) | ~(np.abs(sums - 1.0) <= tol)
-    if not bad.any():
-        return
-    i = int(np.argmax(bad))
-    if not finite[i].all():
-        j = int(np.argmin(finite[i]))
-        raise ValueError(_error("--probs", "finite (no NaN or inf)",
-                                f"{probs[i, j]} at {data.row(i, j)}"))
-    if not nonnegative[i].all():
-        j = int(np.argmin(nonnegative[i]))
-        raise ValueError(_error("--probs", "nonnegative probabilities",
-                                f"{probs[i, j]:.6g} at {data.row(i, j)}"))
-    message = _error("--probs", f"rows on the probability simplex (each summing to 1 within "
-                     f"{tol:.1e})", f"{data.row(i)} summing to {sums[i]:.6g}")
-    if hint and not _row_sums(probs)[1].size:
-        message += " --renormalize divides each row by its sum."
-    raise ValueError(message)
 
 
 # ---------------------------------------------------------------- parser
