@@ -107,6 +107,59 @@ def test_json_is_machine_readable():
     assert g["ci"][0] <= g["mean_pct_gain"] <= g["ci"][1]
 
 
+# ---------------------------------------------------------------- a baseline of 0
+@pytest.mark.parametrize("paired", [True, False])
+def test_a_baseline_mean_of_zero_gives_no_gain_and_no_interval(paired, recwarn):
+    """Weighted Training's classification utility is 0 in every seed (an extreme ratio can
+    do it): the % gain divides by 0. It was printed as inf with an interval of NaNs, which
+    the report read as significant and worded "Ex Post Weighting worse by -inf%"."""
+    from expost.report.verdict import verdict_lines
+
+    cu = {"weighted": [0.0] * 4, "expost": [0.1, 0.2, 0.3, 0.4]}
+    tab = table1(seed_records([0.8, 0.82, 0.81, 0.9], [0.7, 0.71, 0.72, 0.8], metric_u=cu),
+                 n_boot=300, paired=paired)
+    m = "classification_utility"
+    assert math.isinf(tab.cell(m, "Mean").pct_gain)  # the data keep the arithmetic
+    assert tab.bootstrap[m] is None and tab.significance(m) == "ns"
+    assert tab.bootstrap["weighted_loss"] is not None  # the other metric is untouched
+    if paired:
+        assert tab.paired[m].reason == ("the Weighted Training mean is 0 in 300 of 300 "
+                                        "resamples, where the % gain is undefined")
+    rows = [x for x in tab.to_markdown().splitlines() if x.startswith(("| Mean |", "| Min |"))]
+    assert all(x.endswith("| – |") for x in rows) and "inf" not in tab.to_markdown()
+    assert "–: no % gain, B being 0" in tab.to_markdown()
+    assert "inf" not in tab.to_latex() and "inf" not in tab.to_html()
+    (line,) = [v for v in verdict_lines({"test": tab}, {})[1] if v.metric == m]
+    assert line.significance == "ns"
+    assert "no % gain, Weighted Training's mean being 0, better in 4/4 seeds" in line.text
+    assert json.loads(tab.to_json())["gains"][m]["ci"] is None
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_some_resamples_with_a_baseline_mean_of_zero_give_no_interval():
+    """The Mean row's gain exists (B > 0), but resamples of the zero seeds alone do not."""
+    cu = {"weighted": [0.0, 0.0, 0.0, 0.3], "expost": [0.1, 0.2, 0.3, 0.4]}
+    tab = table1(seed_records([0.8, 0.82, 0.81, 0.9], [0.7, 0.71, 0.72, 0.8], metric_u=cu),
+                 n_boot=400, seed=1)
+    m = "classification_utility"
+    assert tab.cell(m, "Mean").pct_gain == pytest.approx(100 * (0.25 - 0.075) / 0.075)
+    idx = np.random.default_rng(1).integers(0, 4, size=(400, 4))
+    zero = int(np.sum(np.array(cu["weighted"])[idx].mean(1) == 0))
+    assert 0 < zero < 400
+    assert tab.bootstrap[m] is None
+    assert tab.paired[m].reason.startswith(f"the Weighted Training mean is 0 in {zero} of 400")
+    assert tab.significance(m) == "ns"
+
+
+def test_a_best_value_that_is_not_a_number_gives_no_interval():
+    cu = {"weighted": [0.5, float("nan"), 0.5, 0.5], "expost": [0.6, 0.6, 0.6, 0.6]}
+    tab = table1(seed_records([0.8, 0.82, 0.81, 0.9], [0.7, 0.71, 0.72, 0.8], metric_u=cu),
+                 n_boot=100)
+    m = "classification_utility"
+    assert tab.bootstrap[m] is None and tab.significance(m) == "ns"
+    assert tab.paired[m].reason == "a Weighted Training run's best value is not a finite number"
+
+
 # ---------------------------------------------------------------- --select val
 def test_select_val_reports_the_test_value_of_the_validation_best_interval():
     """A hand-built pair of splits: validation is best at interval 1, test at interval 3."""

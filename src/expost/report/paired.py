@@ -21,6 +21,7 @@ import numpy as np
 
 from .._scoring import percent_gain
 from ..experiments.metrics import higher_is_better
+from ..experiments.regimes import regime_label
 
 __all__ = ["MIN_SEEDS", "PairedGain", "paired_gains", "paired_values", "sign_test",
            "unpaired_bootstrap"]
@@ -109,6 +110,27 @@ def paired_values(best: Sequence[dict[str, Any]], metric: str, baseline: str, tr
     return seeds, b, t
 
 
+def _undefined(gains: np.ndarray, b: np.ndarray, t: np.ndarray, b_means: np.ndarray,
+               regimes: tuple[str, str], n_boot: int) -> str:
+    """Why the resampled % gains give no interval ("" when every one is a number).
+
+    The % gain divides by the baseline's mean, so a resample whose baseline mean is
+    0 has none (an infinite or undefined gain, not a large one); nor has any resample
+    when a run's best value is not a number. A percentile of such gains would be
+    NaN, and an interval of NaNs would read as significant.
+    """
+    if np.isfinite(gains).all():
+        return ""
+    for g, v in zip(regimes, (b, t), strict=True):
+        if not np.isfinite(v).all():
+            return f"a {regime_label(g)} run's best value is not a finite number"
+    zero = int(np.count_nonzero(b_means == 0.0))
+    if zero == 0:  # finite values whose gain overflows
+        return "the % gain is not a finite number in some resamples"
+    return (f"the {regime_label(regimes[0])} mean is 0 in {zero} of {n_boot} resamples, "
+            "where the % gain is undefined")
+
+
 def paired_gains(
     best: dict[str, list[dict[str, Any]]], baseline: str, treatment: str, *, n_boot: int,
     seed: int, level: float,
@@ -150,10 +172,13 @@ def paired_gains(
             if idx is None or idx.shape[1] != len(seeds):
                 idx = np.random.default_rng(seed).integers(0, len(seeds),
                                                            size=(n_boot, len(seeds)))
-            gains = percent_gain(b[idx].mean(axis=1), t[idx].mean(axis=1), higher_is_better=hib)
-            tail = (1.0 - level) / 2.0
-            lo, hi = np.quantile(gains, [tail, 1.0 - tail])
-            ci = (float(lo), float(hi))
+            b_means = b[idx].mean(axis=1)
+            gains = percent_gain(b_means, t[idx].mean(axis=1), higher_is_better=hib)
+            reason = _undefined(gains, b, t, b_means, (baseline, treatment), n_boot)
+            if not reason:
+                tail = (1.0 - level) / 2.0
+                lo, hi = np.quantile(gains, [tail, 1.0 - tail])
+                ci = (float(lo), float(hi))
         out[m] = PairedGain(m, seeds, wins, losses, len(seeds) - wins - losses,
                             sign_test(wins, losses), ci, reason)
     return out
@@ -179,6 +204,9 @@ def unpaired_bootstrap(values: dict[str, dict[str, np.ndarray]], baseline: str, 
         mb = v[baseline][idx[baseline]].mean(axis=1)
         mt = v[treatment][idx[treatment]].mean(axis=1)
         gains = percent_gain(mb, mt, higher_is_better=higher_is_better(m))
+        if not np.isfinite(gains).all():  # a baseline mean of 0, or a value that is not a number
+            boot[m] = None
+            continue
         lo, hi = np.quantile(gains, [tail, 1.0 - tail])
         boot[m] = (float(lo), float(hi))
     return boot

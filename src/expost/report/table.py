@@ -11,6 +11,7 @@ the two minima, the Max row from the two maxima).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,9 @@ from .records import (
 )
 
 __all__ = ["DEFAULT_N_BOOT", "PROTOCOLS", "STATISTICS", "Table1", "Table1Row", "table1"]
+
+#: A % gain cell whose baseline value is 0 (the gain is undefined) or not a number.
+UNDEFINED = "–"
 
 #: Bootstrap resamples for the interval of the mean gain, everywhere a default is needed.
 DEFAULT_N_BOOT = 2000
@@ -155,6 +159,9 @@ class Table1:
         if self.paired:
             text += (f" k/n seeds: the seeds in which {t} is better; p: exact two-sided sign "
                      "test (ties dropped).")
+        if any(not math.isfinite(r.pct_gain) for r in self.rows):
+            text += (f" {UNDEFINED}: no % gain, B being 0 (the gain is undefined, not large) or "
+                     "not a number.")
         return " ".join((text, *self.notes))
 
     def _ci_cell(self, metric: str, digits: int) -> str:
@@ -215,7 +222,7 @@ class Table1:
         """``"pos"`` / ``"neg"``: the interval of the mean gain excludes zero (treatment better /
         worse); ``"ns"``: it covers zero, or there is none. Colours follow this, not the sign."""
         ci = self.bootstrap.get(metric) if self.bootstrap is not None else None
-        if ci is None or ci[0] <= 0 <= ci[1]:
+        if ci is None or not (math.isfinite(ci[0]) and math.isfinite(ci[1])) or ci[0] <= 0 <= ci[1]:
             return "ns"
         return "pos" if ci[0] > 0 else "neg"
 
@@ -229,8 +236,8 @@ class Table1:
         out = []
         for m in self.metrics:
             r = self.cell(m, stat)
-            out.append((_fmt(r.baseline, digits), _fmt(r.treatment, digits),
-                        _fmt(r.pct_gain, gain_digits), r.pct_gain))
+            gain = _fmt(r.pct_gain, gain_digits) if math.isfinite(r.pct_gain) else UNDEFINED
+            out.append((_fmt(r.baseline, digits), _fmt(r.treatment, digits), gain, r.pct_gain))
         return out
 
 

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ._format import fmt as _fmt
 from .records import METRIC_LABELS, regime_label
 from .table import Table1
 
@@ -64,6 +65,10 @@ def _sentence(tab: Table1, metric: str) -> VerdictLine:
     gain = f"{row.pct_gain:+.1f}%"
     interval = (f" [{ci[0]:+.1f}, {ci[1]:+.1f}] ({100 * tab.level:g}% paired CI)" if ci is not None
                 else f" (no interval: {pg.reason})" if pg is not None and pg.reason else "")
+    if not math.isfinite(row.pct_gain):  # B = 0 (or not a number): a gain would divide by it
+        gain = (f"no % gain, {regime_label(tab.baseline)}'s mean being "
+                f"{'0' if row.baseline == 0 else _fmt(row.baseline, 3)}")
+        interval = ""
     seeds = f", better in {pg.wins_text()}" if pg is not None else ""
     if sig == "pos":
         lead = f"{t} better by {row.pct_gain:.1f}%"
