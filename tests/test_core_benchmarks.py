@@ -81,3 +81,12 @@ def test_decide_csv_prints_each_reader_and_the_command():
     assert set(rows) == {"numpy parser", "cell by cell", "expost decide"}
     for name, ln in rows.items():
         assert _ratio(ln, name) > 0
+
+
+def test_small_calls_prints_each_function_cached_and_uncached():
+    lines = _run("small_calls.py", "--rows", "2", "--m", "4", "--repeat", "1", "--number", "3")
+    rows = [ln.split() for ln in lines if ln.endswith("x")]
+    assert sorted((r[0], r[-4]) for r in rows) == sorted(
+        (f, u) for f in ("decide", "weighted_prediction", "recover_posterior") for u in ("weights", "dense"))
+    for r in rows:  # microseconds cached, uncached, and their ratio
+        assert float(r[-3]) > 0 and float(r[-2]) > 0 and float(r[-1].rstrip("x")) > 0

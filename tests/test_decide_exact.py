@@ -397,3 +397,49 @@ def test_long_double_probabilities_are_computed_in_long_double():
     assert got.dtype == np.longdouble
     np.testing.assert_allclose(got.astype(np.float64), expost.weighted_prediction(q, u), rtol=1e-14)
     np.testing.assert_array_equal(expost.decide(q.astype(np.longdouble), u), expost.decide(q, u))
+
+
+# ---------------------------------------------------------------- the cached preparation of U
+def test_the_cached_preparation_is_keyed_by_content_and_read_only(monkeypatch):
+    """A small U's preparation (scaled U, identical actions, the kernels' constant matrices,
+    U^-1) is cached by its bytes. Utilities of one shape that differ in one entry, or only
+    in the sign of a zero, each get their own answers; the results equal those of a fresh
+    preparation bit for bit; and nothing cached can be written to."""
+    from expost import _recalibration
+
+    rng = np.random.default_rng(5)
+    q = rng.dirichlet(np.ones(4), 500)
+    base = rng.uniform(0.1, 1.0, (4, 4)) + 2 * np.eye(4)
+    other = base.copy()
+    other[2, 1] += 3.0  # makes action 2 win where class 1 is likely
+    signed = np.diag([1.0, 2.0, 3.0, 4.0])
+    signed_neg = signed.copy()
+    signed_neg[0, 1] = -0.0  # equal to signed, other bytes: its own entry, the same answers
+    fns = {"decide": lambda u: expost.decide(q, u),
+           "weighted_prediction": lambda u: expost.weighted_prediction(q, u),
+           "recover_posterior": lambda u: expost.recover_posterior(expost.weighted_prediction(q, u), u)}
+    mats = [base, other, signed, signed_neg, base.T.copy()]
+    cached = {k: [fn(u) for u in mats * 2] for k, fn in fns.items()}  # the second round from the cache
+    monkeypatch.setattr(_decisions, "PREPARED_ENTRIES", -1)  # every call prepares U afresh
+    for k, fn in fns.items():
+        fresh = [fn(u) for u in mats]
+        for got, want in zip(cached[k], fresh * 2, strict=True):
+            np.testing.assert_array_equal(got, want, err_msg=k)
+    assert not np.array_equal(cached["decide"][0], cached["decide"][1])
+    np.testing.assert_array_equal(cached["decide"][1], np.argmax(q @ other.T, axis=1))
+    monkeypatch.undo()
+    p = _decisions._prepared(base, np.dtype(np.float32))
+    assert p is _decisions._prepared(base.copy(), np.dtype(np.float32))  # one entry per content
+    assert p is not _decisions._prepared(base, np.dtype(np.float64))  # and per dtype
+    for a in (p.us, p.ut, p.w, p.totals, p.ua, _recalibration._inverse(expost.Utility(base))):
+        assert not a.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            a[0] = 1.0
+
+
+def test_a_large_utility_is_prepared_at_each_call_not_cached():
+    n = int(np.sqrt(_decisions.PREPARED_ENTRIES)) + 1
+    u = np.eye(n) + 0.01
+    before = _decisions._prepared_by_bytes.cache_info()
+    expost.decide(np.full((3, n), 1.0 / n), u)
+    assert _decisions._prepared_by_bytes.cache_info() == before

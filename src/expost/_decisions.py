@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import cache, partial
-from typing import Any
+from functools import cache, lru_cache, partial
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -118,6 +118,53 @@ def _range(work: np.dtype[Any]) -> tuple[int, float]:
     return min(int(info.maxexp), int(f64.maxexp)), max(float(info.tiny), float(f64.tiny))
 
 
+#: A U of at most this many entries has its preparation for the kernels (``_prepared``)
+#: cached, keyed by its bytes: a one-row call then costs about half as much. Larger
+#: ones are prepared at each call, which their products dwarf; the cache holds at most
+#: ``PREPARED_CACHE`` of them (a few MB at most).
+PREPARED_ENTRIES = 4096
+PREPARED_CACHE = 64
+
+
+class _Prepared(NamedTuple):
+    """What the kernels need of one U and dtype, computed once (arrays read-only)."""
+
+    us: NDArray[np.float64]  # U scaled for the kernels (``_for_kernels``)
+    work: np.dtype[Any]  # the dtype the kernels compute in
+    diagonal: bool  # class weights (``is_diagonal_matrix``)
+    first: NDArray[np.intp] | None  # ``first_identical_actions`` of ``us`` in ``work``
+    ut: NDArray[Any]  # us', in work (the product by sample)
+    w: NDArray[Any]  # the diagonal of us, in work (class weights)
+    totals: NDArray[Any]  # [us'1 | 1], in work: 1'Uq and 1'q (Eq 8's denominator, the check)
+    ua: NDArray[Any] | None  # [us; 1'], in work (the product by action); None if diagonal
+
+
+def _prepare_kernels(u: NDArray[np.float64], dtype: np.dtype[Any]) -> _Prepared:
+    us, work = _for_kernels(u, dtype)
+    diagonal = is_diagonal_matrix(us)
+    p = _Prepared(
+        us, work, diagonal, first_identical_actions(us.astype(work)), us.T.astype(work),
+        np.diag(us).astype(work), np.column_stack([us.sum(axis=0), np.ones(u.shape[1])]).astype(work),
+        None if diagonal else np.vstack([us, np.ones((1, u.shape[1]))]).astype(work))
+    for a in p:
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False
+    return p
+
+
+@lru_cache(maxsize=PREPARED_CACHE)
+def _prepared_by_bytes(shape: tuple[int, ...], data: bytes, dtype: np.dtype[Any]) -> _Prepared:
+    return _prepare_kernels(np.frombuffer(data, dtype=np.float64).reshape(shape), dtype)
+
+
+def _prepared(u: NDArray[np.float64], dtype: np.dtype[Any]) -> _Prepared:
+    """``_Prepared`` for U (float64) and ``dtype``: from the cache for a small U."""
+    dtype = np.dtype(dtype)
+    if u.size > PREPARED_ENTRIES:
+        return _prepare_kernels(u, dtype)
+    return _prepared_by_bytes(u.shape, np.ascontiguousarray(u, dtype=np.float64).tobytes(), dtype)
+
+
 def _for_kernels(u: NDArray[np.float64], dtype: np.dtype[Any]) -> tuple[NDArray[np.float64], np.dtype[Any]]:
     """U scaled by a power of two for the kernels of Eq 5 and Eq 8, and the dtype they compute in.
 
@@ -164,9 +211,7 @@ def _eu_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     return kernel
 
 
-def _uq_by_rows(
-    us: NDArray[np.float64], work: np.dtype[Any], *, tile: bool = True
-) -> Callable[[NDArray[Any], NDArray[Any]], None]:
+def _uq_by_rows(p: _Prepared, *, tile: bool = True) -> Callable[[NDArray[Any], NDArray[Any]], None]:
     """``product(q_block, dest)``: ``q_block @ U'`` into ``dest`` (a row per sample).
 
     For a diagonal U (class weights, Eq 16, and their inverses, Eq 27) it is the
@@ -177,9 +222,7 @@ def _uq_by_rows(
     (a temporary of the block's size, worth it for short rows); without it, w
     is broadcast over the rows.
     """
-    ut = us.T.astype(work)
-    diagonal = is_diagonal_matrix(us)
-    w = np.diag(us).astype(work)
+    ut, w, diagonal = p.ut, p.w, p.diagonal
     tiled: list[NDArray[Any]] = []
 
     def product(block: NDArray[Any], dest: NDArray[Any]) -> None:
@@ -204,9 +247,9 @@ def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     The denominator is q . (1'U), equal to 1'(Uq) up to rounding, with no pass
     over the output; the output is multiplied by its reciprocal in place.
     """
-    us, work = _for_kernels(u, dtype)
-    totals = np.column_stack([us.sum(axis=0), np.ones(u.shape[1])]).astype(work)
-    product = _uq_by_rows(us, work)
+    p = _prepared(u, dtype)
+    work, totals = p.work, p.totals
+    product = _uq_by_rows(p)
 
     def kernel(block: NDArray[np.floating], out: NDArray[Any], check: Check) -> None:
         work_block = block.astype(work, copy=False)
@@ -256,16 +299,15 @@ def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     rounded once, as the product does, in about 87% of the product's time. For a
     large U (``_by_sample``): ``_decide_by_rows``.
     """
-    us, work = _for_kernels(u, dtype)
-    first = first_identical_actions(us.astype(work))
-    if first is not None:
-        return _on_distinct_actions(us, dtype, first)
+    p = _prepared(u, dtype)
+    us, work = p.us, p.work
+    if p.first is not None:
+        return _on_distinct_actions(us, dtype, p.first)
     n_act = u.shape[0]
-    if _by_sample(us):
-        return _decide_by_rows(us, work)
+    if _by_sample(us, p.diagonal):
+        return _decide_by_rows(p)
     # the product's utilities and row sums; class weights need no product, only w
-    ua = None if is_diagonal_matrix(us) else np.vstack([us, np.ones((1, u.shape[1]))]).astype(work)
-    w = np.diag(us).astype(work)[:, None]
+    ua, w = p.ua, p.w[:, None]
     hit_dtype = np.min_scalar_type(n_act)
     weights = np.arange(n_act, 0, -1, dtype=hit_dtype)[:, None]
     bufs: list[NDArray[Any]] = []
@@ -309,23 +351,24 @@ def _on_distinct_actions(us: NDArray[np.float64], dtype: np.dtype[Any],
     return kernel
 
 
-def _by_sample(us: NDArray[np.float64]) -> bool:
-    """Does ``decide`` lay out this U's products by sample (``_decide_by_rows``)?"""
+def _by_sample(us: NDArray[np.float64], diagonal: bool | None = None) -> bool:
+    """Does ``decide`` lay out this U's products by sample (``_decide_by_rows``)?
+    (``diagonal``: whether U is, if the caller knows.)"""
     n_act, n_cls = us.shape
-    if is_diagonal_matrix(us):
+    if is_diagonal_matrix(us) if diagonal is None else diagonal:
         return n_act >= ROW_ARGMAX_WEIGHTS
     return n_act >= ROW_ARGMAX_ACTIONS and n_act * n_cls >= ROW_ARGMAX_ENTRIES
 
 
-def _decide_by_rows(us: NDArray[np.float64], work: np.dtype[Any]) -> Kernel:
+def _decide_by_rows(p: _Prepared) -> Kernel:
     """Eq 5 blockwise for many actions: ``q_block @ U'`` (a row per sample; for class
     weights ``w * q`` with w broadcast, see ``_uq_by_rows``: rows this long need no
     tiling) into one scratch block, then ``np.argmax`` along each row, which keeps
     the first maximum: ties go to the lowest action, exactly. The row sums for the
     check come from ``q_block @ 1``."""
-    n_act = us.shape[0]
-    product = _uq_by_rows(us, work, tile=False)
-    ones = np.ones(us.shape[1], dtype=work)
+    n_act, work = p.us.shape[0], p.work
+    product = _uq_by_rows(p, tile=False)
+    ones = np.ones(p.us.shape[1], dtype=work)
     bufs: list[NDArray[Any]] = []
 
     def kernel(block: NDArray[np.floating], out: NDArray[Any], check: Check) -> None:

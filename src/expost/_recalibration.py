@@ -2,11 +2,13 @@ r"""Analytic recalibration: inverting Theorem 1, and prior shift (Appendix A.4, 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import _decisions
 from ._decisions import Check, _blockwise, _scaled, _wp_kernel
 from ._utility import Utility, as_utility
 from ._validation import _error, check_choice, check_prior, check_probabilities, describe
@@ -15,7 +17,21 @@ __all__ = ["PriorEstimate", "adjust_prior", "estimate_target_prior", "recover_po
 
 
 def _inverse(u: Utility) -> NDArray[np.float64]:
-    m = _scaled(u.matrix)  # exact; Eq 26 is invariant to scaling U, and U near 1e308 inverts cleanly
+    """U^-1 (scaled by a power of two), read-only: cached for a small U, as the kernels'
+    preparation is (``_decisions.PREPARED_ENTRIES``)."""
+    m = u.matrix
+    if m.size > _decisions.PREPARED_ENTRIES:
+        return _inverse_of(m)
+    return _inverse_by_bytes(m.shape, np.ascontiguousarray(m, dtype=np.float64).tobytes())
+
+
+@lru_cache(maxsize=_decisions.PREPARED_CACHE)
+def _inverse_by_bytes(shape: tuple[int, ...], data: bytes) -> NDArray[np.float64]:
+    return _inverse_of(np.frombuffer(data, dtype=np.float64).reshape(shape))
+
+
+def _inverse_of(matrix: NDArray[np.float64]) -> NDArray[np.float64]:
+    m = _scaled(matrix)  # exact; Eq 26 is invariant to scaling U, and U near 1e308 inverts cleanly
     if m.shape[0] != m.shape[1]:
         raise ValueError(
             f"`utility` must be square to be inverted (Theorem 2), got shape {m.shape}; "
@@ -30,7 +46,9 @@ def _inverse(u: Utility) -> NDArray[np.float64]:
             "empirically instead (expost.learned_posteriors or expost.fit_vector_scaling on "
             "held-out data)."
         )
-    return np.asarray(np.linalg.inv(m), dtype=np.float64)
+    inv = np.array(np.linalg.inv(m), dtype=np.float64)
+    inv.flags.writeable = False
+    return inv
 
 
 def recover_posterior(
