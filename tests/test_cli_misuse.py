@@ -367,3 +367,45 @@ def test_force_new_moves_only_the_experiment(place, tmp_path, capsys):
     aside = list(tmp_path.glob("shared.replaced-*"))
     assert len(aside) == 1 and (aside[0] / "results.sqlite").is_file()
     assert not (aside[0] / "notes.txt").exists()
+
+
+def test_an_output_on_a_pipe_device_or_descriptor_is_written_through(place, tmp_path, capsys):
+    """A rename would replace a named pipe, a device or a descriptor's link with a regular
+    file: `--out /dev/null` run as root replaced the machine's /dev/null, and `--out
+    /dev/stdout` its link. They are written through (appended to), and stay what they were."""
+    import os
+    import stat
+    import threading
+
+    args = ["decide", "--utility", place / "u.csv", "--probs", place / "p.csv", "--out"]
+    want = "decision,label,expected_utility\n0,a,0.9\n1,b,4.0\n"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    assert _cli([*args, fifo]) == 0
+    reader.join(10)
+    assert got == [want] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+    # a link to a descriptor (as /dev/stdout is), whose descriptor is redirected to a file
+    out, log = tmp_path / "to_stdout", tmp_path / "log.txt"
+    out.symlink_to("/proc/self/fd/1")
+    log.write_text("before\n")
+    with log.open("a") as fh:
+        proc = subprocess.run([sys.executable, "-m", "expost", *map(str, args), str(out)],
+                              stdout=fh, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert log.read_text() == "before\n" + want
+    assert out.is_symlink() and os.readlink(out) == "/proc/self/fd/1"
+
+    if os.geteuid() != 0:
+        return  # devices need root to make
+    null, full = tmp_path / "null", tmp_path / "full"
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mknod(full, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    capsys.readouterr()
+    assert _cli([*args, null]) == 0
+    assert _cli([*args, full]) == 1
+    assert "the disk is full" in capsys.readouterr().err
+    assert stat.S_ISCHR(os.lstat(null).st_mode) and stat.S_ISCHR(os.lstat(full).st_mode)

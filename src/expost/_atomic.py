@@ -5,7 +5,8 @@ Every file the ``expost`` commands write goes through :func:`atomic_open` (or
 folder, flushed and ``fsync``-ed, then renamed over the target with
 :func:`os.replace`. A process killed or a disk that fills while writing leaves
 the previous file as it was (and no temporary file behind when the error is
-an exception). A rename replaces a symbolic link, never its target; with
+an exception). A rename replaces a symbolic link, never its target; a device,
+pipe or socket (``/dev/stdout``, a named pipe) is written through instead. With
 ``root`` given, a path that leads outside ``root`` (through ``..`` or a
 symbolic link anywhere on the way) is refused before anything is written.
 
@@ -23,6 +24,8 @@ True
 from __future__ import annotations
 
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -66,6 +69,13 @@ def atomic_open(path: str | Path, mode: str = "w", *, root: str | Path | None = 
     target = Path(path) if root is None else confined(path, root, what="output file")
     if target.is_dir():
         raise IsADirectoryError(21, "is a folder, expected a file path", str(target))
+    if _is_stream(target):  # /dev/stdout, /dev/null, a named pipe: written through, not replaced
+        # appended: a descriptor redirected to a file (`> log`) keeps what is already there
+        binary = mode == "wb"
+        with open(target, "ab" if binary else "a", encoding=None if binary else encoding,
+                  newline=None if binary else newline) as stream:
+            yield stream
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
@@ -82,6 +92,35 @@ def atomic_open(path: str | Path, mode: str = "w", *, root: str | Path | None = 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _is_stream(path: Path) -> bool:
+    """Is ``path`` an open stream or a device rather than a file to replace?
+
+    Such a target cannot be replaced: a rename would put a regular file in its place
+    (``--out /dev/null`` run as root would replace the device itself), so it is written
+    through, as a shell's ``>`` does. It is one when its entry, or any link on the way
+    to it, is a file descriptor's (``/dev/stdout``, ``/dev/fd/3``, ``/proc/self/fd/1``:
+    the descriptor may be redirected to a regular file, which must not be renamed
+    over), or when what it names is a device, pipe or socket. It is opened to append,
+    so a descriptor redirected to a file keeps what was written to it before.
+    """
+    entry = Path(os.path.abspath(path))
+    for _ in range(40):  # the link chain, as the kernel follows it (at most 40 links)
+        if _FD_ENTRY.fullmatch(entry.as_posix()):
+            return True
+        if not entry.is_symlink():
+            break
+        entry = Path(os.path.abspath(entry.parent / os.readlink(entry)))
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # missing, or a dangling or looping link: an ordinary new file
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+#: A file descriptor's entry: /dev/stdout, /dev/stderr, /dev/fd/N, /proc/<pid or self>/fd/N.
+_FD_ENTRY = re.compile(r"/dev/std(?:out|err)|/dev/fd/\d+|/proc/(?:self|thread-self|\d+)/fd/\d+")
 
 
 def atomic_write(path: str | Path, data: str | bytes, *, root: str | Path | None = None,
