@@ -389,6 +389,36 @@ def test_evaluate_streams_the_same_numbers_as_the_full_records(small_run, tmp_pa
                 assert float(row[m]) == pytest.approx(rec[m], rel=1e-15, abs=0, nan_ok=True)
 
 
+@pytest.mark.parametrize("status", ["interrupted", "failed", "diverged", "pending"])
+def test_evaluate_counts_the_runs_table_counts(small_run, tmp_path, capsys, status):
+    """An unfinished or diverged run was scored into `expost evaluate`'s Table 1 and CSV
+    with no note (`expost table` leaves it out): now both count the same runs, and
+    evaluate says which it left out; with no finished run at all it is an error."""
+    import shutil
+    import sqlite3
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    with sqlite3.connect(run / "results.sqlite") as db:
+        db.execute("UPDATE trainings SET status = ? WHERE train_key = 'weighted-s0'", (status,))
+    rows = _evaluate(run, tmp_path / "e.csv", "--emphasize", "3", "--ratio", "0.5")
+    out = capsys.readouterr().out
+    assert {r["run_id"] for r in rows} == {"expost-s0", "unweighted_raw-s0", "inverse_prior-s0",
+                                           "resampled-s0", "metacost-s0"}
+    if status == "diverged":
+        assert "Flag: 1 run diverged and is left out of Table 1: weighted-s0" in out
+    else:
+        assert (f"Partial: 5 of 6 runs finished (1 {status}); only the finished runs are "
+                "counted.") in out
+    assert main(["table", str(run), "--bootstrap", "0"]) == 0
+    assert "Weighted Training" not in capsys.readouterr().out  # table left it out too
+    with sqlite3.connect(run / "results.sqlite") as db:
+        db.execute("UPDATE trainings SET status = 'pending'")
+    assert main(["evaluate", str(run), "--emphasize", "3", "--bootstrap", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("expost evaluate: error: No finished runs in") and "6 pending" in err
+
+
 def test_utility_stack_holds_class_weights_not_one_matrix_per_utility(tmp_path):
     """`expost evaluate`'s utilities: checked once, kept as weights (memory independent of
     a matrix per utility), the same utilities, labels and recall classes as the list form."""

@@ -215,6 +215,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         utility_stack,
     )
     from .experiments.store import experiment_state
+    from .report._data import open_store, table_runs
 
     check_output(args.out, "--out", folder=False)
     check_not_input(args.out, "--out", [*experiment_state(args.run_dir),
@@ -225,6 +226,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         info, utility_files=args.utility or (), emphasize=args.emphasize, ratios=args.ratio,
         normalize=not args.no_normalize)
     labels = stack.labels
+    with open_store(args.run_dir) as (store, where):  # the runs `expost table` counts
+        keep, notes = table_runs(store, where)
     best = BestIntervals(len(labels), _TABLE_METRICS)
     n_rows = 0
     with contextlib.ExitStack() as outputs:
@@ -232,7 +235,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if args.out:  # the CSV replaces --out only when every row was written
             w = csv.writer(outputs.enter_context(atomic_open(args.out, "w", newline="")))
             w.writerow(cols)
-        for run, metrics in iter_scores(args.run_dir, stack):
+        for run, metrics in iter_scores(args.run_dir, stack, run_ids=keep):
             best.add(run, metrics)
             if w is not None:  # rows stream out: one interval of one run, every utility
                 fixed = [run[c] for c in cols[1:7]]
@@ -243,12 +246,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{n_rows} records written to {args.out}")
     for k, lab in enumerate(labels):
         own = is_own_objective(info, as_matrix(stack.values, k))
-        _print_evaluation(info, f"{lab}", best.records(k), own, args.bootstrap)
+        _print_evaluation(info, f"{lab}", best.records(k), own, args.bootstrap, notes)
     return EXIT_OK
 
 
 def _print_evaluation(info: dict[str, Any], label: str, records: list[dict[str, Any]],
-                      own: bool, n_boot: int) -> None:
+                      own: bool, n_boot: int, notes: Sequence[str] = ()) -> None:
     """Table 1 under one utility; a regime trained for another objective is labelled so."""
     from .experiments.reevaluate import trained_for_label
     from .report import best_intervals, table1
@@ -261,8 +264,10 @@ def _print_evaluation(info: dict[str, Any], label: str, records: list[dict[str, 
     if "weighted" in regimes and "expost" in regimes:
         shown = [{**r, "regime": names[r["regime"]]} for r in records]
         print(table1(shown, baseline=names["weighted"], treatment=names["expost"],
-                     metrics=_TABLE_METRICS, n_boot=n_boot).to_markdown())
+                     metrics=_TABLE_METRICS, n_boot=n_boot, notes=notes).to_markdown())
         return
+    for note in notes:
+        print(note)
     for metric in _TABLE_METRICS:
         top = best_intervals(records, metric)
         for reg in regimes:
@@ -400,7 +405,9 @@ def build_parser(*, report_commands: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="re-evaluate stored predictions under other utilities "
                                         "(the ex post frontier)",
                        description="Recompute every run's metrics at every interval under "
-                                   "another utility, from the stored test probabilities.")
+                                   "another utility, from the stored test probabilities. Like "
+                                   "`expost table`, it counts the finished runs that did not "
+                                   "diverge, and says which it left out.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--utility", action="append", metavar="U.csv",
                    help="utility matrix u[action, class] as CSV (optional header of class "

@@ -20,7 +20,7 @@ own objective; else :func:`~expost.experiments.evaluate.recall_class`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -207,9 +207,11 @@ def _recall_class_of(info: dict[str, Any], mat: NDArray[np.float64], chosen: int
 
 def iter_scores(run_dir: str | Path,
                 utilities: UtilityStack | Sequence[Utility | Any] | NDArray[np.float64],
-                *, recall_of: Sequence[int] | None = None, n_jobs: int | None = None
+                *, recall_of: Sequence[int] | None = None, n_jobs: int | None = None,
+                run_ids: Collection[str] | None = None
                 ) -> Iterator[tuple[dict[str, Any], dict[str, NDArray[np.float64]]]]:
-    """``(run, metrics)`` for every run and stored interval, all utilities at once.
+    """``(run, metrics)`` for every run (or those in ``run_ids``) and stored interval,
+    all utilities at once.
 
     ``run`` holds ``run_id``, ``regime``, ``seed``, ``interval``, ``step`` and
     ``epoch``; ``metrics`` maps each name of ``METRICS`` to an array of shape (K,).
@@ -242,7 +244,8 @@ def iter_scores(run_dir: str | Path,
         y = store.array("test_labels").astype(np.intp)
         by_key: dict[str, list[dict[str, Any]]] = {}
         for run in store.runs():
-            by_key.setdefault(run["train_key"], []).append(run)
+            if run_ids is None or str(run["run_id"]) in run_ids:
+                by_key.setdefault(run["train_key"], []).append(run)
         u_ip = Utility(info["inverse_prior_utility"]) if info.get(
             "inverse_prior_utility") else None
         calibration = stack.shape[0] <= MAX_CALIBRATED_UTILITIES

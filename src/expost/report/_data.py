@@ -110,12 +110,7 @@ class ReportData:
     @property
     def partial(self) -> str:
         """"" when every run ended; otherwise "partial: k of n runs finished (...)"."""
-        counts = Counter(str(r.get("status")) for r in self.runs)
-        ended = counts.get("finished", 0) + counts.get("diverged", 0)
-        if ended == len(self.runs):
-            return ""
-        rest = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if s != "finished")
-        return f"partial: {counts.get('finished', 0)} of {len(self.runs)} runs finished ({rest})"
+        return partial_note(self.runs)
 
     @property
     def metrics(self) -> list[str]:
@@ -161,6 +156,29 @@ def finished_records(store: Any, run_dir: Path | None, *, split: str = "test",
         raise ValueError(f"No finished runs{where} ({have}); Table 1 and the figures need at "
                          "least one. Run (or resume) the experiment first.")
     return [r for r in store.interval_records(split=split) if str(r["run_id"]) in finished]
+
+
+def partial_note(runs: list[dict[str, Any]]) -> str:
+    """"" when every run ended; otherwise "partial: k of n runs finished (...)"."""
+    counts = Counter(str(r.get("status")) for r in runs)
+    ended = counts.get("finished", 0) + counts.get("diverged", 0)
+    if ended == len(runs):
+        return ""
+    rest = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if s != "finished")
+    return f"partial: {counts.get('finished', 0)} of {len(runs)} runs finished ({rest})"
+
+
+def table_runs(store: Any, run_dir: Path | None) -> tuple[set[str], list[str]]:
+    """The runs Table 1 counts (finished, not diverged), and the notes that say which were
+    left out (the partial note, the diverged flag): for a command that scores the store's
+    runs again (``expost evaluate``), so that its tables count the runs ``expost table``
+    counts. ValueError when no run finished, or every finished run diverged."""
+    runs = list(store.runs())
+    records, _, diverged = _split_records(store, run_dir, runs)
+    notes = [f"P{note[1:]}; only the finished runs are counted." for note in [partial_note(runs)]
+             if note]
+    notes += [f"Flag: {f.text}" for f in diverged_flag(diverged)]
+    return {str(r["run_id"]) for r in records}, notes
 
 
 def _split_records(store: Any, run_dir: Path | None, runs: list[dict[str, Any]]
