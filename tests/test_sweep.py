@@ -74,6 +74,47 @@ def test_table_prints_one_block_per_point(swept, capsys):
         assert capsys.readouterr().out in out
 
 
+@pytest.mark.parametrize(("points", "says"), [
+    ([{"values": {"a": 1}, "dir": "/elsewhere"}], "point 0 must name its folder inside the sweep"),
+    ([{"values": {"a": 1}, "dir": "../x"}], "point 0 must name its folder inside the sweep"),
+    ([{"values": {"a": 1}, "dir": ".."}], "point 0 must name its folder inside the sweep"),
+    ([{"values": {"a": 1}}], "point 0 must name its folder inside the sweep"),
+    ([{"values": [1], "dir": "p0"}], "point 0 must give its grid values as a mapping"),
+    ({"a": 1}, "expected a non-empty list of points"),
+    ([], "expected a non-empty list of points"),
+    (["p0"], "point 0 must name its folder"),
+])
+def test_a_manifest_that_points_elsewhere_or_is_malformed_is_refused(tmp_path, capsys, points,
+                                                                    says):
+    """`expost table SWEEP --out DIR` wrote each point's tables to DIR / point["dir"]: a
+    manifest saying "/elsewhere" or "../x" had it overwrite tables outside DIR. Malformed
+    points gave an 'unexpected AttributeError' or a bare 'dir'."""
+    sweep = tmp_path / "sw"
+    sweep.mkdir()
+    (sweep / "sweep.json").write_text(json.dumps({"points": points}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "table1.md").write_text("the user's own table\n")
+    capsys.readouterr()
+    assert main(["table", str(sweep), "--bootstrap", "0", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("expost table: error: ") and says in err and len(err.splitlines()) == 1
+    assert (elsewhere / "table1.md").read_text() == "the user's own table\n"
+
+
+def test_a_point_folder_that_links_outside_the_output_is_refused(swept, tmp_path, capsys):
+    d, _ = swept
+    first = sweep_points(d / "s")[0]["dir"]
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / first).symlink_to(elsewhere)
+    capsys.readouterr()
+    assert main(["table", str(d / "s"), "--bootstrap", "0", "--out", str(out)]) == 1
+    assert "leads outside" in capsys.readouterr().err
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_grid_parsing():
     assert parse_grid(["a.b=1, 2"]) == [("a.b", ["1", "2"])]
     base = load_config(SMALL)

@@ -48,10 +48,13 @@ from ._store_io import (
 from .evaluate import decode_probabilities
 from .metrics import METRICS
 
-__all__ = ["DB_NAME", "SCHEMA_VERSION", "STATE_FILES", "ResultStore", "StoreCorruptError",
-           "blob_digest", "experiment_state", "utc_now"]
+__all__ = ["DB_NAME", "MANIFEST", "SCHEMA_VERSION", "STATE_FILES", "ResultStore",
+           "StoreCorruptError", "blob_digest", "experiment_state", "sweep_points", "utc_now"]
 
 DB_NAME = "results.sqlite"
+#: A sweep folder's manifest (``expost sweep``): its points, each one's folder and grid values.
+MANIFEST = "sweep.json"
+
 SCHEMA_VERSION = 2  # 2: a checksum per prediction blob (version 1 stores are migrated)
 #: A training's status; ``diverged`` (a non-finite or exploding loss) and ``interrupted``
 #: (stopped by the user) are kept apart from ``failed`` (an error). A rerun retries all three.
@@ -501,3 +504,34 @@ class ResultStore:
         for key, interval, step, epoch, n, m, blob, digest in cur:
             s = self._decode_blob(key, interval, n, m, blob, digest)
             yield key, int(interval), int(step), float(epoch), decode_probabilities(s)
+
+
+def sweep_points(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """The points of a sweep folder's manifest: ``{"dir", "values", "config_hash"}`` each.
+
+    Checked, since a command then reads and writes where they say: at least one
+    point; each one's ``dir`` a folder name (no separator, not ``.`` or ``..``), as
+    :func:`expand_grid` names them, so that nothing outside the sweep folder (or
+    ``expost table --out``) is read or written; its ``values`` a mapping of names to
+    values. Anything else is a ValueError naming the manifest and the point.
+    """
+    path = Path(sweep_dir) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        points = manifest["points"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{str(path)!r} is not a sweep manifest ({exc}).") from None
+    if not isinstance(points, list) or not points:
+        raise ValueError(f"{str(path)!r} is not a sweep manifest: expected a non-empty list of "
+                         f"points under 'points', got {json.dumps(points)[:80]}.")
+    for n, point in enumerate(points):
+        folder = point.get("dir") if isinstance(point, dict) else None
+        values = point.get("values") if isinstance(point, dict) else None
+        if (not isinstance(folder, str) or folder in ("", ".", "..") or "/" in folder
+                or "\\" in folder or "\0" in folder):
+            raise ValueError(f"{str(path)!r}: point {n} must name its folder inside the sweep "
+                             f"(a folder name under 'dir'), got {json.dumps(point)[:120]}.")
+        if not isinstance(values, dict):
+            raise ValueError(f"{str(path)!r}: point {n} must give its grid values as a mapping "
+                             f"under 'values', got {json.dumps(point)[:120]}.")
+    return points

@@ -23,10 +23,10 @@ from typing import Any, TextIO
 
 from .backends import BackendOptions
 from .config import ConfigError, ExperimentConfig, config_hash, load_config
+from .store import MANIFEST, sweep_points
 
 __all__ = ["MANIFEST", "expand_grid", "parse_grid", "run_sweep", "sweep_points"]
 
-MANIFEST = "sweep.json"
 _RESERVED = ("output_dir",)
 
 
@@ -81,17 +81,6 @@ def expand_grid(base: ExperimentConfig, grid: Sequence[tuple[str, Sequence[str]]
         point = dict(zip([k for k, _ in grid], combo, strict=True))
         label = "-".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in point.items())
         points.append((f"p{n:03d}-{_slug(label)}", point))
-    return points
-
-
-def sweep_points(sweep_dir: str | Path) -> list[dict[str, Any]]:
-    """The points of a sweep folder's manifest: ``{"dir", "values", "config_hash"}`` each."""
-    path = Path(sweep_dir) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        points = list(manifest["points"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{str(path)!r} is not a sweep manifest ({exc}).") from None
     return points
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._argtypes import nonnegative_int, positive_float
-from .._atomic import check_not_input, check_output
+from .._atomic import check_not_input, check_output, confined
 from ..experiments.metrics import METRICS
 from ..experiments.regimes import REGIME_SPECS
 from .table import DEFAULT_N_BOOT
@@ -28,19 +28,17 @@ ALL_FORMATS = ("md", "csv", "latex")
 def _cmd_table(args: argparse.Namespace) -> int:
     check_output(args.out, "--out", folder=True)
     _not_in_state(args)
-    manifest = Path(args.run_dir) / "sweep.json"
-    if not manifest.is_file():
-        return _table(args, args.run_dir, args.out)
-    import json
+    from ..experiments.store import MANIFEST, sweep_points
 
-    try:  # a sweep folder (expost sweep): one Table 1 per point, in the grid's order
-        points = json.loads(manifest.read_text(encoding="utf-8"))["points"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{str(manifest)!r} is not a sweep manifest ({exc}).") from None
+    if not (Path(args.run_dir) / MANIFEST).is_file():
+        return _table(args, args.run_dir, args.out)
+    # a sweep folder (expost sweep): one Table 1 per point, in the grid's order
+    points = sweep_points(args.run_dir)  # each point's folder a name inside the sweep's
     for point in points:
         values = ", ".join(f"{k}={v}" for k, v in point["values"].items())
         print(f"\n## {point['dir']} ({values})\n", flush=True)
-        out = None if args.out is None else Path(args.out) / point["dir"]
+        out = None if args.out is None else confined(Path(args.out) / point["dir"], args.out,
+                                                      what="a point's output folder")
         _table(args, Path(args.run_dir) / point["dir"], out)
     return 0
 
