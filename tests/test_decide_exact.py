@@ -414,7 +414,7 @@ def test_the_cached_preparation_is_keyed_by_content_and_read_only(monkeypatch):
     other[2, 1] += 3.0  # makes action 2 win where class 1 is likely
     signed = np.diag([1.0, 2.0, 3.0, 4.0])
     signed_neg = signed.copy()
-    signed_neg[0, 1] = -0.0  # equal to signed, other bytes: its own entry, the same answers
+    signed_neg[0, 1] = -0.0  # equal to signed (Utility makes it 0.0): the same answers
     fns = {"decide": lambda u: expost.decide(q, u),
            "weighted_prediction": lambda u: expost.weighted_prediction(q, u),
            "recover_posterior": lambda u: expost.recover_posterior(expost.weighted_prediction(q, u), u)}

@@ -605,7 +605,7 @@ def test_invalid_inputs_to_modules_and_ex_post():
         module(X3, Y3.double())
     with pytest.raises(ValueError, match="`reduction` must be one of"):
         UtilityWeightedBrier(U3, reduction="weighted")
-    with pytest.raises(ValueError, match="`prior` must be"):
+    with pytest.raises(ValueError, match="`normalize_prior` must be 3 entries"):
         UtilityWeightedCrossEntropy(U3, normalize_prior=[0.5, 0.5])
     with pytest.raises(ValueError, match=r"`logits` must be 3 entries along dim 1 \(one per class of the utility\), got 4"):
         expost_log_probs(torch.zeros(2, 4), U3)

@@ -564,8 +564,14 @@ def elkan_threshold(utility: Utility | ArrayLike) -> float:
     if u.matrix.shape != (2, 2):
         raise ValueError(_error("utility", "a 2 x 2 (binary) utility", f"shape {u.matrix.shape}"))
     m = u.matrix
-    gain0 = m[0, 0] - m[1, 0]  # value of acting correctly when the class is 0
-    gain1 = m[1, 1] - m[0, 1]
+    with np.errstate(over="ignore"):
+        gain0 = m[0, 0] - m[1, 0]  # value of acting correctly when the class is 0
+        gain1 = m[1, 1] - m[0, 1]
+        total = gain0 + gain1
+    if not np.isfinite(total):  # utilities near 1e308: the same ratio on U / 2^k (exact)
+        m = np.ldexp(_scaled(m), -2)
+        gain0, gain1 = m[0, 0] - m[1, 0], m[1, 1] - m[0, 1]
+        total = gain0 + gain1
     if gain0 <= 0 or gain1 <= 0:
         raise ValueError(
             _error(
@@ -574,4 +580,4 @@ def elkan_threshold(utility: Utility | ArrayLike) -> float:
                 f"{m.tolist()}",
             )
         )
-    return float(gain0 / (gain0 + gain1))
+    return float(gain0 / total)

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._decisions import _weighted_prediction
-from ._scoring import BASES, _weighted_loss
+from ._scoring import BASES, _loss_dtype, _weighted_loss
 from ._utility import Utility, as_utility
 from ._validation import (
     _error,
@@ -46,7 +46,7 @@ def _loss_matrix(
 ) -> NDArray[np.floating]:
     """``L[i, y] = l^u(p_i, y)`` for every class ``y`` (Eq 6), one core call per class."""
     n = p.shape[0]
-    out = np.empty((n, u.shape[1]), dtype=p.dtype)
+    out = np.empty((n, u.shape[1]), dtype=_loss_dtype(p.dtype, u))
     for y in range(u.shape[1]):
         out[:, y] = _weighted_loss(p, np.full(n, y, dtype=np.intp), u, base)
     return out

@@ -11,7 +11,14 @@ from numpy.typing import ArrayLike, NDArray
 from . import _decisions
 from ._decisions import Check, _blockwise, _scaled, _wp_kernel
 from ._utility import Utility, as_utility
-from ._validation import _error, check_choice, check_prior, check_probabilities, describe
+from ._validation import (
+    _error,
+    check_choice,
+    check_int,
+    check_number,
+    check_prior,
+    check_probabilities,
+)
 
 __all__ = ["PriorEstimate", "adjust_prior", "estimate_target_prior", "recover_posterior"]
 
@@ -248,10 +255,8 @@ def estimate_target_prior(
     """
     arr, was_1d = check_probabilities(q, "q")
     src = check_prior(source_prior, "source_prior", n_classes=arr.shape[1])
-    if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
-        raise ValueError(_error("max_iter", "a positive integer", describe(max_iter)))
-    if not (np.isfinite(tol) and tol > 0):
-        raise ValueError(_error("tol", "a positive number", describe(tol)))
+    max_iter = check_int(max_iter, "max_iter", minimum=1, expected="a positive integer")
+    tol = check_number(tol, "tol", minimum=0.0, expected="a positive number")
     q64 = arr.astype(np.float64)
     prior = src.copy()
     post = q64

@@ -11,13 +11,14 @@ The public fits (:func:`fit_temperature`, :func:`fit_vector_scaling`) and
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._softmax import _mean_nll, _shift, _softmax
+from ._softmax import _mean_nll, _shift, _softmax, _softmax_affine
 from ._validation import _error, as_float_array, check_labels, describe
 
 __all__ = ["apply_scaling", "fit_temperature", "fit_vector_scaling"]
@@ -118,34 +119,42 @@ def _cross_fitted_temperature(
 # ---------------------------------------------------------------- vector scaling (Newton)
 def _vector_objective(
     z: NDArray[np.float64], y: NDArray[np.intp], a: NDArray[np.float64],
-    b: NDArray[np.float64], reg: float,
+    b: NDArray[np.float64], reg: float, scale: float = 1.0,
 ) -> float:
-    """Mean NLL of softmax(a * z + b) + reg / 2 (||a - 1||^2 + ||b||^2)."""
+    """Mean NLL of softmax(a * z + b) + reg / 2 (||a / scale - 1||^2 + ||b||^2).
+
+    ``z`` are the logits divided by ``scale`` (a power of two) and ``a`` the scales of
+    those: the fit's own scales are ``a / scale`` (see :func:`_fit_vector`).
+    """
     nll = _mean_nll(z * a + b, y)[0]
-    return nll + 0.5 * reg * (float((a - 1) @ (a - 1)) + float(b @ b))
+    d = a / scale - 1
+    return nll + 0.5 * reg * (float(d @ d) + float(b @ b))
 
 
 def _vector_newton_step(
     z: NDArray[np.float64], y: NDArray[np.intp], a: NDArray[np.float64],
-    b: NDArray[np.float64], reg: float,
+    b: NDArray[np.float64], reg: float, scale: float = 1.0,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """The Newton step for (a, b) and the gradient it was solved from.
 
     With s the fitted probabilities and r = s - onehot(y), the gradient is
     (mean r z, mean r) and the Hessian blocks are mean(diag(s) - s s') weighted by z z',
-    z and 1. The Hessian is singular along b + const when reg = 0 (softmax ignores the
-    constant): the minimum-norm step (lstsq) keeps mean(b) unchanged.
+    z and 1 (plus the ridge's, in the coordinates of :func:`_vector_objective`). The
+    Hessian is singular along b + const when reg = 0 (softmax ignores the constant):
+    the minimum-norm step (lstsq) keeps mean(b) unchanged.
     """
     n, m = z.shape
     s = _softmax(z * a + b)
     r = s.copy()
     r[np.arange(n), y] -= 1.0
-    g = np.concatenate([(r * z).sum(axis=0) / n + reg * (a - 1), r.sum(axis=0) / n + reg * b])
+    g = np.concatenate([(r * z).sum(axis=0) / n + reg * (a / scale - 1) / scale,
+                        r.sum(axis=0) / n + reg * b])
     xs = z * s
     h_bb = np.diag(s.sum(axis=0)) - s.T @ s
     h_ab = np.diag(xs.sum(axis=0)) - xs.T @ s
     h_aa = np.diag((z * xs).sum(axis=0)) - xs.T @ xs
-    h = np.block([[h_aa, h_ab], [h_ab.T, h_bb]]) / n + reg * np.eye(2 * m)
+    ridge = np.concatenate([np.full(m, reg / scale / scale), np.full(m, reg)])
+    h = np.block([[h_aa, h_ab], [h_ab.T, h_bb]]) / n + np.diag(ridge)
     return np.linalg.lstsq(h, -g, rcond=None)[0], g
 
 
@@ -154,30 +163,56 @@ def _fit_vector(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Vector scaling softmax(a * z + b) by damped Newton on the convex mean NLL.
 
-    Objective: :func:`_vector_objective`, from a = 1, b = 0. Newton is affine invariant,
-    so the scale of the logits does not matter; a step is halved until the objective falls
-    by a quarter of the step times the Newton decrement (Armijo). It stops after 100
-    steps, when the decrement is below 1e-15, or when a step no longer lowers the objective.
+    Objective: :func:`_vector_objective`. The logits are first divided by the power of
+    two that brings their largest magnitude into [0.5, 1) (exact; the scales found are
+    divided back), so that no product or Hessian entry overflows however large the
+    logits (at 1e160 an overflowed Hessian hung LAPACK). Newton's method is affine
+    invariant, but its start is not: from a = 1, logits of a few hundred saturate the
+    softmax, the Hessian vanishes to rounding and the line search stalls (at ±2000 it
+    stopped at 19 times the least objective). So it starts, with b = 0, from the
+    better of a = 1 and the a that brings the largest logit to 1. A step is halved
+    until the objective falls by a quarter of the step times the Newton decrement
+    (Armijo); where no Newton step does, a gradient step is tried the same way. It
+    stops after 100 steps, when the decrement is below 1e-15, or when neither step
+    lowers the objective.
     """
     m = z.shape[1]
-    a, b = np.ones(m), np.zeros(m)
-    f = _vector_objective(z, y, a, b, reg)
+    top = float(np.abs(z).max())
+    scale = 1.0 if top == 0.0 else math.ldexp(1.0, math.frexp(top)[1])
+    zs = z / scale  # exact: a power of two
+    b = np.zeros(m)
+    starts = [np.full(m, scale), np.full(m, scale / top if top else 1.0)]
+    values = [_vector_objective(zs, y, a0, b, reg, scale) for a0 in starts]
+    a, f = (starts[0], values[0]) if values[0] <= values[1] else (starts[1], values[1])
     for _ in range(100):
-        step, g = _vector_newton_step(z, y, a, b, reg)
+        step, g = _vector_newton_step(zs, y, a, b, reg, scale)
         decrement = -float(g @ step)  # Newton decrement squared: ~2 (f - min f)
         if not decrement > 1e-15:
             break
-        t = 1.0
-        while True:
-            a_new, b_new = a + t * step[:m], b + t * step[m:]
-            f_new = _vector_objective(z, y, a_new, b_new, reg)
-            if f_new <= f - 0.25 * t * decrement or t < 1e-8:
-                break
-            t *= 0.5
-        if not f_new < f:
+        found = _armijo(zs, y, a, b, reg, scale, f, step, decrement)
+        if found is None:  # the Newton step fails where the softmax saturates: descend
+            found = _armijo(zs, y, a, b, reg, scale, f, -g, float(g @ g))
+        if found is None:
             break
-        a, b, f = a_new, b_new, f_new
-    return a, b
+        a, b, f = found
+    return a / scale, b
+
+
+def _armijo(
+    z: NDArray[np.float64], y: NDArray[np.intp], a: NDArray[np.float64],
+    b: NDArray[np.float64], reg: float, scale: float, f: float, step: NDArray[np.float64],
+    slope: float,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], float] | None:
+    """(a, b, objective) after the longest of step, step / 2, ... (down to 1e-8 of it)
+    that lowers the objective by a quarter of its length times ``slope``; None if none does."""
+    m, t = a.size, 1.0
+    while t >= 1e-8:
+        a_new, b_new = a + t * step[:m], b + t * step[m:]
+        f_new = _vector_objective(z, y, a_new, b_new, reg, scale)
+        if f_new <= f - 0.25 * t * slope:
+            return a_new, b_new, f_new
+        t *= 0.5
+    return None
 
 
 # ---------------------------------------------------------------- matrix scaling (L-BFGS)
@@ -260,7 +295,9 @@ def _fit_affine(
 def _apply_affine(
     z: NDArray[np.float64], w: NDArray[np.float64], b: NDArray[np.float64], kind: str
 ) -> NDArray[np.float64]:
-    return _softmax(z * w + b if kind == "vector" else z @ w.reshape(b.size, -1).T + b)
+    if kind == "vector":
+        return _softmax_affine(z, w, b)
+    return _softmax(z @ w.reshape(b.size, -1).T + b)
 
 
 # ---------------------------------------------------------------- public API
@@ -322,14 +359,18 @@ def fit_vector_scaling(
               -\log \operatorname{softmax}(a \odot z_i + b)_{y_i}
               + \frac{\lambda}{2}\left(\lVert a - 1\rVert^2 + \lVert b\rVert^2\right)
 
-    Fitted by damped Newton's method on this convex objective, from :math:`a = 1,
-    b = 0`: the exact gradient and Hessian, the minimum-norm solution of the Newton
+    Fitted by damped Newton's method on this convex objective, with :math:`b = 0`
+    and from the better of :math:`a = 1` and the :math:`a` that brings the largest
+    logit to 1 (from :math:`a = 1`, logits in the thousands saturate the softmax):
+    the exact gradient and Hessian, on the logits divided by a power of two (so that
+    none overflows, whatever their size), the minimum-norm solution of the Newton
     system (the Hessian is singular along :math:`b` + const when :math:`\lambda = 0`),
-    and a backtracking (Armijo) line search; at most 100 steps. No scipy optimiser
-    is involved. The small ridge :math:`\lambda` (``reg``) toward the identity map
-    keeps the fit finite when a class is absent or separable; ``b`` is centred
-    (softmax ignores a constant). Vector scaling of :math:`\log p` exactly undoes
-    class weighting (Eq 27: :math:`a = 1`, :math:`b = -\log w` + const).
+    a backtracking (Armijo) line search, and a gradient step where no Newton step
+    descends; at most 100 steps. No scipy optimiser is involved. The small ridge
+    :math:`\lambda` (``reg``) toward the identity map keeps the fit finite when a
+    class is absent or separable; ``b`` is centred (softmax ignores a constant).
+    Vector scaling of :math:`\log p` exactly undoes class weighting (Eq 27:
+    :math:`a = 1`, :math:`b = -\log w` + const).
 
     Parameters
     ----------
@@ -402,4 +443,4 @@ def apply_scaling(
     t = float(scaling)
     if not (np.isfinite(t) and t > 0):
         raise ValueError(_error("scaling", "a positive finite temperature", describe(scaling)))
-    return _softmax(z / t)
+    return _softmax_affine(z, t=t)

@@ -20,6 +20,7 @@ from ._validation import (
     as_float_array,
     check_choice,
     check_labels,
+    check_number,
     check_probabilities,
     check_reduction,
     describe,
@@ -55,10 +56,21 @@ def _brier_loss(p: NDArray[np.floating], y: NDArray[np.intp]) -> NDArray[np.floa
     return np.einsum("ij,ij->i", d, d)
 
 
+def _loss_dtype(dtype: np.dtype[Any], u: NDArray[np.float64]) -> np.dtype[Any]:
+    """The dtype weighted losses of ``dtype`` probabilities are computed and returned in:
+    ``dtype``, or float64 where U has an entry beyond its range (1e39 cast to float32 is
+    inf, and inf times a zero loss made NaN)."""
+    dtype = np.dtype(dtype)
+    if dtype.itemsize < 8 and u.size and float(np.abs(u).max()) > float(np.finfo(dtype).max):
+        return np.dtype(np.float64)
+    return dtype
+
+
 def _weighted_loss(
     p: NDArray[np.floating], y: NDArray[np.intp], u: NDArray[np.float64], base: str
 ) -> NDArray[np.floating]:
     """l^u(p, y) = sum_a l(p, a) u(a, y) for p over actions, y a class (Eq 6)."""
+    p = p.astype(_loss_dtype(p.dtype, u), copy=False)
     if is_diagonal_matrix(u):  # Eq 15 (log) / class-weighted Brier: w_y l(p, y)
         w = np.diagonal(u).astype(p.dtype)[y]
         return w * (_log_loss(p, y) if base == "log" else _brier_loss(p, y))
@@ -339,6 +351,7 @@ def zhou_liu_weights(costs: ArrayLike, *, rtol: float = 1e-8) -> NDArray[np.floa
     array([1.6, 0.4])
     """
     c = _check_costs(costs)
+    rtol = check_number(rtol, "rtol", minimum=0.0, strict=False)
     m = c.shape[0]
     off = ~np.eye(m, dtype=bool)
     if (c[off] <= 0).any():

@@ -8,6 +8,8 @@ Used by the calibration maps (:mod:`expost._scaling`), what is learned
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -21,6 +23,32 @@ def _shift(z: NDArray[np.float64]) -> NDArray[np.float64]:
 
 def _softmax(z: NDArray[np.float64]) -> NDArray[np.float64]:
     e = np.exp(_shift(z))
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
+
+def _softmax_affine(z: NDArray[np.float64], a: NDArray[np.float64] | float = 1.0,
+                    b: NDArray[np.float64] | float = 0.0, t: float = 1.0) -> NDArray[np.float64]:
+    """``softmax(z / t * a + b)`` for finite z, a, b and t > 0, also where that overflows.
+
+    Logits near 1e308 divided by a temperature below 1 (or scaled by a large a)
+    overflowed to inf, and the shift made NaN of them. There, the map is computed
+    on ``z / t * a + b`` times the power of two 2^-k that keeps it finite (each
+    factor's exponent taken out exactly), the row maximum is subtracted, and the
+    result is multiplied back by 2^k (exact, and only ever towards -inf, whose
+    exp is 0).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        u = z / t * a + b if t != 1.0 else z * a + b
+    if np.isfinite(u).all():
+        return _softmax(u)
+    ez, ea, eb = (int(np.frexp(np.abs(np.asarray(x, dtype=np.float64)).max())[1]) for x in (z, a, b))
+    et = math.frexp(t)[1]
+    k = max(ez + ea - et, eb) + 1
+    # |v| < 4: (z / t * a + b) / 2^k, each factor brought near 1 first
+    v = (np.ldexp(z, -ez) / math.ldexp(t, -et)) * np.ldexp(a, ez - et - k) + np.ldexp(b, -k)
+    with np.errstate(over="ignore"):  # to -inf: exp gives 0
+        e = np.exp(np.ldexp(_shift(v), k))
     e /= e.sum(axis=1, keepdims=True)
     return e
 

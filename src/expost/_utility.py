@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._validation import _error, as_float_array, check_int, check_prior, describe
+from ._validation import _error, as_float_array, check_int, check_number, check_prior, describe
 
 __all__ = ["Utility", "as_utility", "first_identical_actions", "is_diagonal_matrix"]
 
@@ -106,6 +106,7 @@ class Utility:
                     f"{arr[a, y]:.6g} at action {a}, class {y}",
                 )
             )
+        arr += 0.0  # -0.0 becomes 0.0: equal utilities have equal bytes, so equal hashes
         degenerate = np.flatnonzero(~(arr > 0).any(axis=0))
         if degenerate.size:
             raise ValueError(
@@ -165,12 +166,9 @@ class Utility:
         emphasized = check_int(emphasized, "emphasized", expected=index, wrong_type=TypeError)
         if not 0 <= emphasized < n_classes:
             raise ValueError(_error("emphasized", index, describe(emphasized)))
-        if isinstance(ratio, (bool, np.bool_)) or not isinstance(ratio, (int, float, np.number)):
-            raise TypeError(_error("ratio", "a positive finite number", describe(ratio)))
-        if not np.isfinite(ratio) or ratio <= 0:
-            raise ValueError(_error("ratio", "a positive finite number", describe(ratio)))
+        ratio = check_number(ratio, "ratio", minimum=0.0, expected="a positive finite number")
         w = np.ones(int(n_classes))
-        w[int(emphasized)] = float(ratio)
+        w[int(emphasized)] = ratio
         return cls.from_class_weights(w)
 
     @classmethod
@@ -211,12 +209,18 @@ class Utility:
             )
         if not np.isfinite(c).all():
             raise ValueError(_error("costs", "finite", "a NaN or inf entry"))
-        if shift == "column":
-            u = c.max(axis=0, keepdims=True) - c
-        elif shift == "global":
-            u = c.max() - c
-        else:
-            raise ValueError(_error("shift", "'column' or 'global'", describe(shift)))
+        with np.errstate(over="ignore"):
+            if shift == "column":
+                u = c.max(axis=0, keepdims=True) - c
+            elif shift == "global":
+                u = c.max() - c
+            else:
+                raise ValueError(_error("shift", "'column' or 'global'", describe(shift)))
+        if not np.isfinite(u).all():
+            a, y = np.argwhere(~np.isfinite(u))[0]
+            raise ValueError(_error("costs", f"costs whose differences (the {shift!r} shift) are "
+                                    "finite", f"a difference beyond float64's range at action "
+                                    f"{a}, class {y} (scale the costs down)"))
         try:
             return cls(u, actions=actions, classes=classes)
         except ValueError as exc:
@@ -237,7 +241,13 @@ class Utility:
         array([1.25, 5.  ])
         """
         mu = check_prior(prior, "prior")
-        return cls.from_class_weights(1.0 / mu)
+        with np.errstate(over="ignore"):
+            w = 1.0 / mu
+        if not np.isfinite(w).all():
+            j = int(np.flatnonzero(~np.isfinite(w))[0])
+            raise ValueError(_error("prior", "class probabilities whose inverses are finite "
+                                    "(each at least about 5.6e-309)", f"{mu[j]:.3g} for class {j}"))
+        return cls.from_class_weights(w)
 
     # ------------------------------------------------------------------ normalisation
     def normalized(self, prior: ArrayLike) -> Utility:
@@ -354,9 +364,23 @@ def _labels(labels: Sequence[Any] | None, n: int, name: str) -> tuple[Any, ...]:
     out = tuple(np.asarray(labels).tolist()) if isinstance(labels, np.ndarray) else tuple(labels)
     if len(out) != n:
         raise ValueError(_error(name, f"{n} labels", f"{len(out)} label{'' if len(out) == 1 else 's'}"))
-    if len(set(out)) != n:
+    try:
+        distinct = len(set(out))
+    except TypeError:  # a list among the labels, say
+        bad = next(x for x in out if not _hashable(x))
+        raise TypeError(_error(name, "hashable labels (strings, numbers, tuples)",
+                               f"the {type(bad).__name__} {bad!r}")) from None
+    if distinct != n:
         raise ValueError(_error(name, "distinct labels", repr(out)))
     return out
+
+
+def _hashable(x: Any) -> bool:
+    try:
+        hash(x)
+    except TypeError:
+        return False
+    return True
 
 
 def as_utility(utility: Utility | ArrayLike, name: str = "utility") -> Utility:

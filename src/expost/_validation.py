@@ -11,6 +11,7 @@ validated arrays; the private ``_core`` helpers assume valid input.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -66,6 +67,11 @@ def _as_float(x: ArrayLike, name: str) -> tuple[NDArray[np.floating], bool]:
     """:func:`as_float_array`, and whether ``x`` was float16 (then the array is a new copy)."""
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(_error(name, "a numeric array", describe(x)))
+    if np.ma.isMaskedArray(x) and np.ma.getmask(x) is not np.ma.nomask and np.ma.getmask(x).any():
+        raise ValueError(_error(name, "an array without masked entries (np.asarray would use the "
+                                "values under the mask; fill them or drop their rows first)",
+                                f"a masked array with {int(np.ma.getmask(x).sum())} masked of "
+                                f"{np.ma.getmask(x).size} entries"))
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
@@ -287,6 +293,30 @@ def check_int(
     if minimum is not None and value < minimum:
         raise ValueError(_error(name, text, describe(value)))
     return int(value)
+
+
+def check_number(value: Any, name: str, *, minimum: float | None = None,
+                 strict: bool = True, expected: str | None = None) -> float:
+    """A finite real number (``bool`` and complex excluded) above ``minimum`` (or at least
+    it with ``strict=False``); return it as ``float``. Another type raises TypeError,
+    another value ValueError, both naming ``name``.
+
+    >>> check_number(1e-8, "tol", minimum=0)
+    1e-08
+    >>> check_number("1e-8", "tol", minimum=0)
+    Traceback (most recent call last):
+    ...
+    TypeError: `tol` must be a finite number > 0, got the string '1e-8'.
+    """
+    bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
+    text = expected or f"a finite number{bound}"
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number))
+            or isinstance(value, (complex, np.complexfloating))):
+        raise TypeError(_error(name, text, describe(value)))
+    v = float(value)
+    if not math.isfinite(v) or (minimum is not None and (v <= minimum if strict else v < minimum)):
+        raise ValueError(_error(name, text, describe(value)))
+    return v
 
 
 def check_random_state(random_state: Any, name: str = "random_state") -> np.random.Generator:

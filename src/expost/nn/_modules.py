@@ -45,7 +45,10 @@ class _UtilityWeightedLoss(torch.nn.Module):
         self.validate = bool(validate)
         u = _convert.core_utility(utility)
         if normalize_prior is not None:
-            u = u.normalized(normalize_prior)  # Eq 21, the core's normalisation
+            try:
+                u = u.normalized(normalize_prior)  # Eq 21, the core's normalisation
+            except (TypeError, ValueError) as exc:  # the core names its own argument, `prior`
+                raise type(exc)(str(exc).replace("`prior`", "`normalize_prior`", 1)) from None
         self.normalized = normalize_prior is not None
         device = utility.device if isinstance(utility, Tensor) else None
         # float64, the core's precision, so that the module computes with the same values
