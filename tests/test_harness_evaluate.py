@@ -419,6 +419,30 @@ def test_evaluate_counts_the_runs_table_counts(small_run, tmp_path, capsys, stat
     assert err.startswith("expost evaluate: error: No finished runs in") and "6 pending" in err
 
 
+def test_evaluate_labels_two_files_of_one_name_apart(small_run, tmp_path, capsys):
+    """Two --utility files named u.csv both gave rows labelled 'u' (and two tables titled
+    'Utility: u'); now each is labelled by its path. A file or a ratio given twice is refused."""
+    from expost.experiments.reevaluate import experiment_info
+
+    m = len(experiment_info(small_run)["class_names"])
+    files = []
+    for sub, w in (("a", 1.0), ("b", 5.0)):
+        (tmp_path / sub).mkdir()
+        u = np.eye(m)
+        u[3, 3] = w
+        np.savetxt(tmp_path / sub / "u.csv", u, delimiter=",")
+        files += ["--utility", str(tmp_path / sub / "u.csv")]
+    rows = _evaluate(small_run, tmp_path / "e.csv", *files)
+    labels = {str(tmp_path / "a" / "u.csv"), str(tmp_path / "b" / "u.csv")}
+    assert {r["utility"] for r in rows} == labels
+    assert {h[len("## Utility: "):].split(" (")[0] for h in _tables(capsys.readouterr().out)} == labels
+    one = str(tmp_path / "a" / "u.csv")
+    assert main(["evaluate", str(small_run), "--utility", one, "--utility", one]) == 1
+    assert "is given twice" in capsys.readouterr().err
+    assert main(["evaluate", str(small_run), "--emphasize", "3", "--ratio", "2", "2"]) == 1
+    assert "each ratio once, got 2 2" in capsys.readouterr().err
+
+
 def test_utility_stack_holds_class_weights_not_one_matrix_per_utility(tmp_path):
     """`expost evaluate`'s utilities: checked once, kept as weights (memory independent of
     a matrix per utility), the same utilities, labels and recall classes as the list form."""

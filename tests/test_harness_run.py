@@ -580,7 +580,7 @@ def test_cli_evaluate_reproduces_stored_metrics(tiny, tmp_path, capsys):
         w.writerows(info["utility"])
     out = tmp_path / "ev.csv"
     assert main(["evaluate", str(tiny), "--utility", str(ucsv), "--no-normalize",
-                 "--out", str(out), "--bootstrap", "20"]) == 0
+                 "--out", str(out), "--bootstrap", "40"]) == 0
     assert "| Mean |" in capsys.readouterr().out
     rows = list(csv.DictReader(open(out)))
     assert len(rows) == len(stored)

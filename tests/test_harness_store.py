@@ -135,3 +135,37 @@ def test_register_keeps_existing_rows(store):
     store.register([{"train_key": "unweighted-s0", "kind": "unweighted", "seed": 0,
                      "n_intervals": 2, "total_steps": 10}], [])
     assert store.training("unweighted-s0")["done_intervals"] == 1
+
+
+def test_a_version_1_store_is_read_as_it_is_and_migrated_only_by_a_writer(store):
+    """A reader queried the checksum column a version 1 store lacks: `expost table` called
+    such a store damaged and advised starting afresh. It now reads it without writing a
+    byte; a writer still migrates it; a newer version is refused by both."""
+    from expost.experiments.store import SCHEMA_VERSION
+
+    lp = _commit(store, 0)
+    run_dir, path = store.run_dir, store.path
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.executescript("ALTER TABLE intervals DROP COLUMN checksum; "
+                         "UPDATE meta SET value = '1' WHERE key = 'schema_version';")
+    db.close()
+    before = path.read_bytes()
+    with ResultStore(run_dir, readonly=True) as old:
+        assert old.experiment_info()["schema_version"] == 1
+        [(key, interval, _, _, q)] = list(old.iter_probabilities())
+        assert (key, interval) == ("unweighted-s0", 0)
+        np.testing.assert_array_equal(q, decode_probabilities(lp))
+        assert {r["run_id"] for r in old.interval_records("test")} == {"expost-s0",
+                                                                       "unweighted_raw-s0"}
+    assert path.read_bytes() == before
+    with ResultStore(run_dir) as writer:  # migrates
+        assert writer.experiment_info()["schema_version"] == SCHEMA_VERSION
+    with sqlite3.connect(path) as db:
+        assert "checksum" in [r[1] for r in db.execute("PRAGMA table_info(intervals)")]
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    db.close()
+    for readonly in (True, False):
+        with pytest.raises(ValueError, match=r"written by a newer expost \(store version 99; this "
+                                             rf"one reads versions 1 to {SCHEMA_VERSION}\)"):
+            ResultStore(run_dir, readonly=readonly)

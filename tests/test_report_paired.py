@@ -107,6 +107,21 @@ def test_json_is_machine_readable():
     assert g["ci"][0] <= g["mean_pct_gain"] <= g["ci"][1]
 
 
+@pytest.mark.parametrize("n_boot", [1, 2, 39])
+def test_too_few_resamples_give_no_interval(n_boot):
+    """One resample gave a zero-width '95% CI' that excluded 0, which the verdict called
+    significant (`expost table RUN --bootstrap 1`)."""
+    recs = seed_records([0.8, 0.82, 0.81, 0.9], [0.7, 0.71, 0.72, 0.8])
+    for paired in (False, True):
+        tab = table1(recs, n_boot=n_boot, paired=paired)
+        assert tab.bootstrap == {"weighted_loss": None, "classification_utility": None}
+        assert tab.significance("weighted_loss") == "ns"
+    assert tab.paired["weighted_loss"].reason == (f"{n_boot} bootstrap resamples; a 95% interval "
+                                                  "needs at least 40")
+    assert table1(recs, n_boot=40).bootstrap["weighted_loss"] is not None
+    assert table1(recs, n_boot=20, level=0.9).bootstrap["weighted_loss"] is not None
+
+
 # ---------------------------------------------------------------- a baseline of 0
 @pytest.mark.parametrize("paired", [True, False])
 def test_a_baseline_mean_of_zero_gives_no_gain_and_no_interval(paired, recwarn):

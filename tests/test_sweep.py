@@ -61,7 +61,7 @@ def test_rerunning_a_sweep_resumes_and_another_grid_is_refused(swept, capsys):
 def test_table_prints_one_block_per_point(swept, capsys):
     d, _ = swept
     capsys.readouterr()
-    assert main(["table", str(d / "s"), "--format", "csv", "--bootstrap", "20"]) == 0
+    assert main(["table", str(d / "s"), "--format", "csv", "--bootstrap", "40"]) == 0
     out = capsys.readouterr().out
     points = sweep_points(d / "s")
     assert [line for line in out.splitlines() if line.startswith("## ")] == [
@@ -70,7 +70,7 @@ def test_table_prints_one_block_per_point(swept, capsys):
     # each block is that point's own Table 1, as `expost table POINT_DIR` prints it
     for p in points:
         assert main(["table", str(d / "s" / p["dir"]), "--format", "csv", "--bootstrap",
-                     "20"]) == 0
+                     "40"]) == 0
         assert capsys.readouterr().out in out
 
 

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ._argtypes import nonnegative_int, positive_float
+from ._argtypes import bootstrap_resamples, positive_float
 from ._atomic import atomic_open, check_not_input, check_output
 from ._csv_input import CsvMatrix, read_csv_matrix, read_csv_rows
 from .report.table import DEFAULT_N_BOOT
@@ -418,7 +418,7 @@ def build_parser(*, report_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--no-normalize", action="store_true",
                    help="use the utilities as given (default: Eq 21 on the training prior)")
     p.add_argument("--out", metavar="F.csv", help="write every per-interval record here")
-    p.add_argument("--bootstrap", type=nonnegative_int, default=DEFAULT_N_BOOT, metavar="N",
+    p.add_argument("--bootstrap", type=bootstrap_resamples, default=DEFAULT_N_BOOT, metavar="N",
                    help="bootstrap resamples for Table 1's interval (default %(default)s)")
     p.set_defaults(func=_cmd_evaluate)
 

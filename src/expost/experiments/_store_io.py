@@ -152,6 +152,32 @@ def migrate(conn: sqlite3.Connection) -> None:
     cols = [r[1] for r in conn.execute("PRAGMA table_info(intervals)")]
     if cols and "checksum" not in cols:
         conn.execute("ALTER TABLE intervals ADD COLUMN checksum TEXT")
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+
+
+def read_as_current(conn: sqlite3.Connection) -> None:
+    """Let a read-only connection read a version 1 store as the current version.
+
+    A reader cannot migrate (it writes nothing), so the old table is seen through a
+    temporary view of the same name with the missing checksum column as NULL (a
+    temporary object shadows the file's for unqualified names; old rows stay
+    unchecked, as :func:`migrate` leaves them). Nothing touches the file.
+    """
+    cols = [r[1] for r in conn.execute("PRAGMA main.table_info(intervals)")]
+    if cols and "checksum" not in cols:
+        conn.execute("CREATE TEMP VIEW intervals AS SELECT *, NULL AS checksum FROM main.intervals")
+
+
+def check_version(version: object, path: Path, newest: int) -> None:
+    """Refuse a store written by a newer expost (its layout may differ in ways this one
+    would misread, or a resumed run would damage)."""
+    try:
+        v = int(str(version))
+    except ValueError:
+        return  # no version (or a damaged one): the other checks speak
+    if v > newest:
+        raise ValueError(f"{str(path)!r} was written by a newer expost (store version {v}; this "
+                         f"one reads versions 1 to {newest}); upgrade expost to read it.")
 
 
 @contextmanager

@@ -82,7 +82,11 @@ def _iter_utilities(
     def finish(u: Utility) -> Utility:
         return u.normalized(prior) if normalize else u
 
-    for path in utility_files:
+    labels = _file_labels(utility_files)
+    if ratios is not None and len(set(ratios)) != len(ratios):
+        raise ValueError(f"`--ratio`: each ratio once, got {' '.join(f'{r:g}' for r in ratios)} "
+                         "(the results of a repeated one would be indistinguishable).")
+    for path, label in zip(utility_files, labels, strict=True):
         mat, header = read_csv_matrix(path, "--utility", class_names=class_names)
         if header is not None and header != class_names:
             raise ValueError(f"`--utility`: the header of {path!r} names the classes {header}, "
@@ -91,13 +95,28 @@ def _iter_utilities(
         if u.matrix.shape != (m, m):
             raise ValueError(f"`--utility`: expected a {m} x {m} matrix (one row per action, one "
                              f"column per class), got {u.matrix.shape[0]} x {u.matrix.shape[1]}.")
-        yield finish(u), Path(path).stem, None
+        yield finish(u), label, None
     if emphasize is not None:
         idx = class_index(emphasize, class_names, "`--emphasize`")
         for r in ratios or [99.0]:
             yield finish(Utility.emphasize(m, idx, r)), f"emphasize {class_names[idx]} {r:g}:1", idx
     if not utility_files and emphasize is None:
         raise ValueError("give --utility U.csv or --emphasize CLASS [--ratio R ...].")
+
+
+def _file_labels(paths: Sequence[str | Path]) -> list[str]:
+    """Each ``--utility`` file's label: its name without the suffix, or the path as given
+    where two files share a name (``a/u.csv`` and ``b/u.csv`` gave two utilities labelled
+    ``u``). A file given twice is refused."""
+    seen: dict[Path, str] = {}
+    for p in paths:
+        key = Path(p).resolve()
+        if key in seen:
+            raise ValueError(f"`--utility`: {str(p)!r} is given twice (as {seen[key]!r} too); "
+                             "give each file once.")
+        seen[key] = str(p)
+    stems = [Path(p).stem for p in paths]
+    return [stem if stems.count(stem) == 1 else str(p) for stem, p in zip(stems, paths, strict=True)]
 
 
 def utilities_for_run(

@@ -39,9 +39,11 @@ from ._store_io import (
     SCHEMA,
     StoreCorruptError,
     blob_digest,
+    check_version,
     connect_readonly,
     connect_writer,
     migrate,
+    read_as_current,
     transaction,
     verify_database,
 )
@@ -135,11 +137,17 @@ class ResultStore:
             _refuse_writer_in_worker(self.path)
         try:
             self._conn = connect_readonly(self.path) if readonly else connect_writer(self.path)
-            if not readonly:
+            check_version(self._meta_get("schema_version"), self.path, SCHEMA_VERSION)
+            if readonly:
+                read_as_current(self._conn)
+            else:
                 migrate(self._conn)
             has_hash = self._meta_get("config_hash") is not None
         except sqlite3.DatabaseError as exc:
             raise StoreCorruptError(self.path, str(exc)) from None
+        except ValueError:
+            self._conn.close()
+            raise
         if not has_hash:
             raise FileNotFoundError(
                 f"{str(self.path)!r} is not a complete expost results database "

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._argtypes import nonnegative_int, positive_float
+from .._argtypes import bootstrap_resamples, nonnegative_int, positive_float
 from .._atomic import check_not_input, check_output, confined
 from ..experiments.metrics import METRICS
 from ..experiments.regimes import REGIME_SPECS
@@ -164,7 +164,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--metric", action="append", choices=metrics, default=None,
                    help="a column group (repeatable; default weighted_loss and "
                         "classification_utility)")
-    p.add_argument("--bootstrap", type=nonnegative_int, default=DEFAULT_N_BOOT, metavar="N",
+    p.add_argument("--bootstrap", type=bootstrap_resamples, default=DEFAULT_N_BOOT, metavar="N",
                    help="bootstrap resamples (seeds resampled jointly) for the mean gain's "
                         "interval (0: none; default %(default)s)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
@@ -202,7 +202,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="experiment directory (results.sqlite)")
     p.add_argument("--out", default=None, metavar="FILE",
                    help="HTML file (default RUN_DIR/report/report.html)")
-    p.add_argument("--bootstrap", type=nonnegative_int, default=DEFAULT_N_BOOT, metavar="N",
+    p.add_argument("--bootstrap", type=bootstrap_resamples, default=DEFAULT_N_BOOT, metavar="N",
                    help="bootstrap resamples for Table 1 (default %(default)s)")
     p.add_argument("--select", choices=("test", "val"), default="test",
                    help="the protocol shown first (both are shown side by side): test, the "

@@ -23,8 +23,8 @@ from .._scoring import percent_gain
 from ..experiments.metrics import higher_is_better
 from ..experiments.regimes import regime_label
 
-__all__ = ["MIN_SEEDS", "PairedGain", "paired_gains", "paired_values", "sign_test",
-           "unpaired_bootstrap"]
+__all__ = ["MIN_SEEDS", "PairedGain", "min_resamples", "paired_gains", "paired_values",
+           "sign_test", "unpaired_bootstrap"]
 
 #: Fewest seeds with a finished run in both regimes for an interval to be given.
 MIN_SEEDS = 3
@@ -72,6 +72,17 @@ class PairedGain:
     def wins_text(self) -> str:
         """``"5/5 seeds, sign test p = 0.062"``."""
         return f"{self.wins}/{self.n_seeds} seeds, sign test p = {self.sign_p:.3g}"
+
+
+def min_resamples(level: float) -> int:
+    """The fewest bootstrap resamples for a percentile interval at ``level``: one in each
+    tail of (1 - level) / 2 (40 at 95%). Fewer give an interval of one or two values,
+    often of zero width, that looks decisive.
+
+    >>> min_resamples(0.95), min_resamples(0.9)
+    (40, 20)
+    """
+    return math.ceil(2.0 / (1.0 - level) - 1e-9)
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -165,6 +176,9 @@ def paired_gains(
         ci, reason = None, ""
         if n_boot == 0:
             reason = "bootstrap off"
+        elif n_boot < min_resamples(level):
+            reason = (f"{n_boot} bootstrap resamples; a {100 * level:g}% interval needs at least "
+                      f"{min_resamples(level)}")
         elif len(seeds) < MIN_SEEDS:
             reason = (f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} with finished runs of "
                       f"both regimes; an interval needs at least {MIN_SEEDS}")
@@ -193,7 +207,7 @@ def unpaired_bootstrap(values: dict[str, dict[str, np.ndarray]], baseline: str, 
     for every metric when a regime has fewer than :data:`MIN_SEEDS` runs.
     """
     first = next(iter(values.values()))
-    if min(first[baseline].size, first[treatment].size) < MIN_SEEDS:
+    if min(first[baseline].size, first[treatment].size) < MIN_SEEDS or n_boot < min_resamples(level):
         return dict.fromkeys(values)
     rng = np.random.default_rng(seed)
     idx = {g: rng.integers(0, first[g].size, size=(n_boot, first[g].size))
