@@ -169,3 +169,30 @@ def test_a_version_1_store_is_read_as_it_is_and_migrated_only_by_a_writer(store)
         with pytest.raises(ValueError, match=r"written by a newer expost \(store version 99; this "
                                              rf"one reads versions 1 to {SCHEMA_VERSION}\)"):
             ResultStore(run_dir, readonly=readonly)
+
+
+@pytest.mark.parametrize(("edit", "read", "says"), [
+    ("UPDATE meta SET value = '{not json' WHERE key = 'config'", lambda s: s.experiment_info(),
+     "its 'config' entry is not JSON"),
+    ("UPDATE arrays SET dtype = '|O' WHERE name = 'test_labels'", lambda s: s.array("test_labels"),
+     "the stored array 'test_labels': dtype '|O' is not numeric"),
+    ("UPDATE arrays SET shape = '[10]' WHERE name = 'test_labels'",
+     lambda s: s.array("test_labels"), "the stored array 'test_labels': cannot reshape"),
+    ("UPDATE metrics SET weighted_loss = 'abc'", lambda s: s.interval_records("test"),
+     "interval 0: a stored metric is not a number"),
+])
+def test_a_tampered_value_is_called_damage_naming_the_store(store, edit, read, says):
+    """Such values came out as bare Python messages (a JSON decoder's, numpy's 'cannot create
+    an OBJECT array from memory buffer', 'could not convert string to float') naming no file."""
+    from expost.experiments.store import StoreCorruptError
+
+    _commit(store, 0)
+    run_dir, path = store.run_dir, store.path
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute(edit)
+    db.close()
+    with ResultStore(run_dir, readonly=True) as s, pytest.raises(StoreCorruptError) as info:
+        read(s)
+    assert str(info.value).startswith(f"the results database {str(path)!r} is damaged (")
+    assert says in str(info.value)

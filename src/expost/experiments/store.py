@@ -237,7 +237,13 @@ class ResultStore:
             row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         except sqlite3.OperationalError:  # no meta table: an empty database file
             return None
-        return None if row is None else json.loads(row[0])
+        return None if row is None else self._meta_value(key, row[0])
+
+    def _meta_value(self, key: str, text: str) -> Any:
+        try:
+            return json.loads(text)
+        except (TypeError, ValueError) as exc:  # edited by hand, or damaged
+            raise StoreCorruptError(self.path, f"its {key!r} entry is not JSON: {exc}") from None
 
     def experiment_info(self) -> dict[str, Any]:
         """The experiment's description.
@@ -250,7 +256,7 @@ class ResultStore:
         (training prior, the recall class, data sizes, ...).
         """
         rows = self._conn.execute("SELECT key, value FROM meta").fetchall()
-        info = {k: json.loads(v) for k, v in rows}
+        info = {k: self._meta_value(k, v) for k, v in rows}
         for key in ("versions", "git_commit", "utility", "class_names", "emphasized", "config"):
             info.setdefault(key, None)
         return info
@@ -264,7 +270,13 @@ class ResultStore:
             have = [r[0] for r in self._conn.execute("SELECT name FROM arrays")]
             raise KeyError(f"No array {name!r} in {str(self.path)!r}; stored arrays: {have}.")
         dtype, shape, data = row
-        return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(json.loads(shape)).copy()
+        try:
+            kind = np.dtype(dtype)
+            if kind.kind not in "biuf":  # an object dtype would be no array of numbers
+                raise ValueError(f"dtype {dtype!r} is not numeric")
+            return np.frombuffer(data, dtype=kind).reshape(json.loads(shape)).copy()
+        except (TypeError, ValueError) as exc:
+            raise StoreCorruptError(self.path, f"the stored array {name!r}: {exc}") from None
 
     # ------------------------------------------------------------------ plan
     def register(
@@ -460,9 +472,14 @@ class ResultStore:
         out = []
         for row in cur.fetchall():
             d = dict(zip(names, row, strict=True))
-            for k in METRICS:
-                d[k] = float("nan") if d[k] is None else float(d[k])
-            d["epoch"] = float(d["epoch"])
+            try:
+                for k in METRICS:
+                    d[k] = float("nan") if d[k] is None else float(d[k])
+                d["epoch"] = float(d["epoch"])
+            except (TypeError, ValueError) as exc:
+                raise StoreCorruptError(self.path, f"run {d['run_id']!r}, interval "
+                                        f"{d['interval']}: a stored metric is not a number "
+                                        f"({exc})") from None
             out.append(d)
         return out
 
