@@ -54,6 +54,12 @@ def place(tmp_path_factory):
     np.save(d / "p_3d.npy", np.zeros((2, 2, 2)))
     (d / "u_ragged.csv").write_text("1,0\n0\n")
     (d / "empty_dir").mkdir()
+    (d / "p_long_cell.csv").write_text("a,b\n0.5," + "x" * 200_000 + "\n")
+    np.savez(d / "p.npz", p=np.eye(2))
+    with open(d / "p_huge.npy", "wb") as fh:  # 128 bytes that claim 1.6 TB
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (10**11, 2)})
+    (d / "p_dup.csv").write_text("a,a\n0.5,0.5\n")
     (d / "bad_sweep").mkdir()
     (d / "bad_sweep" / "sweep.json").write_text("{not json")
     shutil.copytree(d / "run", d / "garbage_run")
@@ -72,6 +78,16 @@ def _cli(argv):
 CASES = [
     # unknown commands: did you mean
     ("rn", "", "did you mean 'run'"),
+    # input files that read badly (named, with what was wrong)
+    ("decide --utility {d}/u.csv --probs {d}/p_long_cell.csv", "decide",
+     "row 2 of '{d}/p_long_cell.csv' cannot be read as CSV (field larger than field limit"),
+    ("decide --utility {d}/u.csv --probs {d}/p.npz", "decide", "is an .npz archive"),
+    ("decide --utility {d}/u.csv --probs {d}/p_huge.npy", "decide",
+     "'{d}/p_huge.npy' declares an array of shape (100000000000, 2), too large"),
+    ("decide --utility {d}/u.csv --probs {d}/p_dup.csv", "decide", "names the class 'a' more than once"),
+    ("decide --utility {d}/u.csv --probs {d}/empty_dir", "decide", "'{d}/empty_dir' is a folder"),
+    ("decide --utility {d}/u.csv --probs {d}/p.csv --out {d}/new_dir/", "decide",
+     "ends with a slash, which names a folder"),
     ("evalute {d}/run", "", "did you mean 'evaluate'"),
     ("tabel {d}/run", "", "did you mean 'table'"),
     ("reprot {d}/run", "", "did you mean 'report'"),
@@ -175,7 +191,7 @@ def test_misuse_is_one_clear_line(place, capsys, line, command, needle):
     assert "Traceback" not in out + err
     assert err.count("\n") == 1, err  # one line
     assert err.startswith(f"expost {command}: error: " if command else "expost: error: "), err
-    assert needle in err, err
+    assert needle.format(d=place) in err, err
 
 
 def test_decide_suggests_renormalize_only_where_it_would_help(place, capsys):
@@ -413,3 +429,32 @@ def test_an_output_on_a_pipe_device_or_descriptor_is_written_through(place, tmp_
     assert _cli([*args, full]) == 1
     assert "the disk is full" in capsys.readouterr().err
     assert stat.S_ISCHR(os.lstat(null).st_mode) and stat.S_ISCHR(os.lstat(full).st_mode)
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(place, tmp_path):
+    """`expost decide ... | head -1` printed 'error: [Errno 32] Broken pipe'; it now stops
+    with no message and status 141, as a command killed by SIGPIPE would."""
+    np.save(tmp_path / "big.npy", np.random.default_rng(0).dirichlet(np.ones(2), 100_000))
+    proc = subprocess.Popen([sys.executable, "-m", "expost", "decide", "--utility",
+                             str(place / "u.csv"), "--probs", str(tmp_path / "big.npy")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"decision,expected_utility")
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(60) == 141 and err == b""
+
+
+def test_an_unwritable_folder_is_named_by_the_file_asked_for(tmp_path, monkeypatch):
+    """mkstemp's error named the hidden temporary file ('.x.csv.3topyqt9.tmp')."""
+    import tempfile
+
+    from expost._atomic import atomic_write
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".x.csv.abc.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError) as info:
+        atomic_write(tmp_path / "x.csv", "a")
+    assert info.value.filename == str(tmp_path / "x.csv")

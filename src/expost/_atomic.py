@@ -77,7 +77,10 @@ def atomic_open(path: str | Path, mode: str = "w", *, root: str | Path | None = 
             yield stream
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:  # name the file asked for, not the hidden temporary one
+        raise type(exc)(exc.errno, exc.strerror, str(target)) from None
     try:
         if mode == "wb":
             fh: IO[Any] = os.fdopen(fd, "wb")
@@ -190,6 +193,9 @@ def check_output(path: str | None, option: str, *, folder: bool) -> None:
                          "directory to create or resume).")
     if not folder and p.is_dir():
         raise ValueError(f"`{option}` {path!r} is a folder; expected a file name.")
+    if not folder and str(path).endswith(("/", os.sep)):  # Path() drops the slash: x/ wrote x
+        raise ValueError(f"`{option}` {path!r} ends with a slash, which names a folder; "
+                         "expected a file name.")
     parent = p if folder else p.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

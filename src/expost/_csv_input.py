@@ -68,12 +68,20 @@ def _is_header(first: list[str], class_names: Sequence[str] | None, name: str, w
     return False
 
 
-def _csv_rows(text: str) -> list[tuple[int, list[str]]]:
+def _csv_rows(text: str, name: str, where: str) -> list[tuple[int, list[str]]]:
     """(file row, stripped cells) of each row of ``text`` that is not blank (a row with
-    only empty or blank cells is blank)."""
+    only empty or blank cells is blank). What ``csv`` refuses (a cell longer than its
+    field limit, a NUL byte in strict mode) is a ValueError naming the file's row."""
     reader = csv.reader(io.StringIO(text))
-    return [(reader.line_num, [c.strip() for c in r]) for r in reader
-            if r and any(c.strip() for c in r)]
+    rows = []
+    try:
+        for r in reader:
+            if r and any(c.strip() for c in r):
+                rows.append((reader.line_num, [c.strip() for c in r]))
+    except csv.Error as exc:
+        raise ValueError(f"`{name}`: row {reader.line_num} of {where} cannot be read as "
+                         f"CSV ({exc}).") from None
+    return rows
 
 
 def _parsed(lines: list[str], width: int) -> np.ndarray | None:
@@ -95,10 +103,25 @@ def _read_npy(p: Path, name: str) -> np.ndarray:
     except (ValueError, OSError, EOFError) as exc:
         raise ValueError(f"`{name}`: {str(p)!r} is not a readable .npy array of numbers "
                          f"({exc}).") from None
+    except MemoryError:
+        raise ValueError(f"`{name}`: {str(p)!r} declares an array of shape {_npy_shape(p)}, too "
+                         "large for this machine's memory (or a damaged header).") from None
     if arr.ndim != 2 or arr.dtype.kind not in "biuf" or arr.size == 0:
         raise ValueError(f"`{name}`: {str(p)!r} must hold a non-empty 2-D array of numbers, "
                          f"got shape {arr.shape} of dtype {arr.dtype}.")
     return np.array(arr, dtype=np.float64)
+
+
+def _npy_shape(p: Path) -> str:
+    """The shape a .npy file's header declares, for a message ("unknown" if unreadable)."""
+    try:
+        with p.open("rb") as fh:
+            major, _ = np.lib.format.read_magic(fh)
+            read = (np.lib.format.read_array_header_1_0 if major == 1
+                    else np.lib.format.read_array_header_2_0)
+            return str(read(fh)[0])
+    except (OSError, ValueError):
+        return "unknown"
 
 
 def read_csv_matrix(path: str | Path, name: str, *, class_names: Sequence[str] | None = None,
@@ -123,8 +146,13 @@ def read_csv_rows(path: str | Path, name: str, *, class_names: Sequence[str] | N
     the file, the row and the cell.
     """
     p = Path(path)
-    if not p.is_file():
+    if p.is_dir():
+        raise ValueError(f"`{name}`: {str(p)!r} is a folder; expected a CSV or .npy file.")
+    if not p.exists():  # a pipe (<(...)) or a device is read like a file
         raise FileNotFoundError(f"`{name}`: the file {str(p)!r} does not exist.")
+    if p.suffix.lower() == ".npz":
+        raise ValueError(f"`{name}`: {str(p)!r} is an .npz archive (several arrays); expected a "
+                         "CSV or .npy file: save the one array to use with numpy.save.")
     if p.suffix.lower() == ".npy":
         return CsvMatrix(_read_npy(p, name), None, None, p)
     where = repr(str(p))
@@ -135,7 +163,7 @@ def read_csv_rows(path: str | Path, name: str, *, class_names: Sequence[str] | N
                          "as UTF-8 CSV.") from None
     cells: list[tuple[int, list[str]]] | None = None  # (file row, cells) of each row
     if '"' in text:  # quoted cells (a comma or a line break may sit inside one): csv reads them
-        cells = _csv_rows(text)
+        cells = _csv_rows(text, name, where)
         numbered = [line for line, _ in cells]
         first = cells[0][1] if cells else []
     else:  # each line is a row, its cells split at commas, as csv would read it
@@ -150,12 +178,16 @@ def read_csv_rows(path: str | Path, name: str, *, class_names: Sequence[str] | N
         numbered = numbered[1:]
     if not numbered:
         raise ValueError(f"`{name}`: {where} has a header but no rows of numbers.")
+    if names is not None and len(set(names)) != len(names):
+        twice = next(c for c in names if names.count(c) > 1)
+        raise ValueError(f"`{name}`: the header of {where} names the class {twice!r} more than "
+                         "once; each column needs its own class name.")
     width = len(names) if names is not None else len(first)
     if cells is None:
         values = _parsed([lines[line - 1] for line in numbered], width)
         if values is not None:
             return CsvMatrix(values, names, np.array(numbered), p)
-        cells = _csv_rows(text)  # something is wrong: the reader below says what and where
+        cells = _csv_rows(text, name, where)  # something is wrong: the reader below says where
     rows = cells[len(cells) - len(numbered):]
     out = np.empty((len(rows), width))
     for i, (line, row) in enumerate(rows):

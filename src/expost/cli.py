@@ -20,7 +20,8 @@ missing or unreadable file, permissions, a full disk, a locked or damaged
 experiment directory, bad data or options, a missing device) prints one line
 ``expost <command>: error: ...`` naming the file or option, and the exit status
 is 1 (2 for an invalid experiment config, which lists every invalid key; 130
-when interrupted). ``--debug`` (anywhere on the line) shows the traceback too.
+when interrupted; 141, with no message, when the reader of its output went away,
+as in ``expost decide ... | head``). ``--debug`` (anywhere on the line) shows the traceback too.
 Arguments are checked before any work is done; an ``--out`` file that would
 replace one of the command's inputs (the ``--probs`` or a ``--utility`` file, an
 experiment's ``results.sqlite`` or its checkpoints) is refused then.
@@ -50,7 +51,7 @@ from .report.table import DEFAULT_N_BOOT
 
 __all__ = ["build_parser", "main", "read_csv_matrix"]
 
-EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
+EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PIPE = 0, 1, 130, 141
 
 #: The commands of this module; the others (table, plot, report, theory) are the report
 #: layer's, registered only when asked for, so that these never import matplotlib.
@@ -486,6 +487,17 @@ def exit_now(code: int) -> None:
         os._exit(code)
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not raise again (the
+    pipe it wrote to is closed)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):  # no real stdout (a test's capture)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``expost`` command; returns the exit code.
 
@@ -513,6 +525,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         return _fail(args.command, "interrupted.", EXIT_INTERRUPTED)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as `cat` does
+        if debug:
+            raise
+        _quiet_stdout()
+        return EXIT_PIPE
     except Exception as exc:
         if debug:
             import traceback
