@@ -177,3 +177,27 @@ def test_through_the_expost_entry_point(run_dir, capsys):
     assert capsys.readouterr().out == table1(known_records(), n_boot=0).to_csv()
     assert main(["table", str(run_dir), "--baseline", "resampled"]) == 1
     assert "expost table: error: `baseline`" in capsys.readouterr().err
+
+
+def test_matplotlib_gets_a_cache_folder_where_the_home_is_not_writable(tmp_path, monkeypatch):
+    """Run as a user whose home is read-only, every report command printed matplotlib's
+    two-line 'mkdir -p failed ... created a temporary cache directory' warning."""
+    import os
+
+    from expost.report import _mpl
+
+    monkeypatch.delenv("MPLCONFIGDIR", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _mpl.settle()  # writable (its parent is): left to matplotlib
+    assert "MPLCONFIGDIR" not in os.environ
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p).startswith(str(tmp_path))
+                        else real_access(p, mode))
+    _mpl.settle()  # not writable: a folder of its own, so matplotlib has no need to warn
+    made = os.environ["MPLCONFIGDIR"]
+    assert os.path.isdir(made) and os.path.basename(made).startswith("expost-matplotlib-")
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mine"))
+    _mpl.settle()  # the user's own choice stays
+    assert os.environ["MPLCONFIGDIR"] == str(tmp_path / "mine")
+    os.rmdir(made)

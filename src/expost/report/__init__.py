@@ -11,6 +11,9 @@ mappings with the keys ``run_id``, ``regime``, ``seed``, ``interval``,
 from __future__ import annotations
 
 from .._lazy import lazy_exports
+from ._mpl import settle
+
+settle()  # before any module here imports matplotlib: where it keeps its cache
 
 # Names are imported lazily: ``expost.report.table`` (numpy only) must not pull in
 # matplotlib, which the figures, the HTML report and build_outputs need.
