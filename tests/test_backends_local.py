@@ -135,6 +135,30 @@ def test_a_run_that_fails_before_its_first_interval_leaves_nothing_behind(tmp_pa
     assert [t[1] for t in dump(run_dir)["trainings"]] == ["finished"]
 
 
+def test_a_failed_creation_keeps_the_folders_it_did_not_make(tmp_path):
+    """A folder whose results.sqlite was lost still held the checkpoints; a run there that
+    failed before its first interval removed them with what it had made itself. And a
+    results.sqlite that is a folder or a broken link was taken for no experiment."""
+    bad = {**TINY, "seeds": [0], "regimes": ["weighted"], "dataset": {"name": "digits"},
+           "model": {"name": "densenet_small", "options": {"weights": str(tmp_path / "no.pt")}}}
+    run = tmp_path / "r"
+    (run / "checkpoints" / "weighted-s0").mkdir(parents=True)
+    (run / "checkpoints" / "weighted-s0" / "ckpt-00003.pt").write_bytes(b"the user's")
+    for backend in (None, BackendOptions(jobs=1)):
+        with pytest.raises((FileNotFoundError, RuntimeError), match=r"no\.pt"):
+            run_experiment(bad, output_dir=run, progress=False, backend=backend)
+        assert not (run / "results.sqlite").exists()
+        assert (run / "checkpoints" / "weighted-s0" / "ckpt-00003.pt").read_bytes() == b"the user's"
+    (run / "results.sqlite").symlink_to(run / "moved.sqlite")
+    with pytest.raises(ValueError, match="is a link to nothing"):
+        run_experiment(bad, output_dir=run, progress=False)
+    (run / "results.sqlite").unlink()
+    (run / "results.sqlite").mkdir()
+    with pytest.raises(ValueError, match="is a folder, not an expost results database"):
+        run_experiment(bad, output_dir=run, progress=False)
+    assert (run / "checkpoints" / "weighted-s0" / "ckpt-00003.pt").read_bytes() == b"the user's"
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"backend": "spark"}, "--backend"),
     ({"jobs": 0}, "--jobs"),

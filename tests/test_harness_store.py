@@ -196,3 +196,14 @@ def test_a_tampered_value_is_called_damage_naming_the_store(store, edit, read, s
         read(s)
     assert str(info.value).startswith(f"the results database {str(path)!r} is damaged (")
     assert says in str(info.value)
+
+
+def test_a_store_that_is_a_folder_or_a_broken_link_is_named_so(tmp_path):
+    """Both were 'does not exist (start one with expost run ...)'."""
+    (tmp_path / "a" / DB_NAME).mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"results\.sqlite' is a folder, not an expost results"):
+        ResultStore(tmp_path / "a", readonly=True)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / DB_NAME).symlink_to(tmp_path / "b" / DB_NAME)  # a loop
+    with pytest.raises(ValueError, match="is a link to nothing"):
+        ResultStore(tmp_path / "b", readonly=True)

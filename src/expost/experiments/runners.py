@@ -106,7 +106,12 @@ def _check_directory(run_dir: Path, digest: str, force_new: bool,
     another one was moved aside (``force_new``); refuses another one otherwise
     (``unfused``: this config's hash with ``optimizer.fused: false``, to say so when that
     is the only difference)."""
-    if not (run_dir / DB_NAME).is_file():
+    db = run_dir / DB_NAME
+    if db.is_dir() or (db.is_symlink() and not db.exists()):
+        what = "a folder" if db.is_dir() else "a link to nothing (broken, or a loop)"
+        raise ValueError(f"{str(db)!r} is {what}, not an expost results database; move it away "
+                         "(or restore the database) and run again.")
+    if not db.is_file():
         return False, False
     try:
         with ResultStore(run_dir) as store:
@@ -380,9 +385,9 @@ def run_experiments(
                            zip(names, prepared, strict=True) if jobs],
                           options, reporter)
             except BaseException:
-                for cfg, storage, setup, _, created in prepared:
-                    if created and not setup.store.intervals():
-                        _remove_created(cfg.run_dir, storage, setup.store)
+                for cfg, storage, setup, _, kept in prepared:
+                    if kept is not None and not setup.store.intervals():  # created by this run
+                        _remove_created(cfg.run_dir, storage, setup.store, keep=kept)
                 raise
             finally:
                 if reporter is not None:
@@ -397,28 +402,38 @@ def run_experiments(
 
 
 def _prepare(cfg: ExperimentConfig, options: BackendOptions, force_new: bool, stack: ExitStack
-             ) -> tuple[ExperimentConfig, Storage, Any, list[Any], bool]:
-    """Check the directory, open or create the store (closed by ``stack``), plan the jobs."""
+             ) -> tuple[ExperimentConfig, Storage, Any, list[Any], frozenset[str] | None]:
+    """Check the directory, open or create the store (closed by ``stack``), plan the jobs.
+    The last item: None when the experiment existed; when this run creates it, the run
+    folders that were there before (which a failed creation must not remove)."""
     run_dir, digest = cfg.run_dir, config_hash(cfg)
     exists, _ = _check_directory(run_dir, digest, force_new, unfused_hash(cfg))
     storage = experiment_storage(options.storage, run_dir, digest)
+    kept = frozenset(sub for sub in _RUN_FOLDERS if (run_dir / sub).exists())  # not ours
     try:
         setup, jobs = prepare_experiment(cfg, run_dir, exists=exists,
                                          checkpoint_root=storage.local_root)
     except BaseException:
         if not exists:
-            _remove_created(run_dir, storage, None)
+            _remove_created(run_dir, storage, None, keep=kept)
         raise
     stack.callback(setup.store.close)
-    return cfg, storage, setup, jobs, not exists
+    return cfg, storage, setup, jobs, None if exists else kept
 
 
-def _remove_created(run_dir: Path, storage: Storage, store: Any) -> None:
+#: The folders a run makes beside its database.
+_RUN_FOLDERS = ("checkpoints", "spool", "workers")
+
+
+def _remove_created(run_dir: Path, storage: Storage, store: Any,
+                    keep: frozenset[str] = frozenset()) -> None:
     """Remove what a run that failed before its first commit created (its database,
-    checkpoints, spool), so that the corrected rerun starts afresh."""
+    checkpoints, spool), so that the corrected rerun starts afresh; folders in ``keep``
+    were there before the run (a lost database's checkpoints, say) and stay."""
     if store is not None:
         store.close()
     for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"):
         (run_dir / name).unlink(missing_ok=True)
-    for sub in ("checkpoints", "spool", "workers"):
-        storage.remove_tree(sub)
+    for sub in _RUN_FOLDERS:
+        if sub not in keep:
+            storage.remove_tree(sub)

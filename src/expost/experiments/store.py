@@ -128,6 +128,9 @@ class ResultStore:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / DB_NAME
         self.readonly = readonly
+        if self.path.is_dir() or (self.path.is_symlink() and not self.path.exists()):
+            what = "a folder" if self.path.is_dir() else "a link to nothing (broken, or a loop)"
+            raise ValueError(f"{str(self.path)!r} is {what}, not an expost results database.")
         if not self.path.is_file():
             raise FileNotFoundError(
                 f"No experiment in {str(self.run_dir)!r}: {str(self.path)!r} does not exist "
