@@ -458,3 +458,16 @@ def test_an_unwritable_folder_is_named_by_the_file_asked_for(tmp_path, monkeypat
     with pytest.raises(PermissionError) as info:
         atomic_write(tmp_path / "x.csv", "a")
     assert info.value.filename == str(tmp_path / "x.csv")
+
+
+def test_metrics_beyond_float64_are_one_note_not_warnings(place, capsys):
+    """Utilities near 1e308 (--no-normalize) printed five RuntimeWarnings with their source
+    lines, and a 309-digit number in the table."""
+    import re
+
+    assert _cli(["evaluate", place / "run", "--emphasize", "1", "--ratio", "1e308",
+                 "--no-normalize", "--bootstrap", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("expost evaluate: note: some metrics or gains "
+                                                   "are beyond float64's range"), err
+    assert "inf" in out and not re.search(r"\d{20}", out)

@@ -206,6 +206,19 @@ _TABLE_METRICS = ("weighted_loss", "classification_utility")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        code = _evaluate(args)
+    if any(issubclass(w.category, RuntimeWarning) for w in caught):
+        print("expost evaluate: note: some metrics or gains are beyond float64's range (utility "
+              "entries near 1e308?) and are shown as inf or –; without --no-normalize the "
+              "utilities are rescaled (Eq 21).", file=sys.stderr)
+    return code
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     from .experiments.evaluate import as_matrix
     from .experiments.metrics import METRICS
     from .experiments.reevaluate import (

@@ -13,6 +13,8 @@ def fmt(x: float, digits: int) -> str:
         return "nan"
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
+    if abs(x) >= 1e9:  # a fixed-point number this large is unreadable (1e308: 309 digits)
+        return f"{x:.{digits}e}"
     s = f"{x:.{digits}f}"
     return "0." + "0" * digits if s == "-0." + "0" * digits else s
 

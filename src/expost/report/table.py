@@ -161,7 +161,7 @@ class Table1:
                      "test (ties dropped).")
         if any(not math.isfinite(r.pct_gain) for r in self.rows):
             text += (f" {UNDEFINED}: no % gain, B being 0 (the gain is undefined, not large) or "
-                     "not a number.")
+                     "T or B not a finite number.")
         return " ".join((text, *self.notes))
 
     def _ci_cell(self, metric: str, digits: int) -> str:
