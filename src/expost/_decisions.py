@@ -119,9 +119,10 @@ def _range(work: np.dtype[Any]) -> tuple[int, float]:
 
 
 #: A U of at most this many entries has its preparation for the kernels (``_prepared``)
-#: cached, keyed by its bytes: a one-row call then costs about half as much. Larger
-#: ones are prepared at each call, which their products dwarf; the cache holds at most
-#: ``PREPARED_CACHE`` of them (a few MB at most).
+#: cached, keyed by its bytes: a one-row call then costs a quarter to a half as much
+#: (``benchmarks/small_calls.py``). Larger ones are prepared at each call, which their
+#: products dwarf; the cache holds at most ``PREPARED_CACHE`` of them (about 10 MB at
+#: most, for 64 utilities of 4096 entries).
 PREPARED_ENTRIES = 4096
 PREPARED_CACHE = 64
 
