@@ -59,6 +59,19 @@ def test_late_best_in_the_report_and_table(tmp_path):
     assert gather(early, tmp_path, n_boot=50).flags == []
 
 
+def test_late_best_counts_the_runs_table1_compares(tmp_path):
+    """Counted over every regime, a third regime's runs (Unweighted Raw, early) diluted the
+    flag: 6 of Table 1's 10 runs late read as 6 of 15, and no flag."""
+    late = {"weighted-s0", "weighted-s1", "weighted-s2", "expost-s0", "expost-s1", "expost-s2"}
+    recs = [dict(r, weighted_loss=0.0) if r["run_id"] in late and r["interval"] == 9 else r
+            for r in curve_records(best_at=4, regimes=("weighted", "expost", "unweighted_raw"))]
+    assert late_best_flags(recs, ["weighted_loss"]) == []  # 6 of 15: the old count
+    data = gather(FakeStore(tmp_path, records=recs, failed=False), tmp_path, n_boot=50)
+    (flag,) = [f for f in data.flags if f.kind == "late_best"]
+    assert flag.text.startswith("Weighted Loss: 6 of 10 runs have their best interval")
+    assert set(flag.runs) == late
+
+
 # ---------------------------------------------------------------- one class for everything
 class DecisionStore(FakeStore):
     """A FakeStore with stored predictions: ``weighted`` predicts class 0 for every example."""

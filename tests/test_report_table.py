@@ -210,7 +210,7 @@ def test_bootstrap_matches_its_definition():
 def test_bootstrap_collapses_without_spread_and_can_be_off():
     recs = [{"run_id": f"{g}{s}", "regime": g, "seed": s, "interval": 0,
              "weighted_loss": v, "classification_utility": 0.5}
-            for g, v in (("weighted", 0.8), ("expost", 0.6)) for s in range(4)]
+            for g, v in (("weighted", 0.8), ("expost", 0.6)) for s in range(5)]
     tab = table1(recs, n_boot=300)
     lo, hi = tab.bootstrap["weighted_loss"]
     assert lo == pytest.approx(25.0) and hi == pytest.approx(25.0)
@@ -219,11 +219,11 @@ def test_bootstrap_collapses_without_spread_and_can_be_off():
 
 # ---------------------------------------------------------------- property: brute force
 @given(
-    st.integers(1, 4), st.integers(1, 4), st.integers(1, 5),
+    st.integers(1, 6), st.integers(1, 6), st.integers(1, 5),
     st.lists(st.floats(0.05, 5.0), min_size=40, max_size=40), st.randoms(use_true_random=False),
 )
 def test_table1_matches_brute_force(n_b, n_t, n_int, pool, rnd):
-    values = iter(pool * 4)
+    values = iter(pool * 8)
     recs, raw = [], {}
     for g, n in (("weighted", n_b), ("expost", n_t)):
         for s in range(n):
@@ -242,12 +242,12 @@ def test_table1_matches_brute_force(n_b, n_t, n_int, pool, rnd):
             row = tab.cell(metric, stat)
             assert row.baseline == pytest.approx(b) and row.treatment == pytest.approx(t)
             assert row.pct_gain == pytest.approx(gain(b, t, loss=loss))
-        if min(n_b, n_t) >= 3:  # seeds 0..n-1: min(n_b, n_t) paired seeds
+        if min(n_b, n_t) >= 5:  # seeds 0..n-1: min(n_b, n_t) paired seeds
             lo, hi = tab.bootstrap[metric]
             assert lo <= hi
         else:  # too few seeds: no interval, and the table says why
             assert tab.bootstrap[metric] is None
-            assert "an interval needs at least 3" in tab.paired[metric].reason
+            assert "an interval needs at least 5" in tab.paired[metric].reason
 
 
 # ---------------------------------------------------------------- errors
@@ -333,3 +333,32 @@ def test_html_table_escapes_unknown_regime_names():
     out = table1(recs, treatment="<b>mine</b>", n_boot=10).to_html()
     assert "<b>mine</b>" not in out and "&lt;b&gt;mine&lt;/b&gt;" in out
     assert out.count("<tr") == 6  # two header rows, Mean, Min, Max, CI
+
+
+def test_markdown_escapes_what_would_break_the_table_or_run_as_html():
+    """A regime (or class) name with '|' added cells to the header row, one with a line
+    break split it, and '<script>' in a footnote was raw HTML to a markdown renderer."""
+    recs = [{"run_id": f"{g}{s}", "regime": g, "seed": s, "interval": 0,
+             "weighted_loss": v + 0.01 * s, "classification_utility": 0.5}
+            for g, v in (("a|b\nc", 0.8), ("<script>x</script>", 0.6)) for s in range(5)]
+    tab = table1(recs, baseline="a|b\nc", treatment="<script>x</script>", n_boot=50,
+                 notes=("Flag: a class named '<b>|</b>'.",))
+    md = tab.to_markdown()
+    head, rule = md.splitlines()[:2]
+    assert head.replace("\\|", "").count("|") == rule.count("|")  # one cell per column
+    assert "a\\|b c" in head and "\\<script>x\\</script>" in head
+    assert "<script>" not in md.replace("\\<script>", "") and "<b>" not in md.replace("\\<b>", "")
+    assert "/ |B| with" in md  # outside a cell a '|' stays as written
+
+
+def test_the_footnote_says_when_the_interval_takes_fewer_seeds_than_the_rows():
+    recs = [{"run_id": f"{g}{s}", "regime": g, "seed": s, "interval": 0,
+             "weighted_loss": v + 0.01 * s, "classification_utility": 0.5}
+            for g, v, seeds in (("weighted", 0.8, range(6)), ("expost", 0.6, range(5)))
+            for s in seeds]
+    tab = table1(recs, n_boot=50)
+    assert tab.n_runs == {"weighted": 6, "expost": 5}
+    assert ("The interval and k/n take the 5 seeds with runs of both regimes; the rows take "
+            "every run.") in tab.to_markdown()
+    even = [r for r in recs if r["seed"] < 5]
+    assert "take the 5 seeds" not in table1(even, n_boot=50).to_markdown()

@@ -272,7 +272,9 @@ def _print_evaluation(info: dict[str, Any], label: str, records: list[dict[str, 
 
     regimes = list(dict.fromkeys(rec["regime"] for rec in records))
     names = {reg: trained_for_label(info, reg, own) for reg in regimes}
-    print(f"\n## Utility: {label}" + ("" if own else " (not the run's objective: models "
+    from .report._format import md
+
+    print(f"\n## Utility: {md(label, cell=False)}" + ("" if own else " (not the run's objective: models "
           "trained for the objective were trained for the run's, not for this one; "
           "a new `expost run` with this objective trains for it)"))
     if "weighted" in regimes and "expost" in regimes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["fmt", "fmt_ci", "plain", "table_dict", "tex"]
+__all__ = ["fmt", "fmt_ci", "md", "plain", "table_dict", "tex"]
 
 
 def fmt(x: float, digits: int) -> str:
@@ -29,6 +29,22 @@ def fmt_ci(ci: tuple[float, float], digits: int) -> str:
 
 _TEX = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
         "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+
+
+def md(text: str, *, cell: bool = True) -> str:
+    r"""``text`` for a markdown table cell (or, ``cell=False``, a heading or footnote): a '|'
+    would split a cell and a line break a row, and '<' would start raw HTML (a class
+    named '<script>...' in a footnote); they are escaped with backslashes (which
+    terminals show and renderers drop), a line break becomes a space. Outside a cell
+    '|' is left as it is (the footnote's "100 (T - B) / |B|").
+
+    >>> print(md("a|b <i>\nc"))
+    a\|b \<i> c
+    """
+    out = str(text).replace("\\", "\\\\").replace("<", "\\<")
+    if cell:
+        out = out.replace("|", "\\|")
+    return out.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
 
 
 def tex(text: str) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ._format import fmt_ci as _fmt_ci
+from ._format import md as _md
 from ._format import tex as _tex
 from .records import METRIC_LABELS
 
@@ -29,7 +30,7 @@ __all__ = ["csv_text", "html_table", "latex", "markdown"]
 def markdown(tab: Table1, statistics: Iterable[str], digits: int, gain_digits: int,
              footnote: bool) -> str:
     """The text of :meth:`Table1.to_markdown`."""
-    b, t = tab._headers()
+    b, t = (_md(x) for x in tab._headers())
     head = [""]
     for m in tab.metrics:
         name = METRIC_LABELS[m]
@@ -41,11 +42,11 @@ def markdown(tab: Table1, statistics: Iterable[str], digits: int, gain_digits: i
     if tab.bootstrap is not None:
         cells = [tab._ci_label()]
         for m in tab.metrics:
-            cells += ["", "", tab._ci_cell(m, gain_digits)]
+            cells += ["", "", _md(tab._ci_cell(m, gain_digits))]
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     if footnote:
-        text += "\n" + tab._footnote() + "\n"
+        text += "\n" + _md(tab._footnote(), cell=False) + "\n"
     return text
 
 

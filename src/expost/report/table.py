@@ -153,6 +153,10 @@ class Table1:
                 f" Interval: {100 * self.level:g}% percentile bootstrap of the Mean row's % gain, "
                 f"{self.n_boot} resamples, {how}, seed {self.seed}."
             )
+            paired_n = {pg.n_seeds for pg in self.paired.values()}
+            if self.paired_bootstrap and paired_n and max(paired_n) < max(self.n_runs.values()):
+                text += (f" The interval and k/n take the {max(paired_n)} seeds with runs of both "
+                         "regimes; the rows take every run.")
             for m in self.metrics:
                 if self.bootstrap.get(m) is None and self.paired.get(m) is not None:
                     text += f" No interval for {METRIC_LABELS[m]}: {self.paired[m].reason}."

@@ -56,14 +56,22 @@ def objective_text(info: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _signed(x: float) -> str:
+    """``x`` to one decimal with its sign; one that rounds to zero is "0.0" (not "-0.0",
+    which read as a loss)."""
+    text = f"{x:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text
+
+
 def _sentence(tab: Table1, metric: str) -> VerdictLine:
     row = tab.cell(metric, "Mean")
     pg = tab.paired.get(metric)
     ci = tab.bootstrap.get(metric) if tab.bootstrap is not None else None
     sig = tab.significance(metric)
     t = regime_label(tab.treatment)
-    gain = f"{row.pct_gain:+.1f}%"
-    interval = (f" [{ci[0]:+.1f}, {ci[1]:+.1f}] ({100 * tab.level:g}% paired CI)" if ci is not None
+    gain = f"{_signed(row.pct_gain)}%"
+    interval = (f" [{_signed(ci[0])}, {_signed(ci[1])}] ({100 * tab.level:g}% paired CI)"
+                if ci is not None
                 else f" (no interval: {pg.reason})" if pg is not None and pg.reason else "")
     if not math.isfinite(row.pct_gain):  # B = 0 (or not a number): a gain would divide by it
         gain = (f"no % gain, {regime_label(tab.baseline)}'s mean being "
