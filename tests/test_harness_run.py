@@ -550,10 +550,12 @@ def test_cli_run_prints_table1(tmp_path, capsys):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["run", str(path), "--out", str(tmp_path / "r"), "--quiet"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "| Mean |" in out and "Weighted Training" in out and "Ex Post Weighting" in out
     assert (tmp_path / "r" / "report" / "report.html").is_file()
     assert "interval" in out.splitlines()[0]  # the quiet log's header line
+    # --quiet changes the progress display only: the title line and the verdict stay
+    assert "Table 1: " in err and "Verdict: Ex Post Weighting against Weighted Training" in err
 
 
 def test_cli_run_errors(tmp_path, capsys):

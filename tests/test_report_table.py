@@ -321,7 +321,11 @@ def test_latex_booktabs_layout_and_escaping():
     assert "Mean & 0.810 & 0.750 & 7.41 & 0.290 & 0.310 & 6.90 \\\\" in tex
     assert "Min & 0.790 & 0.730 & 7.59 & 0.270 & 0.290 & 7.41 \\\\" in tex
     assert r"Weight: Cat \& 99\% (CIFAR\_10)" in tex
-    assert tex.rstrip().endswith(r"\bottomrule" + "\n" + r"\end{tabular}")
+    assert tab.to_latex(footnote=False).rstrip().endswith(r"\bottomrule" + "\n" + r"\end{tabular}")
+    # the footnote (protocol, runs, interval, flags) follows, escaped: it was dropped
+    assert (r"\end{tabular}" + "\n" + r"\par\smallskip" + "\n" + r"{\footnotesize Per run, the "
+            r"best test-set interval") in tex
+    assert r"Interval: 95\% percentile bootstrap" in tex and tex.rstrip().endswith(r"\par}")
     wrapped = tab.to_latex(caption="Table 1", label="tab:one")
     assert wrapped.startswith(r"\begin{table}") and r"\label{tab:one}" in wrapped
 

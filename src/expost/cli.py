@@ -156,12 +156,13 @@ def _run_and_report(args: argparse.Namespace, helper: Any) -> int:
     if args.no_report:
         print(f"Results: {run_dir}")
         return _fail("run", note) if note else EXIT_OK
-    try:
-        outputs = helper.build(run_dir, quiet=args.quiet) if helper is not None else None
+    try:  # the title line, verdict and flags are printed with or without --quiet, which
+        # only turns the progress bars into log lines
+        outputs = helper.build(run_dir, quiet=False) if helper is not None else None
         if outputs is None:  # no helper, or it failed: built here (an error surfaces here)
             from .report import build_outputs
 
-            outputs = build_outputs(run_dir, quiet=args.quiet)
+            outputs = build_outputs(run_dir, quiet=False)
     except (*_EXPECTED, KeyboardInterrupt) as exc:
         return _fail("run", f"{note + '; ' if note else ''}the runs are stored in "
                             f"{str(run_dir)!r}, but the report could not be written: "

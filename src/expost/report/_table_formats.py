@@ -75,7 +75,8 @@ def csv_text(tab: Table1) -> str:
 
 
 def latex(tab: Table1, statistics: Iterable[str], digits: int, gain_digits: int,
-          title: str | None, caption: str | None, label: str | None) -> str:
+          title: str | None, caption: str | None, label: str | None,
+          footnote: bool = True) -> str:
     """The text of :meth:`Table1.to_latex`."""
     b, t = (_tex(x) for x in tab._headers())
     k = len(tab.metrics)
@@ -98,6 +99,8 @@ def latex(tab: Table1, statistics: Iterable[str], digits: int, gain_digits: int,
             cells += ["", "", _tex(tab._ci_cell(m, gain_digits))]
         out.append(" & ".join(cells) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
+    if footnote:  # the protocol, the runs counted, the interval and the flags, as in markdown
+        out += [r"\par\smallskip", r"{\footnotesize " + _tex(tab._footnote()) + r"\par}"]
     body = "\n".join(out) + "\n"
     if caption is None and label is None:
         return body

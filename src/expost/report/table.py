@@ -208,14 +208,18 @@ class Table1:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def to_latex(self, *, digits: int = 3, gain_digits: int = 2, title: str | None = None,
-                 caption: str | None = None, label: str | None = None) -> str:
+                 caption: str | None = None, label: str | None = None,
+                 footnote: bool = True) -> str:
         r"""A booktabs ``tabular`` in the paper's layout (needs ``\usepackage{booktabs}``).
 
         ``title`` adds a panel line such as "Weight: Pneumonia (Chest X-ray)";
-        ``caption`` / ``label`` wrap the tabular in a ``table`` environment.
+        ``caption`` / ``label`` wrap the tabular in a ``table`` environment;
+        ``footnote`` (default) adds the markdown's footnote below it, in small type:
+        the protocol, the runs counted, how the interval was made, and the flags.
         """
         return _table_formats.latex(self, STATISTICS, digits=digits, gain_digits=gain_digits,
-                                    title=title, caption=caption, label=label)
+                                    title=title, caption=caption, label=label,
+                                    footnote=footnote)
 
     def to_html(self, *, digits: int = 3, gain_digits: int = 2) -> str:
         """An HTML ``<table>`` with column groups (every label escaped)."""
