@@ -276,3 +276,33 @@ def test_chestxray14_reads_the_cache_and_never_the_pngs(tmp_path, monkeypatch):
     assert again.meta["cache"]["built_now"] == 0
     x, _ = again.test.get_batch(list(range(len(again.test))))
     assert torch.equal(x, torch.stack(xs))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_cache_worker_ends_with_its_parent(tmp_path):
+    """Forked decoding workers inherit the lock files; a parent killed with SIGKILL left
+    them running, so a rerun waited on the cache's lock for ever (and `expost run` said
+    another process was running). A worker now ends when its parent does."""
+    code = textwrap.dedent("""
+        import os, sys, time
+        from expost.experiments.datasets.image_cache import _pool
+        pool = _pool(1)
+        pid = pool.submit(os.getpid).result()
+        pool.submit(time.sleep, 120)  # a long task, as a large decode is
+        print(pid, flush=True)
+        os._exit(0)  # the parent ends as SIGKILL ends it: no shutdown, no cleanup
+    """)
+    out = tmp_path / "out.txt"
+    with out.open("w") as fh:  # not a pipe: the worker holds its copies of stdout and stderr
+        proc = subprocess.run([sys.executable, "-c", code], stdout=fh, stderr=fh, timeout=120)
+    assert proc.returncode == 0, out.read_text()
+    worker = int(out.read_text().split()[0])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail(f"the worker {worker} outlived its parent")

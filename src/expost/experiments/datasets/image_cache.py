@@ -28,6 +28,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -262,11 +263,35 @@ def _save_done(path: Path, done: NDArray[np.bool_]) -> None:
         np.save(fh, done, allow_pickle=False)
 
 
+def _die_with(parent: int) -> None:
+    """A worker's initializer: end when the process that made the pool ends.
+
+    Forked workers inherit their parent's open files, the lock files among them (the
+    cache's and the run directory's), whose flock is held while any process holds the
+    file open. A parent killed with SIGKILL left its workers decoding, so a rerun
+    waited on the cache's lock for ever, and ``expost run`` said another process was
+    running. Linux's parent-death signal ends each worker with its parent (checked
+    once more after it is set, in case the parent died first); elsewhere nothing.
+    """
+    if sys.platform != "linux":
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - no prctl
+        return
+    if os.getppid() != parent:  # the parent died before the signal was set
+        os._exit(1)
+
+
 def _pool(workers: int) -> cf.ProcessPoolExecutor:
     methods = mp.get_all_start_methods()
     # fork: the workers start at once, without re-importing torch (they only decode images)
     ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with,
+                                  initargs=(os.getpid(),))
 
 
 def build_cache(spec: CacheSpec, *, workers: int | None = None, chunk: int = 64,
