@@ -184,3 +184,33 @@ def test_npz_reads_a_real_medmnist_file_like_the_medmnist_loader():
         np.testing.assert_array_equal(generic.labels(split), official.labels(split))
     x, _ = generic.test.get_batch(list(range(5)))
     torch.testing.assert_close(x, official.test.get_batch(list(range(5)))[0])
+
+
+def test_resuming_on_changed_data_is_refused(tmp_path):
+    """A resume compared only the normalised utility: a data file whose test set was
+    reordered (or whose training labels moved, the prior unchanged) resumed silently,
+    and evaluate then scored the stored predictions against labels they were not for."""
+    from expost.experiments.runners import ExperimentMismatchError, run_experiment
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [40, 30, 30])
+    arrays = {"x_train": rng.normal(size=(100, 4)) + y[:, None], "y_train": y,
+              "x_test": rng.normal(size=(30, 4)), "y_test": np.arange(30) % 3}
+    np.savez(tmp_path / "d.npz", **arrays)
+    cfg = {"name": "npz-resume", "dataset": {"name": "npz", "options": {"file": str(tmp_path / "d.npz")}},
+           "model": {"name": "mlp", "options": {"hidden": [8]}},
+           "objective": {"kind": "emphasize", "emphasized": 1, "ratio": 9},
+           "regimes": ["weighted", "expost"], "seeds": [0],
+           "training": {"epochs": 1, "batch_size": 64}, "num_threads": 1}
+    run = run_experiment(cfg, output_dir=tmp_path / "r", progress=False)
+    assert run_experiment(cfg, output_dir=run, progress=False) == run  # same data: resumes
+    order = np.roll(np.arange(30), 1)
+    np.savez(tmp_path / "d.npz", **{**arrays, "x_test": arrays["x_test"][order],
+                                    "y_test": arrays["y_test"][order]})
+    with pytest.raises(ExperimentMismatchError, match="test labels now differ"):
+        run_experiment(cfg, output_dir=run, progress=False)
+    swapped = y.copy()
+    swapped[[0, 99]] = swapped[[99, 0]]  # the same prior, other training labels
+    np.savez(tmp_path / "d.npz", **{**arrays, "y_train": swapped})
+    with pytest.raises(ExperimentMismatchError, match="training labels now differ"):
+        run_experiment(cfg, output_dir=run, progress=False)

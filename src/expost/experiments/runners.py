@@ -14,6 +14,7 @@ sweep's points) as one pool of trainings.
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import shutil
 import subprocess
@@ -194,6 +195,35 @@ def load_parts(config: ExperimentConfig) -> tuple[Any, Any, int, Any]:
     return data, objective, recall_of, resolve_device(config.device)
 
 
+def _labels_digest(data: Any) -> str:
+    """A digest of the training, validation and test labels, in order (their sizes too)."""
+    h = hashlib.blake2b(digest_size=16)
+    for labels in (data.train_labels, data.val_labels, data.test_labels):
+        arr = np.ascontiguousarray(np.asarray(labels, dtype=np.int64))
+        h.update(str(arr.size).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _changed_labels(store: Any, data: Any) -> str:
+    """Which of the stored labels the data set now gives otherwise ("" when none): the test
+    and validation labels are stored; the training labels, as a digest (stores made
+    since it was recorded). Changed features with the same labels are not detected."""
+    changed = []
+    for name, now in (("test", data.test_labels), ("validation", data.val_labels)):
+        key = "test_labels" if name == "test" else "val_labels"
+        try:
+            old = store.array(key)
+        except KeyError:
+            continue
+        if not np.array_equal(old, np.asarray(now, dtype=np.int64)):
+            changed.append(f"{name} labels")
+    digest = store.experiment_info().get("labels_digest")
+    if digest is not None and not changed and digest != _labels_digest(data):
+        changed.append("training labels")
+    return " and ".join(changed)
+
+
 def prepare_experiment(config: ExperimentConfig, run_dir: Path, *, exists: bool,
                        checkpoint_root: Path | None = None) -> Any:
     """Load the data, resolve the objective, create or check the store; return the setup
@@ -214,6 +244,14 @@ def prepare_experiment(config: ExperimentConfig, run_dir: Path, *, exists: bool,
                 "config now gives (has the data set changed?); use --force-new or another "
                 "directory."
             )
+        changed = _changed_labels(store, data)
+        if changed:
+            store.close()
+            raise ExperimentMismatchError(
+                f"{str(run_dir)!r} was created from other data: the data set's {changed} now "
+                "differ from those stored (has a data file changed?). Resuming would mix two "
+                "data sets in one experiment; use --force-new or another directory."
+            )
     else:
         info = {
             "config": config.model_dump(mode="json"),
@@ -231,6 +269,7 @@ def prepare_experiment(config: ExperimentConfig, run_dir: Path, *, exists: bool,
                         "n_val": data.val_labels.size, "n_test": data.test_labels.size,
                         "input_shape": list(data.input_shape), **data_provenance(data)},
             "device": str(device),
+            "labels_digest": _labels_digest(data),
             "regimes": list(config.regimes),
             "seeds": list(config.seeds),
         }
