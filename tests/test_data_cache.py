@@ -306,3 +306,25 @@ def test_a_cache_worker_ends_with_its_parent(tmp_path):
         time.sleep(0.1)
     os.kill(worker, signal.SIGKILL)
     pytest.fail(f"the worker {worker} outlived its parent")
+
+
+def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path):
+    """Pillow's convert clips values above 255: a 16-bit grayscale PNG came out nearly all
+    white. Its values are scaled by 255 / 65535; a float image is read when its values lie
+    in [0, 255] and refused otherwise, naming the file."""
+    from expost.experiments.datasets.image_cache import decode_resized
+
+    a = (np.arange(120, dtype=np.uint32).reshape(10, 12) * 500).astype(np.uint16)
+    Image.fromarray(a).save(tmp_path / "i16.png")
+    assert Image.open(tmp_path / "i16.png").mode == "I;16"
+    got = decode_resized(tmp_path / "i16.png", 12, "L")[:, :, 0]
+    want = np.asarray(Image.fromarray(np.rint(a * (255 / 65535)).astype(np.uint8)).resize(
+        (12, 12), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(got, want)
+    assert got.mean() == pytest.approx(a.mean() * 255 / 65535, rel=0.02)  # was nearly 255
+    Image.fromarray(np.full((4, 4), 100.5, np.float32)).save(tmp_path / "f.tiff")
+    assert decode_resized(tmp_path / "f.tiff", 4, "L").max() == 100  # rint: half to even
+    Image.fromarray(np.full((4, 4), 1000.0, np.float32)).save(tmp_path / "big.tiff")
+    with pytest.raises(ValueError, match=r"big\.tiff' is a floating-point image with values in "
+                                         r"\[1000, 1000\]"):
+        decode_resized(tmp_path / "big.tiff", 4, "L")

@@ -69,7 +69,8 @@ def decode_resized(path: str | os.PathLike[str], size: int, mode: Mode) -> NDArr
                           "(or pip install 'expost[experiments]').") from exc
     try:
         with Image.open(path) as image:
-            out = image.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
+            out = _to_8bit(image, path).convert(mode).resize((size, size),
+                                                             Image.Resampling.BILINEAR)
             arr = np.array(out, dtype=np.uint8)  # a writable copy
     except Image.DecompressionBombError as exc:  # not an OSError: say which file, and why
         raise ValueError(f"{str(path)!r} is too large an image to decode ({str(exc).rstrip('.')}); "
@@ -78,6 +79,36 @@ def decode_resized(path: str | os.PathLike[str], size: int, mode: Mode) -> NDArr
     except (OSError, ValueError, SyntaxError) as exc:
         raise ValueError(f"{str(path)!r} cannot be read as an image ({exc}).") from None
     return arr.reshape(size, size, -1)
+
+
+def _to_8bit(image: Any, path: str | os.PathLike[str]) -> Any:
+    """A 16-bit or 32-bit grayscale image as 8-bit "L", its values scaled by 255 / 65535;
+    other images as they are.
+
+    Pillow's ``convert`` clips such values at 255: a 16-bit PNG came out nearly white
+    (its mean 0.999 of the range against the file's 0.485). A 32-bit integer image
+    is read as 16-bit when its values fit in 16 bits; a floating-point one when they
+    lie in [0, 255]; otherwise there is no scale to read it by, and a ValueError says so.
+    """
+    from PIL import Image
+
+    if not (image.mode.startswith("I") or image.mode == "F"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if image.mode == "F":
+        if not (0.0 <= lo and hi <= 255.0):
+            raise ValueError(f"{str(path)!r} is a floating-point image with values in "
+                             f"[{lo:g}, {hi:g}]; save it as an 8- or 16-bit image (expost "
+                             "cannot know its scale).")
+        scaled = values
+    else:
+        if not (0.0 <= lo and hi <= 65535.0):
+            raise ValueError(f"{str(path)!r} is a {image.mode} image with values in "
+                             f"[{lo:g}, {hi:g}], beyond 16 bits; save it as an 8- or 16-bit "
+                             "image.")
+        scaled = values * (255.0 / 65535.0)
+    return Image.fromarray(np.rint(scaled).astype(np.uint8), mode="L")
 
 
 @dataclass(frozen=True)
