@@ -214,3 +214,48 @@ def test_resuming_on_changed_data_is_refused(tmp_path):
     np.savez(tmp_path / "d.npz", **{**arrays, "y_train": swapped})
     with pytest.raises(ExperimentMismatchError, match="training labels now differ"):
         run_experiment(cfg, output_dir=run, progress=False)
+
+
+@pytest.mark.parametrize(("arrays", "says"), [
+    ({"x_train": np.zeros((6, 4, 4), np.uint8), "x_test": np.random.default_rng(0).random((3, 4, 4))},
+     "the splits' images differ in dtype (x_train: uint8, x_test: float64)"),
+    ({"x_train": np.full((6, 3), 1e300), "x_test": np.zeros((3, 3))},
+     "`x_train of {f}` must be inputs within float32's range"),
+    ({"x_train": np.zeros((6, 4, 4, 5), np.uint8), "x_test": np.zeros((3, 4, 4, 5), np.uint8)},
+     "must be images with 1 (gray) or 3 (RGB) channels"),
+    ({"x_train": np.zeros((6, 3)), "x_test": np.zeros((3, 3)), "y_train": np.array([0, 1] * 2 + [10**9, 1])},
+     "class labels must be below 1,000,000"),
+    ({"x_train": np.zeros((6, 3)), "x_test": np.zeros((3, 3)), "y_train": np.array([0, 1] * 2 + [1e20, 1])},
+     "class labels must be below 1,000,000"),
+    ({"x_train": np.zeros((6, 3)), "x_test": np.zeros((3, 3)),
+      "y_train": np.array([0, 1, 0, 1, 2**64 - 1, 1], dtype=np.uint64)},
+     "class labels must be below 1,000,000"),
+])
+def test_npz_inputs_that_would_go_wrong_later_are_refused(tmp_path, arrays, says):
+    """Each was accepted: train images scaled to [0, 1] beside float test images left as
+    they were; 1e300 became inf in float32 and the run 'diverged' (lower the learning rate,
+    it advised); 5 channels failed in torch; a label of 1e9 made a billion class names, and
+    1e20 or 2**64 - 1 wrapped to negative labels."""
+    full = {"y_train": np.array([0, 1] * 3), "y_test": np.array([0, 1, 0]), **arrays}
+    np.savez(tmp_path / "d.npz", **full)
+    with pytest.raises(ValueError) as info:
+        load_dataset("npz", file=tmp_path / "d.npz", val_fraction=0.34)
+    assert says.format(f=tmp_path / "d.npz") in str(info.value)
+
+
+def test_npz_file_that_is_no_archive_is_named(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    (tmp_path / "a.npy").rename(tmp_path / "a.npz")
+    with pytest.raises(ValueError, match=r"an \.npz archive of named arrays .* a single \.npy array"):
+        load_dataset("npz", file=tmp_path / "a.npz")
+    (tmp_path / "b.npz").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"b\.npz' cannot be read as an \.npz \(not a zip archive"):
+        load_dataset("npz", file=tmp_path / "b.npz")
+
+
+def test_dataset_normalisation_of_constant_images_is_refused(tmp_path):
+    np.savez(tmp_path / "c.npz", x_train=np.full((6, 4, 4), 7, np.uint8), y_train=np.array([0, 1] * 3),
+             x_test=np.zeros((3, 4, 4), np.uint8), y_test=np.array([0, 1, 0]))
+    with pytest.raises(ValueError, match="every pixel of a channel the same"):
+        load_dataset("npz", file=tmp_path / "c.npz", normalize="dataset", val_fraction=0.34)
+    assert load_dataset("npz", file=tmp_path / "c.npz", val_fraction=0.34).n_classes == 2

@@ -572,7 +572,14 @@ def whole_labels(labels: Any, where: str) -> NDArray[np.int64]:
         raise ValueError(f"{where}: class labels must be numbers, got dtype {arr.dtype}.")
     if arr.size and arr.min() < 0:
         raise ValueError(f"{where}: class labels must be >= 0, got {arr.min()!r}.")
+    if arr.size and arr.max() >= MAX_CLASSES:  # before the cast: 1e20 or 2**64 - 1 wrapped
+        raise ValueError(f"{where}: class labels must be below {MAX_CLASSES:,} (class indices "
+                         f"0, 1, ...), got {arr.max()!r}.")
     return arr.astype(np.int64)
+
+
+#: The most classes a data set may have: a label of 10**9 made a billion class names.
+MAX_CLASSES = 1_000_000
 
 
 def channels_last(images: NDArray[Any]) -> NDArray[Any]:

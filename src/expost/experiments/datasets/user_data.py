@@ -237,7 +237,11 @@ def _numeric_inputs(x: NDArray[Any], key: str, path: Path) -> None:
 
 def _read_npz(path: Path) -> tuple[dict[str, NDArray[Any]], str]:
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy array, whatever its name
+            raise ValueError(_error(f"the file {path}", "an .npz archive of named arrays (np.savez)",
+                                    f"a single .npy array of shape {np.shape(loaded)}"))
+        with loaded as npz:
             keys = list(npz.files)
             style = next((s for s, k in NPZ_KEYS.items() if k["train"][0] in keys), None)
             if style is None:
@@ -256,6 +260,12 @@ def _read_npz(path: Path) -> tuple[dict[str, NDArray[Any]], str]:
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"the file {str(path)!r} cannot be read as an .npz (truncated or "
                          f"another format: {exc}).") from None
+    except ValueError as exc:
+        if str(exc).startswith("`"):  # ours, above
+            raise
+        # numpy's guess for bytes it cannot read (it suggests unpickling): not ours to follow
+        raise ValueError(f"the file {str(path)!r} cannot be read as an .npz (not a zip "
+                         "archive of arrays; expost never unpickles).") from None
     return arrays, style
 
 
@@ -330,6 +340,17 @@ def npz(
     dtypes = {xs[s].dtype for s in xs}
     if len(shapes) > 1:
         raise ValueError(f"{path}: the splits' inputs differ in shape: {sorted(shapes)}.")
+    if len(dtypes) > 1 and next(iter(xs.values())).ndim >= 3:  # uint8 is scaled, floats not
+        raise ValueError(f"{path}: the splits' images differ in dtype "
+                         f"({', '.join(f'{keys[s][0]}: {xs[s].dtype}' for s in xs)}); uint8 "
+                         "images are scaled to [0, 1] and float ones kept as they are, so the "
+                         "splits would differ in scale. Give every split one dtype.")
+    for s in xs:
+        if xs[s].dtype.kind == "f" and xs[s].size and \
+                float(np.abs(xs[s]).max()) > float(np.finfo(np.float32).max):
+            raise ValueError(_error(f"{keys[s][0]} of {path}", "inputs within float32's range "
+                                    "(about 3.4e38; inputs are float32)",
+                                    f"values up to {float(np.abs(xs[s]).max()):.3g}"))
     n_classes = max(int(y.max()) + 1 for y in ys.values() if y.size)
     names_key = next((k for k in ("class_names", "label_names") if k in arrays), None)
     if names_key is not None:
@@ -351,9 +372,17 @@ def npz(
     if x0.ndim >= 3 and dtypes == {np.dtype(np.uint8)}:
         imgs = {s: channels_last(xs[s]) for s in xs}
         c = imgs["train"].shape[-1]
+        if c not in (1, 3):
+            raise ValueError(_error(f"{keys['train'][0]} of {path}", "images with 1 (gray) or 3 "
+                                    "(RGB) channels, last or alone", f"shape {xs['train'].shape}"))
         if normalize == "dataset":
             flat = imgs["train"].reshape(-1, c).astype(np.float64) / 255.0
             mean, std = tuple(flat.mean(0).tolist()), tuple(flat.std(0).tolist())
+            if min(std) < 1e-9:  # 0 to rounding: a constant channel (pixels step by 1/255)
+                raise ValueError(_error("normalize", "'dataset' only for training images whose "
+                                        "pixels vary (it divides by their standard deviation)",
+                                        f"'dataset' for {keys['train'][0]} of {path}, every "
+                                        "pixel of a channel the same"))
         else:
             mean, std = _stats(normalize, 1 if c == 1 else 3)
         import torch
