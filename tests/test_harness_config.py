@@ -71,6 +71,12 @@ BAD_CONFIGS = [
     pytest.param(_with(regimes=[]), ["regimes", "at least 1"], id="no-regime"),
     pytest.param(_with(seeds=0), ["seeds", "positive number of seeds", "0"], id="zero-seeds"),
     pytest.param(_with(seeds=[1, 1]), ["seeds", "must not repeat"], id="repeated-seed"),
+    # coerced, these repeated a seed past the check (0 and 0.0) or were a seed nobody wrote
+    pytest.param(_with(seeds=[0, 0.0, 1]), ["seeds", "must list whole numbers, got float 0.0 at "
+                                             "position 1"], id="float-seed"),
+    pytest.param(_with(seeds=[0, "0"]), ["seeds", "got the string '0' at position 1"],
+                 id="string-seed"),
+    pytest.param(_with(seeds=[True]), ["seeds", "got bool True at position 0"], id="bool-seed"),
     pytest.param(_with(seeds=[-1]), ["seeds[0]", "greater than or equal to 0"],
                  id="negative-seed"),
     pytest.param(_with(training__steps=100), ["training", "exactly one of 'epochs' and 'steps'"],

@@ -19,7 +19,7 @@ Errors. :func:`main` is the one error boundary: every expected failure (a
 missing or unreadable file, permissions, a full disk, a locked or damaged
 experiment directory, bad data or options, a missing device) prints one line
 ``expost <command>: error: ...`` naming the file or option, and the exit status
-is 1 (2 for an invalid experiment config, which lists every invalid key; 130
+is 1 (an invalid experiment config lists every invalid key on its line; 130
 when interrupted; 141, with no message, when the reader of its output went away,
 as in ``expost decide ... | head``). ``--debug`` (anywhere on the line) shows the traceback too.
 Arguments are checked before any work is done; an ``--out`` file that would

@@ -110,7 +110,11 @@ class ExperimentConfig(_Section):
         if isinstance(v, (list, tuple)):
             if not v:
                 raise ValueError("must list at least one seed")
-            if len(set(map(repr, v))) != len(v):
+            for i, seed in enumerate(v):  # not coerced: true would be seed 1, '0' and 0.0 seed 0
+                if isinstance(seed, bool) or not isinstance(seed, int):
+                    raise ValueError(f"must list whole numbers, got {describe(seed)} at "
+                                     f"position {i}")
+            if len(set(v)) != len(v):
                 raise ValueError(f"must not repeat a seed, got {list(v)}")
         return v
 
