@@ -173,6 +173,36 @@ def test_yaml_errors_and_missing_file(tmp_path):
         load_config(3.5)  # type: ignore[arg-type]
 
 
+def test_yaml_that_is_no_config_is_named_so(tmp_path):
+    """Each gave a bare Python message naming no file: a list as a key ('unhashable type:
+    list'), thousands of nested brackets ('maximum recursion depth exceeded'), a YAML date
+    beside --set ('Object of type date is not JSON serializable'); a folder 'did not
+    exist', and a config read through a pipe (<(...)) 'did not exist' either."""
+    import os
+    import threading
+
+    (tmp_path / "key.yaml").write_text("name: x\n[1, 2]: 3\n")
+    with pytest.raises(ConfigError, match=r"key\.yaml\): a key on line 2 is a list"):
+        load_config(tmp_path / "key.yaml")
+    (tmp_path / "deep.yaml").write_text("x: " + "[" * 10000 + "]" * 10000 + "\n")
+    with pytest.raises(ConfigError, match=r"deep\.yaml\): nested too deeply"):
+        load_config(tmp_path / "deep.yaml")
+    (tmp_path / "date.yaml").write_text("name: 2024-01-01\n")
+    with pytest.raises(ConfigError, match="a value that is not text, a number, a list or a "
+                                          "mapping"):
+        load_config(tmp_path / "date.yaml", overrides=["seeds=1"])
+    (tmp_path / "dir.yaml").mkdir()
+    with pytest.raises(ConfigError, match="is a folder; expected a YAML file"):
+        load_config(tmp_path / "dir.yaml")
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    text = (ROOT / "configs" / "default.yaml").read_text()
+    writer = threading.Thread(target=fifo.write_text, args=(text,), daemon=True)
+    writer.start()
+    assert load_config(fifo) == load_config(ROOT / "configs" / "default.yaml")
+    writer.join(10)
+
+
 def test_embedded_default_is_shipped_and_valid():
     text = (ROOT / "configs" / "default.yaml").read_text()
     assert text == default_config_text()

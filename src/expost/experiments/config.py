@@ -181,6 +181,9 @@ class _ConfigLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                raise ConfigError(f"a key on line {key_node.start_mark.line + 1} is a "
+                                  f"{type(key).__name__}; keys are names.")
             if isinstance(key, str) and key in seen:
                 raise ConfigError(f"duplicate key {_echo(key)} on line "
                                   f"{key_node.start_mark.line + 1}; give each key once.")
@@ -198,6 +201,9 @@ def parse_yaml(text: str, where: str) -> Any:
         return yaml.load(text, Loader=_ConfigLoader)
     except ConfigError as exc:
         raise ConfigError(f"Invalid experiment config ({where}): {exc}") from None
+    except RecursionError:  # [[[[...]]]] thousands deep
+        raise ConfigError(f"Invalid experiment config ({where}): nested too deeply to be a "
+                          "config.") from None
     except yaml.YAMLError as exc:
         detail = " ".join(str(exc).split())
         raise ConfigError(f"Invalid experiment config ({where}): not valid YAML: "
@@ -250,7 +256,11 @@ def _parse_overrides(overrides: Sequence[str]) -> list[tuple[list[str], Any]]:
 
 
 def _apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    data = json.loads(json.dumps(data))  # a deep copy: never mutate the caller's mapping
+    try:
+        data = json.loads(json.dumps(data))  # a deep copy: never mutate the caller's mapping
+    except (TypeError, ValueError) as exc:  # a YAML date or !!binary value: no config holds one
+        raise ConfigError(f"Invalid experiment config: a value that is not text, a number, a "
+                          f"list or a mapping ({exc}).") from None
     for path, value in _parse_overrides(overrides):
         node = data
         for depth, key in enumerate(path[:-1]):
@@ -270,13 +280,17 @@ def _apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str
 
 def _read_yaml(source: str | Path) -> tuple[Any, str]:
     path = Path(source)
-    if not path.is_file():
+    if path.is_dir():
+        raise ConfigError(f"Config file {str(path)!r} is a folder; expected a YAML file.")
+    if not path.exists():
         raise FileNotFoundError(f"Config file {str(path)!r} does not exist.")
-    if path.stat().st_size > 1_000_000:
+    with path.open("rb") as fh:  # a pipe (<(...)) is read too, as far as the limit
+        raw = fh.read(1_000_001)
+    if len(raw) > 1_000_000:
         raise ConfigError(f"Invalid experiment config ({path}): larger than 1 MB; is it a "
                           "config?")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"Invalid experiment config ({path}): not UTF-8 text (byte "
                           f"{exc.start}).") from None
