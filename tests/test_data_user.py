@@ -259,3 +259,24 @@ def test_dataset_normalisation_of_constant_images_is_refused(tmp_path):
     with pytest.raises(ValueError, match="every pixel of a channel the same"):
         load_dataset("npz", file=tmp_path / "c.npz", normalize="dataset", val_fraction=0.34)
     assert load_dataset("npz", file=tmp_path / "c.npz", val_fraction=0.34).n_classes == 2
+
+
+def test_folders_and_options_that_would_be_misread_are_refused(tmp_path):
+    """train/ beside Training/ read one and left the other out unseen; image_size 50,000 made
+    a 180 GB cache file; y_val without x_val was ignored; a class named twice was accepted."""
+    _folder(tmp_path / "two", {"train": {"a": 2, "b": 2}, "Training": {"a": 2, "b": 2},
+                               "test": {"a": 1, "b": 1}})
+    with pytest.raises(ValueError, match="has two folders for the train split, 'Training' and "
+                                         "'train'; keep one"):
+        load_dataset("imagefolder", root=tmp_path / "two", image_size=8)
+    _folder(tmp_path / "one", {"train": {"a": 2, "b": 2}, "test": {"a": 1, "b": 1}})
+    with pytest.raises(ValueError, match="`image_size` must be a side of at most 4096 pixels"):
+        load_dataset("imagefolder", root=tmp_path / "one", image_size=50_000)
+    base = {"x_train": np.zeros((6, 3)), "y_train": np.array([0, 1] * 3), "x_test": np.zeros((3, 3)),
+            "y_test": np.array([0, 1, 0])}
+    np.savez(tmp_path / "yv.npz", **base, y_val=np.array([0, 1]))
+    with pytest.raises(ValueError, match="must be x_val beside y_val"):
+        load_dataset("npz", file=tmp_path / "yv.npz")
+    np.savez(tmp_path / "names.npz", **base, class_names=np.array(["a", "a"]))
+    with pytest.raises(ValueError, match="must be distinct class names, got 'a' more than once"):
+        load_dataset("npz", file=tmp_path / "names.npz")

@@ -323,9 +323,18 @@ def subsample(
 
 
 def check_positive_int(value: int | None, name: str, *, minimum: int = 1) -> None:
-    """An optional option that, when given, is an integer >= ``minimum``."""
+    """An optional option that, when given, is an integer >= ``minimum`` (and, for
+    ``image_size``, at most :data:`MAX_IMAGE_SIZE`)."""
     if value is not None:
         check_int(value, name, minimum=minimum)
+        if name == "image_size" and value > MAX_IMAGE_SIZE:
+            raise ValueError(_error(name, f"a side of at most {MAX_IMAGE_SIZE} pixels (the "
+                                    "images are resized to image_size x image_size)",
+                                    describe(value)))
+
+
+#: The largest ``image_size``: 50,000 made a 180 GB cache file and 7.5 GB per decoded image.
+MAX_IMAGE_SIZE = 4096
 
 
 # --------------------------------------------------------------------------- images

@@ -66,12 +66,17 @@ def _check_fraction(value: float) -> None:
 
 
 def _split_folders(root: Path) -> dict[str, Path]:
+    """The folder of each split found under ``root``; two folders for one split (train/
+    and Training/) are refused, since one of them would be left out unseen."""
     found: dict[str, Path] = {}
     for entry in sorted(root.iterdir()) if root.is_dir() else []:
         if not entry.is_dir():
             continue
         for split, names in SPLIT_FOLDERS.items():
-            if entry.name.lower() in names and split not in found:
+            if entry.name.lower() in names:
+                if split in found:
+                    raise ValueError(f"{str(root)!r} has two folders for the {split} split, "
+                                     f"{found[split].name!r} and {entry.name!r}; keep one.")
                 found[split] = entry
     return found
 
@@ -323,6 +328,8 @@ def npz(
     for split in ("train", "val", "test"):
         kx, ky = keys[split]
         if kx not in arrays:
+            if ky in arrays:  # labels without inputs were ignored
+                raise ValueError(_error(f"the file {path}", f"{kx} beside {ky}", f"no {kx}"))
             continue
         if ky not in arrays:
             raise ValueError(_error(f"the file {path}", f"{ky} beside {kx}", f"no {ky}"))
@@ -355,6 +362,10 @@ def npz(
     names_key = next((k for k in ("class_names", "label_names") if k in arrays), None)
     if names_key is not None:
         class_names = [str(c) for c in arrays[names_key].reshape(-1)]
+        if len(set(class_names)) != len(class_names):
+            twice = next(c for c in class_names if class_names.count(c) > 1)
+            raise ValueError(_error(f"{names_key} of {path}", "distinct class names",
+                                    f"{twice!r} more than once"))
         if len(class_names) < n_classes:
             raise ValueError(_error(f"{names_key} of {path}", f"at least {n_classes} names",
                                     f"{len(class_names)}"))
