@@ -130,6 +130,10 @@ BAD_CONFIGS = [
                  id="bad-precision"),
     pytest.param(_with(device="gpu"), ["device", "'auto', 'cpu', 'cuda'", "gpu"],
                  id="bad-device"),
+    pytest.param(_with(device="cuda:99999999999999999999"), ["device", "N below 10000"],
+                 id="huge-device-index"),  # was torch's 'Could not parse device index'
+    pytest.param(_with(optimizer={"name": "adam", "eps": float("inf")}), ["optimizer.eps"],
+                 id="infinite-eps"),  # was accepted: no step moved the weights
     pytest.param(_with(dataset=...), ["dataset", "required key missing"], id="missing-dataset"),
     pytest.param(_with(training="long"), ["training", "must be a mapping"], id="section-string"),
     pytest.param(_with(name="my run"), ["name", "pattern"], id="bad-name"),

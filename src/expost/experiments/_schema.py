@@ -124,7 +124,7 @@ class AdamConfig(_Section):
     lr: float = Field(1e-3, gt=0, allow_inf_nan=False)
     betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
         0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
+    eps: float = Field(1e-8, gt=0, allow_inf_nan=False)  # inf: no step ever moves
     weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
     fused: bool = True
 

@@ -141,8 +141,9 @@ class ExperimentConfig(_Section):
     def _device(cls, v: str) -> str:
         import re
 
-        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v):
-            raise ValueError(f"must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {v!r}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,4})?", v):  # torch cannot parse cuda:1e20
+            raise ValueError(f"must be 'auto', 'cpu', 'cuda', 'cuda:N' (N below 10000) or "
+                             f"'mps', got {_echo(v)}")
         return v
 
     @property
