@@ -398,3 +398,13 @@ def test_yaml_roundtrip_of_dumped_config():
     cfg = load_config(BASE)
     again = load_config(yaml.safe_load(yaml.safe_dump(cfg.model_dump(mode="json"))))
     assert again == cfg
+
+
+def test_switching_an_absent_section_to_another_kind_takes_that_kinds_defaults():
+    """Without an optimizer section, --set optimizer.name=sgd edited the dumped Adam default
+    and failed on 'optimizer: unknown key betas', a key nobody wrote."""
+    cfg = load_config(BASE, overrides=["optimizer.name=sgd"])
+    assert cfg.optimizer.name == "sgd" and cfg.optimizer.lr == 0.01  # SGD's own default
+    cfg = load_config(BASE, overrides=["optimizer.lr=0.5"])  # the default kind, edited
+    assert cfg.optimizer.name == "adam" and cfg.optimizer.lr == 0.5
+    assert load_config(BASE, overrides=["schedule.name=cosine"]).schedule.name == "cosine"

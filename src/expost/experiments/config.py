@@ -267,9 +267,12 @@ def _apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str
         for depth, key in enumerate(path[:-1]):
             nxt = node.get(key)
             if nxt is None and depth == 0 and key in _UNION_TAGS:
-                # an absent section with a default (optimizer: adam, ...): edit the default
+                # an absent section with a default (optimizer: adam, ...): edit the default,
+                # unless the override names another kind: then that kind with its own
+                # defaults (the default's keys, adam's betas, were no key of sgd's)
+                tag = "kind" if key == "objective" else "name"
                 default = ExperimentConfig.model_fields[key].get_default(call_default_factory=True)
-                nxt = default.model_dump(mode="json")
+                nxt = {} if path[1:] == [tag] else default.model_dump(mode="json")
             if not isinstance(nxt, dict):
                 nxt = named_section(nxt, "kind" if key == "objective" else "name")
                 nxt = dict(nxt) if isinstance(nxt, dict) else {}
