@@ -124,3 +124,18 @@ def test_grid_parsing():
         "p003-ratio=99-seeds=2"]
     with pytest.raises(ValueError, match=r"^--grid objective.ratio=-1: "):
         expand_grid(base, [("objective.ratio", ["9", "-1"])])
+
+
+def test_a_grid_point_invalid_only_in_combination_is_named(tmp_path, capsys):
+    """Each value passed alone; their combination failed with 'Invalid experiment config
+    (mapping): optimizer: nesterov needs a positive momentum', naming no grid point."""
+    cfg = {**SMALL, "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.5}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["sweep", str(tmp_path / "c.yaml"), "--grid", "optimizer.nesterov=true,false",
+                 "--grid", "optimizer.momentum=0.0,0.5", "--out", str(tmp_path / "s"),
+                 "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("expost sweep: error: --grid: the point optimizer.nesterov=true "
+                          "optimizer.momentum=0.0 (p000-nesterov=true-momentum=0.0) is not a "
+                          "valid config: optimizer: nesterov needs a positive momentum"), err
+    assert not (tmp_path / "s").exists()

@@ -112,7 +112,13 @@ def run_sweep(
     source = base.model_dump(mode="json", exclude={"output_dir"})
     configs = []
     for folder, values in points:
-        cfg = load_config(source, overrides=[f"{k}={v}" for k, v in values.items()])
+        grid_point = " ".join(f"{k}={v}" for k, v in values.items())
+        try:  # values valid one at a time may not be together (nesterov without momentum)
+            cfg = load_config(source, overrides=[f"{k}={v}" for k, v in values.items()])
+        except ConfigError as exc:
+            detail = "; ".join(f"{p}: {m}" for p, m in exc.errors) or str(exc)
+            raise ValueError(f"--grid: the point {grid_point} ({folder}) is not a valid "
+                             f"config: {detail}") from None
         configs.append(cfg.model_copy(update={"output_dir": str(out / folder)}))
     manifest = {
         "format": 1, "config": source, "config_hash": config_hash(base),
