@@ -212,7 +212,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         code = _evaluate(args)
-    if any(issubclass(w.category, RuntimeWarning) for w in caught):
+    beyond = [w for w in caught if issubclass(w.category, RuntimeWarning)
+              and any(k in str(w.message) for k in ("overflow", "invalid value"))]
+    for w in caught:  # anything else is shown as it came
+        if not any(w is b for b in beyond):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if beyond:
         print("expost evaluate: note: some metrics or gains are beyond float64's range (utility "
               "entries near 1e308?) and are shown as inf or –; without --no-normalize the "
               "utilities are rescaled (Eq 21).", file=sys.stderr)
