@@ -139,3 +139,14 @@ def test_a_grid_point_invalid_only_in_combination_is_named(tmp_path, capsys):
                           "optimizer.momentum=0.0 (p000-nesterov=true-momentum=0.0) is not a "
                           "valid config: optimizer: nesterov needs a positive momentum"), err
     assert not (tmp_path / "s").exists()
+
+
+def test_grid_values_may_be_lists_and_quoted_strings():
+    """--grid split at every comma: seeds=[0,1],[2] gave a YAML error about '[0'."""
+    assert parse_grid(["seeds=[0,1],[2]"]) == [("seeds", ["[0,1]", "[2]"])]
+    assert parse_grid(["name='a,b',c"]) == [("name", ["'a,b'", "c"])]
+    assert parse_grid(["x={a: 1, b: 2},3"]) == [("x", ["{a: 1, b: 2}", "3"])]
+    points = expand_grid(load_config(SMALL), parse_grid(["seeds=[0,1],[2]"]))
+    assert [values for _, values in points] == [{"seeds": "[0,1]"}, {"seeds": "[2]"}]
+    assert [load_config(SMALL, overrides=[f"seeds={v['seeds']}"]).seeds
+            for _, v in points] == [[0, 1], [2]]

@@ -33,14 +33,19 @@ _RESERVED = ("output_dir",)
 def parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
     """``["a.b=1,2", "c=x"]`` as ``[("a.b", ["1", "2"]), ("c", ["x"])]``.
 
+    A comma inside brackets, braces or quotes belongs to its value, so a value can be a
+    YAML list (``seeds=[0,1],[2]``: two values; it split at every comma before).
+
     >>> parse_grid(["objective.ratio=9,99"])
     [('objective.ratio', ['9', '99'])]
+    >>> parse_grid(["seeds=[0, 1],[2]"])
+    [('seeds', ['[0, 1]', '[2]'])]
     """
     grid: list[tuple[str, list[str]]] = []
     for item in items:
         key, sep, rest = item.partition("=")
         key = key.strip()
-        values = [v.strip() for v in rest.split(",")]
+        values = [v.strip() for v in _top_level_split(rest)]
         if not sep or not key or any(not v for v in values):
             raise ValueError(f"--grid {item!r}: expected KEY=VALUE1,VALUE2,... (e.g. "
                              "objective.ratio=9,99), with no empty key or value.")
@@ -56,6 +61,25 @@ def parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
     if not grid:
         raise ValueError("--grid: expected at least one KEY=VALUE1,VALUE2,...")
     return grid
+
+
+def _top_level_split(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets, braces and quotes."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
 
 
 def _slug(text: str) -> str:
