@@ -35,7 +35,7 @@ from .objective import reported_recall_class, resolve_objective
 from .progress import _reporter
 from .regimes import TRAININGS, plan_trainings
 from .storage import Storage, experiment_storage
-from .store import DB_NAME, ResultStore
+from .store import DB_NAME, ResultStore, check_store_entry
 
 __all__ = [
     "BackendOptions",
@@ -108,10 +108,7 @@ def _check_directory(run_dir: Path, digest: str, force_new: bool,
     (``unfused``: this config's hash with ``optimizer.fused: false``, to say so when that
     is the only difference)."""
     db = run_dir / DB_NAME
-    if db.is_dir() or (db.is_symlink() and not db.exists()):
-        what = "a folder" if db.is_dir() else "a link to nothing (broken, or a loop)"
-        raise ValueError(f"{str(db)!r} is {what}, not an expost results database; move it away "
-                         "(or restore the database) and run again.")
+    check_store_entry(db)
     if not db.is_file():
         return False, False
     try:

@@ -51,9 +51,20 @@ from .evaluate import decode_probabilities
 from .metrics import METRICS
 
 __all__ = ["DB_NAME", "MANIFEST", "SCHEMA_VERSION", "STATE_FILES", "ResultStore",
-           "StoreCorruptError", "blob_digest", "experiment_state", "sweep_points", "utc_now"]
+           "StoreCorruptError", "blob_digest", "check_store_entry", "experiment_state",
+           "sweep_points", "utc_now"]
 
 DB_NAME = "results.sqlite"
+def check_store_entry(path: Path) -> None:
+    """Refuse a ``results.sqlite`` entry that is a folder or a link to nothing (broken, or a
+    loop): either was taken for no experiment ('does not exist', or a new one started
+    beside the old checkpoints)."""
+    if path.is_dir() or (path.is_symlink() and not path.exists()):
+        what = "a folder" if path.is_dir() else "a link to nothing (broken, or a loop)"
+        raise ValueError(f"{str(path)!r} is {what}, not an expost results database; move it "
+                         "away (or restore the database) and run again.")
+
+
 #: A sweep folder's manifest (``expost sweep``): its points, each one's folder and grid values.
 MANIFEST = "sweep.json"
 
@@ -128,9 +139,7 @@ class ResultStore:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / DB_NAME
         self.readonly = readonly
-        if self.path.is_dir() or (self.path.is_symlink() and not self.path.exists()):
-            what = "a folder" if self.path.is_dir() else "a link to nothing (broken, or a loop)"
-            raise ValueError(f"{str(self.path)!r} is {what}, not an expost results database.")
+        check_store_entry(self.path)
         if not self.path.is_file():
             raise FileNotFoundError(
                 f"No experiment in {str(self.run_dir)!r}: {str(self.path)!r} does not exist "

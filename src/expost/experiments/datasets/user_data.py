@@ -353,11 +353,10 @@ def npz(
                          "images are scaled to [0, 1] and float ones kept as they are, so the "
                          "splits would differ in scale. Give every split one dtype.")
     for s in xs:
-        if xs[s].dtype.kind == "f" and xs[s].size and \
-                float(np.abs(xs[s]).max()) > float(np.finfo(np.float32).max):
+        top = float(np.abs(xs[s]).max()) if xs[s].dtype.kind == "f" and xs[s].size else 0.0
+        if top > float(np.finfo(np.float32).max):
             raise ValueError(_error(f"{keys[s][0]} of {path}", "inputs within float32's range "
-                                    "(about 3.4e38; inputs are float32)",
-                                    f"values up to {float(np.abs(xs[s]).max()):.3g}"))
+                                    "(about 3.4e38; inputs are float32)", f"values up to {top:.3g}"))
     n_classes = max(int(y.max()) + 1 for y in ys.values() if y.size)
     names_key = next((k for k in ("class_names", "label_names") if k in arrays), None)
     if names_key is not None:
