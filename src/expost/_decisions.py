@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import cache, lru_cache, partial
-from typing import Any, NamedTuple
+from functools import cache, cached_property, lru_cache, partial
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -127,42 +127,62 @@ PREPARED_ENTRIES = 4096
 PREPARED_CACHE = 64
 
 
-class _Prepared(NamedTuple):
-    """What the kernels need of one U and dtype, computed once (arrays read-only)."""
-
-    us: NDArray[np.float64]  # U scaled for the kernels (``_for_kernels``)
-    work: np.dtype[Any]  # the dtype the kernels compute in
-    diagonal: bool  # class weights (``is_diagonal_matrix``)
-    first: NDArray[np.intp] | None  # ``first_identical_actions`` of ``us`` in ``work``
-    ut: NDArray[Any]  # us', in work (the product by sample)
-    w: NDArray[Any]  # the diagonal of us, in work (class weights)
-    totals: NDArray[Any]  # [us'1 | 1], in work: 1'Uq and 1'q (Eq 8's denominator, the check)
-    ua: NDArray[Any] | None  # [us; 1'], in work (the product by action); None if diagonal
+def _read_only(a: NDArray[Any]) -> NDArray[Any]:
+    a.flags.writeable = False
+    return a
 
 
-def _prepare_kernels(u: NDArray[np.float64], dtype: np.dtype[Any]) -> _Prepared:
-    us, work = _for_kernels(u, dtype)
-    diagonal = is_diagonal_matrix(us)
-    p = _Prepared(
-        us, work, diagonal, first_identical_actions(us.astype(work)), us.T.astype(work),
-        np.diag(us).astype(work), np.column_stack([us.sum(axis=0), np.ones(u.shape[1])]).astype(work),
-        None if diagonal else np.vstack([us, np.ones((1, u.shape[1]))]).astype(work))
-    for a in p:
-        if isinstance(a, np.ndarray):
-            a.flags.writeable = False
-    return p
+class _Prepared:
+    """What the kernels need of one U and dtype, each part computed when first asked for
+    (a kernel asks for its own: ``weighted_prediction`` never for the identical actions,
+    a large U's ``decide`` by sample never for ``ua``), then kept; arrays read-only."""
+
+    def __init__(self, u: NDArray[np.float64], dtype: np.dtype[Any]) -> None:
+        us, self.work = _for_kernels(u, dtype)  # U scaled for the kernels, the dtype they use
+        self.us = _read_only(us)
+        self.diagonal = is_diagonal_matrix(us)  # class weights
+
+    @cached_property
+    def first(self) -> NDArray[np.intp] | None:
+        """``first_identical_actions`` of ``us`` in ``work``."""
+        first = first_identical_actions(self.us.astype(self.work))
+        return None if first is None else _read_only(first)
+
+    @cached_property
+    def ut(self) -> NDArray[Any]:
+        """us', in work (the product by sample)."""
+        return _read_only(self.us.T.astype(self.work))
+
+    @cached_property
+    def w(self) -> NDArray[Any]:
+        """The diagonal of us, in work (class weights)."""
+        return _read_only(np.diag(self.us).astype(self.work))
+
+    @cached_property
+    def totals(self) -> NDArray[Any]:
+        """[us'1 | 1], in work: 1'Uq and 1'q (Eq 8's denominator, the check)."""
+        ones = np.ones(self.us.shape[1])
+        return _read_only(np.column_stack([self.us.sum(axis=0), ones]).astype(self.work))
+
+    @cached_property
+    def ua(self) -> NDArray[Any] | None:
+        """[us; 1'], in work (the product by action); None for class weights."""
+        if self.diagonal:
+            return None
+        ones = np.ones((1, self.us.shape[1]))
+        return _read_only(np.vstack([self.us, ones]).astype(self.work))
 
 
 @lru_cache(maxsize=PREPARED_CACHE)
 def _prepared_by_bytes(shape: tuple[int, ...], data: bytes, dtype: np.dtype[Any]) -> _Prepared:
-    return _prepare_kernels(np.frombuffer(data, dtype=np.float64).reshape(shape), dtype)
+    return _Prepared(np.frombuffer(data, dtype=np.float64).reshape(shape), dtype)
 
 
 def _prepared(u: NDArray[np.float64], dtype: np.dtype[Any]) -> _Prepared:
     """``_Prepared`` for U (float64) and ``dtype``: from the cache for a small U."""
     dtype = np.dtype(dtype)
     if u.size > PREPARED_ENTRIES:
-        return _prepare_kernels(u, dtype)
+        return _Prepared(u, dtype)
     return _prepared_by_bytes(u.shape, np.ascontiguousarray(u, dtype=np.float64).tobytes(), dtype)
 
 
