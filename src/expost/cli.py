@@ -225,6 +225,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .experiments.evaluate import as_matrix
     from .experiments.metrics import METRICS
     from .experiments.reevaluate import (
@@ -234,8 +236,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         iter_scores,
         utility_stack,
     )
-    from .experiments.store import experiment_state
-    from .report._data import open_store, table_runs
+    from .experiments.store import ResultStore, experiment_state
+    from .report._data import table_runs
 
     check_output(args.out, "--out", folder=False)
     check_not_input(args.out, "--out", [*experiment_state(args.run_dir),
@@ -246,8 +248,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         info, utility_files=args.utility or (), emphasize=args.emphasize, ratios=args.ratio,
         normalize=not args.no_normalize)
     labels = stack.labels
-    with open_store(args.run_dir) as (store, where):  # the runs `expost table` counts
-        keep, notes = table_runs(store, where)
+    # the runs `expost table` counts; experiment_info above has verified the store's
+    # checksums already (each check reads every stored prediction), so not again here
+    with ResultStore(args.run_dir, readonly=True, check=False) as store:
+        keep, notes = table_runs(store, Path(args.run_dir))
     best = BestIntervals(len(labels), _TABLE_METRICS)
     n_rows = 0
     with contextlib.ExitStack() as outputs:
