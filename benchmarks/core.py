@@ -11,6 +11,10 @@ product, ``weighted_prediction`` and ``recover_posterior`` within 1.6x, for
 diagonal and dense U; no more than two temporaries of the input's size (peak
 extra memory measured with tracemalloc, which numpy reports its buffers to).
 
+Where the compiled row passes (``expost._rowops``, built at install with a C compiler)
+are present, ``weighted_prediction`` and ``recover_posterior`` also run with them
+switched off (``[numpy]``), in the same rounds: what an install without a compiler gets.
+
 Run it with one BLAS thread, as the goals are stated::
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/core.py [--n 1000000] [--m 15] [--repeat 21]
@@ -27,10 +31,12 @@ import argparse
 import time
 import tracemalloc
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
 import expost
+from expost import _rows
 
 
 def _interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, np.ndarray]:
@@ -56,6 +62,15 @@ def _probabilities(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
 def _dense_utility(rng: np.random.Generator, n_act: int, n_cls: int) -> expost.Utility:
     """A dense U: uniform entries in [0.1, 2) with 5 added on the diagonal."""
     return expost.Utility(rng.uniform(0.1, 2.0, (n_act, n_cls)) + 5 * np.eye(n_act, n_cls))
+
+
+def _without_compiled(fn: Callable[[], object]) -> object:
+    """``fn()`` with expost's compiled row passes switched off (numpy computes them)."""
+    saved, _rows._compiled = _rows._compiled, None
+    try:
+        return fn()
+    finally:
+        _rows._compiled = saved
 
 
 def _peak_extra(fn: Callable[[], object]) -> int:
@@ -89,6 +104,7 @@ def main() -> None:
     q0 = np.where(q < np.quantile(q, 1 / 3), np.float32(0), q)
     q0 /= q0.sum(axis=1, keepdims=True)
     floor = np.empty_like(q)
+    print(f"compiled row passes (expost._rowops): {'yes' if _rows.is_compiled() else 'no (numpy)'}")
     print(f"q: {args.n:,} x {args.m} float32 ({nbytes / 2**20:.1f} MiB); {args.repeat} interleaved rounds")
     print("x q@U.T, x copy = median over rounds of (function / baseline in the same round);")
     print("q25-q75 = the quartiles of the per-round ratio to q@U.T; recover_posterior_0: on p^u(q0),")
@@ -96,7 +112,7 @@ def main() -> None:
     # one space between fields, so that a ratio wider than its column (a tiny input on a
     # busy machine) still reads as a number of its own
     print(
-        f"{'function':<21} {'utility':>8} {'best s':>8} {'median s':>9} "
+        f"{'function':<29} {'utility':>8} {'best s':>8} {'median s':>9} "
         f"{'x q@U.T':>8} {'q25-q75':>11} {'x copy':>7} {'peak/input':>11}"
     )
     for name, u in (("diagonal", u_diag), ("dense", u_full)):
@@ -111,6 +127,9 @@ def main() -> None:
             "recover_posterior": lambda u=u, p=p: expost.recover_posterior(p, u),
             "recover_posterior_0": lambda u=u, p0=p0: expost.recover_posterior(p0, u),
         }
+        if _rows.is_compiled():
+            for label in ("weighted_prediction", "recover_posterior", "recover_posterior_0"):
+                fns[f"{label}[numpy]"] = partial(_without_compiled, fns[label])
         times = _interleaved(fns, args.repeat)
         for label, fn in fns.items():
             t = times[label]
@@ -120,7 +139,7 @@ def main() -> None:
             vs_copy = float(np.median(t / times["copy floor"]))
             mem = _peak_extra(fn) / nbytes
             print(
-                f"{label:<21} {name:>8} {t.min():>8.4f} {np.median(t):>9.4f} "
+                f"{label:<29} {name:>8} {t.min():>8.4f} {np.median(t):>9.4f} "
                 f"{vs_product:>8.2f} {f'{q25:.2f}-{q75:.2f}':>11} {vs_copy:>7.1f} {mem:>11.2f}"
             )
 

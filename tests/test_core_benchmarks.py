@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from expost import _decisions
+from expost import _decisions, _rows
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -57,6 +57,11 @@ def test_core_prints_each_function_for_both_utilities():
     rows = [ln.split() for ln in lines if ln.split()[:1] in ([f] for f in functions)]
     assert sorted((r[0], r[1]) for r in rows) == sorted(
         (f, u) for f in functions for u in ("diagonal", "dense"))
+    if _rows.is_compiled():  # the same functions with the compiled row passes switched off
+        numpy_rows = [ln.split() for ln in lines if ln.split()[:1] in ([f"{f}[numpy]"] for f in functions)]
+        assert sorted((r[0], r[1]) for r in numpy_rows) == sorted(
+            (f"{f}[numpy]", u) for f in functions[1:] for u in ("diagonal", "dense"))
+        rows += numpy_rows
     for r in rows:  # 8 fields, even where a ratio is wider than its column (CI saw 94.8152.11-137.50)
         assert len(r) == 8, r
         assert float(r[4]) > 0  # x q@U.T

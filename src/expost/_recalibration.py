@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _decisions
 from ._decisions import Check, _blockwise, _scaled, _wp_kernel
+from ._rows import min_or_nan
 from ._utility import Utility, as_utility
 from ._validation import (
     _error,
@@ -108,21 +109,14 @@ def recover_posterior(
     tol = 64 * np.finfo(out.dtype).eps * max(1.0, float(np.linalg.norm(inv, np.inf)))
     forward = _wp_kernel(inv, arr.dtype)  # Eq 26 is Eq 8 with U^-1 in place of U
     outside = False  # does any row leave the simplex? (checked block by block, in cache)
-    zeros: list[NDArray[np.floating]] = []  # a block of zeros, made at the first block that needs it
 
     def kernel(block: NDArray[np.floating], dest: NDArray[np.floating], check: Check) -> None:
         nonlocal outside
         forward(block, dest, check)
         if invalid != "keep":
-            lo = dest.min()
-            if lo >= -tol:  # NaN (where 1'U^-1 p = 0) fails this test too
-                if lo < 0:  # rounding-level negatives (q with zeros): clipped
-                    if not zeros or zeros[0].shape[0] < dest.shape[0]:  # the first is the largest
-                        zeros[:] = [np.zeros_like(dest)]
-                    # against an array: numpy's maximum with a scalar operand has no vector
-                    # loop (5.8x slower here, 16 ms per million rows at 15 classes)
-                    np.maximum(dest, zeros[0][: dest.shape[0]], out=dest)
-            else:
+            # the least entry, NaN where one is NaN or infinite (where 1'U^-1 p = 0); a
+            # rounding-level least (q with zeros) has the block's negatives clipped to 0
+            if not min_or_nan(dest, clip=True, tol=tol) >= -tol:
                 outside = True  # handled below, once for the whole array
 
     _blockwise(arr, out, kernel, check_as="p")  # rows outside the image: below
@@ -140,7 +134,7 @@ def recover_posterior(
             )
         if bad.any():
             out[bad] = arr[bad] @ inv.T.astype(arr.dtype)  # U^-1 p as it is, clipped below
-        np.copyto(out, 0.0, where=out < 0)  # a bool temporary: see the kernel's np.maximum
+        np.copyto(out, 0.0, where=out < 0)  # a bool temporary, on this rare path only
         sums = out @ ones
         empty = sums <= 0
         if empty.any():  # nothing left after clipping: no information, uniform

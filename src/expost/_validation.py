@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._rows import any_sign_bit
+
 __all__ = [
     "check_int",
     "check_labels",
@@ -362,15 +364,10 @@ def check_rows_given_sums(
     check_rows(rows, name, tol, offset)
 
 
-#: The unsigned view of a float of each size, and its sign bit.
-_SIGN_BITS: dict[int, tuple[np.dtype[Any], int]] = {4: (np.dtype(np.uint32), 1 << 31),
-                                                   8: (np.dtype(np.uint64), 1 << 63)}
-
-
 def _no_sign_bit(rows: NDArray[np.floating], tol: float) -> bool:
     """No entry of ``rows`` has its sign bit set (each is +0.0 or more, or NaN): one OR over
-    the bits, cheaper than a float minimum. Other float sizes: the minimum, >= -tol."""
-    view = _SIGN_BITS.get(rows.dtype.itemsize)
-    if view is None:
+    the bits (``_rows.any_sign_bit``), cheaper than a float minimum. Other float sizes:
+    the minimum, >= -tol."""
+    if rows.dtype.itemsize not in (4, 8):
         return bool(np.minimum.reduce(rows, axis=None) >= -tol)
-    return not int(np.bitwise_or.reduce(rows.view(view[0]), axis=None)) & view[1]
+    return not any_sign_bit(rows)

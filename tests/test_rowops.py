@@ -1,0 +1,211 @@
+"""The compiled row passes (``expost._rowops``) against the numpy code they replace.
+
+``expost._rows`` calls the compiled module where it was built and computes the same in
+numpy otherwise (an install without a C compiler). The two must agree exactly: entry
+for entry in ``divide_rows`` (one reciprocal, one product, both rounded in the dtype),
+and in the reductions; so ``weighted_prediction`` and ``recover_posterior`` give the
+same bits either way. Each test runs both by switching the module off (``numpy_rows``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import expost
+from expost import _decisions, _rows
+
+compiled = pytest.mark.skipif(not _rows.is_compiled(), reason="expost._rowops was not built")
+DTYPES = [np.float32, np.float64]
+
+
+def test_the_compiled_module_is_built():
+    """CI (``EXPOST_REQUIRE_EXTENSION=1``) must not fall back to numpy unnoticed."""
+    if not _rows.is_compiled():
+        if os.environ.get("EXPOST_REQUIRE_EXTENSION") == "1":
+            pytest.fail("expost._rowops was not built: reinstall with a C compiler (pip install -e .)")
+        pytest.skip("expost._rowops was not built (no C compiler at install): numpy does its work")
+    from expost import _rowops
+
+    assert _rows._compiled is _rowops
+
+
+@contextlib.contextmanager
+def numpy_rows():
+    """Within it, ``_rows`` computes in numpy (as without the compiled module)."""
+    saved, _rows._compiled = _rows._compiled, None
+    try:
+        yield
+    finally:
+        _rows._compiled = saved
+
+
+def _both(fn, *arrays):
+    """``fn(*copies)`` with the compiled module, then with numpy; the results and the copies."""
+    first = [a.copy() for a in arrays]
+    r1 = fn(*first)
+    with numpy_rows():
+        second = [a.copy() for a in arrays]
+        r2 = fn(*second)
+    return (r1, first), (r2, second)
+
+
+finite_or_not = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=32),
+    st.sampled_from([0.0, -0.0, 1.0, -1.0, 1e-40, -1e-40, 3e38, float("inf"), float("nan")]),
+)
+
+
+@compiled
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), dtype=st.sampled_from(DTYPES), n=st.integers(0, 70), k=st.integers(1, 20),
+       extra=st.integers(1, 3))
+def test_divide_rows_equals_numpy_entry_for_entry(data, dtype, n, k, extra):
+    z = data.draw(hnp.arrays(dtype, (n, k + extra), elements=finite_or_not))
+    dest = np.empty((n, k), dtype)
+    done = dest.copy()
+    _rows._compiled.divide_rows(z, done)
+    expected = np.empty((n, k), dtype)
+    with np.errstate(all="ignore"):
+        np.multiply(z[:, :k].T, np.reciprocal(z[:, k]), out=expected.T)
+    np.testing.assert_array_equal(done, expected)  # NaN where NaN, bits otherwise
+    assert (np.signbit(done) == np.signbit(expected))[~np.isnan(expected)].all()
+
+
+@compiled
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), dtype=st.sampled_from(DTYPES), size=st.integers(0, 200))
+def test_any_sign_bit_and_min_or_nan_equal_numpy(data, dtype, size):
+    a = data.draw(hnp.arrays(dtype, (size,), elements=finite_or_not))
+    (c, _), (n, _) = _both(_rows.any_sign_bit, a)
+    assert c == n == bool(np.signbit(a).any())
+    for clip in (False, True):
+        tol = data.draw(st.sampled_from([0.0, 1e-30, 1e-6, 1.0]))
+        (c, ca), (n, na) = _both(lambda x, clip=clip, tol=tol: _rows.min_or_nan(x, clip=clip, tol=tol), a)
+        finite = np.isfinite(a).all()
+        assert (c == n == (float(a.min()) if size else np.inf)) if finite else (np.isnan(c) and np.isnan(n))
+        np.testing.assert_array_equal(ca[0], na[0])  # clipped alike (-0.0 == 0.0)
+        if clip and finite and size and -tol <= a.min() < 0:
+            assert (ca[0] >= 0).all()
+        else:
+            np.testing.assert_array_equal(ca[0], a)  # untouched
+
+
+@compiled
+def test_a_negative_in_the_last_lane_or_the_tail_is_found():
+    """Every position of the lanes and the tail is read (sizes around multiples of 32)."""
+    for dtype in DTYPES:
+        for size in (1, 31, 32, 33, 64, 65, 100):
+            for pos in range(size):
+                a = np.ones(size, dtype)
+                a[pos] = -0.0
+                assert _rows.any_sign_bit(a), (dtype, size, pos)
+                a[pos] = -2.0
+                assert _rows.min_or_nan(a) == -2.0, (dtype, size, pos)
+                a[pos] = np.inf
+                assert np.isnan(_rows.min_or_nan(a)), (dtype, size, pos)
+
+
+@compiled
+def test_the_compiled_module_refuses_what_it_cannot_take():
+    from expost import _rowops
+
+    z = np.ones((4, 3))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _rowops.divide_rows(z.astype(np.int64), np.empty((4, 2), np.int64))
+    with pytest.raises(TypeError, match="share a dtype"):
+        _rowops.divide_rows(z, np.empty((4, 2), np.float32))
+    with pytest.raises(ValueError, match="w > k"):
+        _rowops.divide_rows(z, np.empty((4, 3)))
+    memory = np.ones(12)
+    with pytest.raises(ValueError, match="overlap"):
+        _rowops.divide_rows(memory.reshape(4, 3), memory[:8].reshape(4, 2))
+    with pytest.raises((BufferError, ValueError), match="contiguous"):
+        _rowops.divide_rows(np.ones((4, 3), order="F"), np.empty((4, 2)))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _rowops.any_sign_bit(np.ones(3, np.float16))
+    read_only = np.ones(3)
+    read_only.flags.writeable = False
+    with pytest.raises((BufferError, ValueError), match="read-only"):  # clipping writes
+        _rowops.min_or_nan(read_only, True, 0.0)
+    assert _rowops.min_or_nan(read_only, False, 0.0) == 1.0
+
+
+def _skewed_utility(rng, a, m):
+    return rng.uniform(0.1, 2.0, (a, m)) + 5 * np.eye(a, m)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from(DTYPES), order=st.sampled_from("CF"),
+       n=st.sampled_from([1, 2, 7, 300]), m=st.integers(2, 9), zeros=st.booleans())
+def test_public_functions_give_the_same_bits_with_and_without_the_compiled_module(
+        seed, dtype, order, n, m, zeros):
+    rng = np.random.default_rng(seed)
+    q = rng.dirichlet(np.ones(m), n)
+    if zeros:  # exact zeros: U^-1 p^u(q) has rounding-level negatives, clipped
+        q[rng.random(q.shape) < 0.3] = 0.0
+        q[q.sum(axis=1) == 0, 0] = 1.0
+        q /= q.sum(axis=1, keepdims=True)
+    q = np.asarray(q, dtype=dtype, order=order)
+    u = _skewed_utility(rng, m, m)
+    p = expost.weighted_prediction(q, u)
+    for fn, arg in ((lambda x: expost.weighted_prediction(x, u), q),
+                    (lambda x: expost.recover_posterior(x, u), p),
+                    (lambda x: expost.recover_posterior(x, u, invalid="keep"), p),
+                    (lambda x: expost.recover_posterior(x, np.diag(np.diag(u))), p)):  # class weights
+        (c, _), (nres, _) = _both(fn, arg)
+        np.testing.assert_array_equal(c, nres)
+    # and both are Eq 8 / Eq 26 to rounding
+    q64 = q.astype(np.float64)
+    naive = q64 @ u.T
+    naive /= naive.sum(axis=1, keepdims=True)
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(p, naive, rtol=rtol, atol=rtol * 1e-3)
+    back = expost.recover_posterior(p, u)
+    np.testing.assert_allclose(back, q64, rtol=1e-4 if dtype == np.float32 else 1e-9, atol=1e-6)
+
+
+def test_a_row_whose_inverse_sums_to_zero_is_repaired_or_named_never_returned_infinite():
+    """Where 1'U^-1 p is 0, U^-1 p / 0 is infinite or NaN: the row is outside the image
+    of p^u. Clip mode repairs it (U^-1 p clipped and renormalised), raise mode names it."""
+    u = np.array([[1.0, 2.0], [0.0, 1.0]])  # 1'U^-1 = (1, -1): zero at p = (0.5, 0.5)
+    p = np.array([[0.8, 0.2], [0.5, 0.5]])  # U^-1 p: (0.4, 0.2), then (-0.5, 0.5)
+    for context in (contextlib.nullcontext, numpy_rows):
+        with context(), np.errstate(all="ignore"):
+            got = expost.recover_posterior(p, u)
+            np.testing.assert_allclose(got[0], [2 / 3, 1 / 3])
+            np.testing.assert_array_equal(got[1], [0.0, 1.0])  # (-0.5, 0.5), clipped
+            with pytest.raises(ValueError, match="row 1, whose inversion leaves the simplex"):
+                expost.recover_posterior(p, u, invalid="raise")
+
+
+def test_one_kernel_shared_by_threads_gives_each_its_own_answer():
+    """``_weighted_prediction_by`` hands one kernel to many calls; its scratch block is
+    per thread, so concurrent calls (numpy and the compiled passes release the GIL)
+    cannot write into each other's."""
+    rng = np.random.default_rng(0)
+    u = _skewed_utility(rng, 6, 6)
+    apply = _decisions._weighted_prediction_by(u, np.dtype(np.float64))
+    inputs = [rng.dirichlet(np.ones(6) * (t + 1), 40_000) for t in range(4)]
+    expected = [apply(x) for x in inputs]
+    errors: list[str] = []
+
+    def work(t):
+        for _ in range(15):
+            if not np.array_equal(apply(inputs[t]), expected[t]):
+                errors.append(f"thread {t}")
+                return
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
