@@ -11,7 +11,8 @@ at which cache level), so the function stays above the bound. Where the bound is
 above a goal (``decide`` 1.3x, ``weighted_prediction`` 1.6x), no ordering or choice
 among these forms can meet it; where it is just under, what is left to win lies in
 the steps' sequence, not in the steps, whose cost is numpy's (a loop per short row,
-a skinny product).
+a skinny product). This bound is why the core runs the row scaling in compiled code
+where it can (``expost._rows``); ``benchmarks/core.py`` measures that route.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/core_steps.py [--n 1000000] [--m 15] [--repeat 11]
 
@@ -21,7 +22,8 @@ The steps of ``weighted_prediction`` (Eq 8), ``Uq / (1'U q)``:
   first-touch page faults, as the function's and ``q @ U.T``'s do);
 - the denominators and row sums, one skinny product ``q_block @ [U'1 | 1]``;
 - each row scaled by its reciprocal, in three forms: column by column over the
-  transposed view (the core's), broadcast per row, ``np.repeat`` and one flat multiply;
+  transposed view (the core's numpy fallback, and its route for class weights over
+  ``DIAGONAL_PRODUCT_CLASSES`` classes), broadcast per row, ``np.repeat`` and one flat multiply;
 - the simplex check given the row sums.
 
 The steps of ``decide`` (Eq 5) for a small U: the product by action

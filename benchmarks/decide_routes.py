@@ -3,7 +3,8 @@
 ``decide`` computes the expected utilities either by action (``[U; 1'] @ q_block.T``,
 then an argmax in whole-row passes) or by sample (``q_block @ U'``, or ``w * q`` for
 class weights, then numpy's argmax along each row), and picks one by the size of U
-(``_by_sample`` in ``expost._decisions`` and its thresholds). This prints,
+(``_by_sample`` in ``expost._decisions`` and its thresholds) where the compiled row
+passes (``expost._rowops``) were not built, or for more than 64 actions. This prints,
 for each size, both layouts' time as a ratio to the bare ``q @ U.T`` measured in the
 same rounds, and the layout the defaults pick; rerun it to check the thresholds on
 another machine. Each case has about ``--mib`` MiB of products (``q @ U.T``'s output).
@@ -21,7 +22,7 @@ import numpy as np
 from core import _dense_utility, _interleaved, _probabilities  # benchmarks/core.py
 
 import expost
-from expost import _decisions
+from expost import _decisions, _rows
 
 #: (actions, classes, class weights?) measured by default.
 CASES = [(a, c, False) for c in (5, 15, 60, 100) for a in (44, 64, 100)] + [
@@ -30,10 +31,12 @@ CASES = [(a, c, False) for c in (5, 15, 60, 100) for a in (44, 64, 100)] + [
 
 
 def _forced(rows_from: int, fn: Callable[[], object]) -> Callable[[], object]:
-    """``fn`` with both thresholds at ``rows_from``: 1 sends every U by sample, 10**9 by action."""
+    """``fn`` with both thresholds at ``rows_from``: 1 sends every U by sample, 10**9 by action
+    (the compiled passes off: with them ``decide`` takes its compiled route up to 64 actions)."""
 
     def run() -> object:
-        with mock.patch.multiple(_decisions, **dict.fromkeys(_decisions._LAYOUT_THRESHOLDS, rows_from)):
+        with mock.patch.multiple(_decisions, **dict.fromkeys(_decisions._LAYOUT_THRESHOLDS, rows_from)), \
+                mock.patch.object(_rows, "_compiled", None):
             return fn()
 
     return run

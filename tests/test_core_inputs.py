@@ -464,15 +464,18 @@ def test_utility_accepts_arrays_everywhere_and_non_square_shapes():
     np.testing.assert_allclose(expost.classification_utility([0, 1], Y, u), [1.0, 1.0])
 
 
-@pytest.mark.parametrize("by_sample", [False, True])
+@pytest.mark.parametrize("by_sample", ["compiled", False, True])
 @pytest.mark.parametrize("u", [FULL, W], ids=["dense", "class-weights"])
 def test_blocks_check_every_row_and_name_it_globally(u, by_sample, monkeypatch):
     """Inputs are processed in row blocks; a bad row in a later block is found and named by
-    its index, on each of decide's paths (by action, with and without a product; by sample)."""
-    from expost import _decisions
+    its index, on each of decide's paths (compiled; in numpy by action, with and without a
+    product, and by sample)."""
+    from expost import _decisions, _rows
 
     monkeypatch.setattr(_decisions, "BLOCK_ROWS", 7)
-    if by_sample:
+    if by_sample != "compiled":
+        monkeypatch.setattr(_rows, "_compiled", None)
+    if by_sample is True:
         for name in _decisions._LAYOUT_THRESHOLDS:
             monkeypatch.setattr(_decisions, name, 1)
     rng = np.random.default_rng(3)

@@ -1,9 +1,11 @@
 """The fast decision layer is exact: decisions, p^u and Eq 26 against independent references.
 
-``decide`` computes utilities with one product laid out by action and takes the
-argmax in whole-row passes, or, for a large U (``_by_sample``), with the product
-laid out by sample and numpy's argmax along each row. These tests drive both
-paths (``THRESHOLDS``: every utility by sample, or none) and hold them to
+``decide`` computes utilities with one product laid out by sample and takes each
+row's argmax in compiled code (``_decide_compiled``, where ``expost._rowops`` was
+built); or, in numpy, with one product laid out by action and the argmax in
+whole-row passes, or, for a large U (``_by_sample``), with the product laid out by
+sample and numpy's argmax along each row. These tests drive all three paths
+(``THRESHOLDS``: the compiled route, every utility by sample, or none) and hold them to
 ``argmax(q @ U.T)`` with ties to the lowest index. On *dyadic* inputs (q in
 sixteenths, small integer utilities) every product and sum is exact in float32
 and float64 whatever the summation order, so the reference is exact integer
@@ -14,6 +16,7 @@ maximum up to rounding.
 
 from __future__ import annotations
 
+import contextlib
 import tracemalloc
 from unittest import mock
 
@@ -25,23 +28,35 @@ from hypothesis.extra import numpy as hnp
 from threadpoolctl import threadpool_limits
 
 import expost
-from expost import _decisions
+from expost import _decisions, _rows
 from strategies import simplex_rows, utilities
 
 DTYPES = [np.float32, np.float64]
 
-#: Thresholds that send every utility down one path of ``decide``: products by sample
-#: and np.argmax along rows (1), or products by action (never rows).
-THRESHOLDS = [1, 10**9]
+#: What sends every utility down one path of ``decide``: the compiled route where it
+#: was built (the numpy routes otherwise: the default rule), or, with the compiled
+#: passes switched off, products by sample and np.argmax along rows (1), or products
+#: by action (never rows).
+THRESHOLDS = ["compiled", 1, 10**9]
 
 
-def _route(rows_from: int) -> mock._patch:
-    """Patch all of ``decide``'s size thresholds (dense U, class weights) to ``rows_from``."""
-    return mock.patch.multiple(_decisions, **dict.fromkeys(_decisions._LAYOUT_THRESHOLDS, rows_from))
+@contextlib.contextmanager
+def _route(rows_from: int | str):
+    """Patch all of ``decide``'s size thresholds (dense U, class weights) to ``rows_from``,
+    with the compiled passes off; or nothing, for ``"compiled"``."""
+    if rows_from == "compiled":
+        yield
+        return
+    with mock.patch.multiple(_decisions, **dict.fromkeys(_decisions._LAYOUT_THRESHOLDS, rows_from)), \
+            mock.patch.object(_rows, "_compiled", None):
+        yield
 
 
-def _route_for_test(monkeypatch: pytest.MonkeyPatch, rows_from: int) -> None:
+def _route_for_test(monkeypatch: pytest.MonkeyPatch, rows_from: int | str) -> None:
     """:func:`_route` for the rest of a test."""
+    if rows_from == "compiled":
+        return
+    monkeypatch.setattr(_rows, "_compiled", None)
     for name in _decisions._LAYOUT_THRESHOLDS:
         monkeypatch.setattr(_decisions, name, rows_from)
 

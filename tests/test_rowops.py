@@ -81,6 +81,27 @@ def test_divide_rows_equals_numpy_entry_for_entry(data, dtype, n, k, extra):
 
 @compiled
 @settings(max_examples=150, deadline=None)
+@given(data=st.data(), dtype=st.sampled_from(DTYPES), n=st.integers(0, 40), k=st.integers(1, 70),
+       tol=st.sampled_from([0.0, 1e-30, 1e-6, 1.0]))
+def test_divide_rows_with_clipping_equals_numpy(data, dtype, n, k, tol):
+    """Eq 26's pass: the same entries, the least of them (NaN where one is not finite)
+    and, where it is negative, the entries in [-tol, 0] written as 0."""
+    z = data.draw(hnp.arrays(dtype, (n, k + 1), elements=finite_or_not))
+    dest = np.empty((n, k), dtype)
+    with np.errstate(all="ignore"):  # as in the kernels (_blockwise)
+        (c, (_, cd)), (nl, (_, nd)) = _both(lambda zz, d: _rows.divide_rows(zz, d, clip_tol=tol), z, dest)
+    with np.errstate(all="ignore"):
+        plain = z[:, :k] * np.reciprocal(z[:, k : k + 1])
+    finite = np.isfinite(plain).all()
+    expect = (float(plain.min()) if n else np.inf) if finite else np.nan
+    np.testing.assert_array_equal([c, nl], [expect, expect])
+    clipped = np.where((plain <= 0) & (plain >= dtype(-tol)), 0, plain) if expect < 0 else plain
+    np.testing.assert_array_equal(cd, clipped)
+    np.testing.assert_array_equal(nd, clipped)
+
+
+@compiled
+@settings(max_examples=150, deadline=None)
 @given(data=st.data(), dtype=st.sampled_from(DTYPES), size=st.integers(0, 200))
 def test_any_sign_bit_and_min_or_nan_equal_numpy(data, dtype, size):
     a = data.draw(hnp.arrays(dtype, (size,), elements=finite_or_not))
@@ -92,8 +113,8 @@ def test_any_sign_bit_and_min_or_nan_equal_numpy(data, dtype, size):
         finite = np.isfinite(a).all()
         assert (c == n == (float(a.min()) if size else np.inf)) if finite else (np.isnan(c) and np.isnan(n))
         np.testing.assert_array_equal(ca[0], na[0])  # clipped alike (-0.0 == 0.0)
-        if clip and finite and size and -tol <= a.min() < 0:
-            assert (ca[0] >= 0).all()
+        if clip and finite and size and a.min() < 0:  # the entries in [-tol, 0] become 0
+            np.testing.assert_array_equal(ca[0], np.where((a <= 0) & (a >= dtype(-tol)), 0, a))
         else:
             np.testing.assert_array_equal(ca[0], a)  # untouched
 
@@ -158,15 +179,20 @@ def test_public_functions_give_the_same_bits_with_and_without_the_compiled_modul
     p = expost.weighted_prediction(q, u)
     for fn, arg in ((lambda x: expost.weighted_prediction(x, u), q),
                     (lambda x: expost.recover_posterior(x, u), p),
-                    (lambda x: expost.recover_posterior(x, u, invalid="keep"), p),
-                    (lambda x: expost.recover_posterior(x, np.diag(np.diag(u))), p)):  # class weights
+                    (lambda x: expost.recover_posterior(x, u, invalid="keep"), p)):
         (c, _), (nres, _) = _both(fn, arg)
         np.testing.assert_array_equal(c, nres)
+    # class weights: without the compiled pass numpy takes w * q (another route), to rounding
+    w = np.diag(np.diag(u))
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    for fn, arg in ((lambda x: expost.weighted_prediction(x, w), q),
+                    (lambda x: expost.recover_posterior(x, w), p)):
+        (c, _), (nres, _) = _both(fn, arg)
+        np.testing.assert_allclose(c, nres, rtol=rtol, atol=rtol * 1e-3)
     # and both are Eq 8 / Eq 26 to rounding
     q64 = q.astype(np.float64)
     naive = q64 @ u.T
     naive /= naive.sum(axis=1, keepdims=True)
-    rtol = 1e-6 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(p, naive, rtol=rtol, atol=rtol * 1e-3)
     back = expost.recover_posterior(p, u)
     np.testing.assert_allclose(back, q64, rtol=1e-4 if dtype == np.float32 else 1e-9, atol=1e-6)
@@ -209,3 +235,62 @@ def test_one_kernel_shared_by_threads_gives_each_its_own_answer():
     for th in threads:
         th.join()
     assert not errors
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [2, 15, 40, 41, 60])
+def test_class_weights_by_either_route_are_eq_16(m, dtype, monkeypatch):
+    """Class weights take the one product up to ``DIAGONAL_PRODUCT_CLASSES`` classes and
+    ``w * q`` above; each route, forced at every width, gives Eq 16 and its inverse, Eq 27."""
+    rng = np.random.default_rng(m)
+    q = rng.dirichlet(np.ones(m), 5000).astype(dtype)
+    w = rng.uniform(0.5, 50.0, m)
+    u = expost.Utility.from_class_weights(w)
+    q64 = q.astype(np.float64)
+    naive = q64 * w
+    naive /= naive.sum(axis=1, keepdims=True)
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    results = []
+    for limit in (0, 10**6, _decisions.DIAGONAL_PRODUCT_CLASSES):  # w * q, the product, the rule
+        monkeypatch.setattr(_decisions, "DIAGONAL_PRODUCT_CLASSES", limit)
+        p = expost.weighted_prediction(q, u)
+        np.testing.assert_allclose(p, naive, rtol=rtol, atol=rtol * 1e-3)
+        np.testing.assert_allclose(expost.recover_posterior(p, u), q64,
+                                   rtol=10 * rtol, atol=rtol * 1e-2)
+        results.append(p)
+    # the rule picks the product at this width or below, w * q above: the same bits
+    np.testing.assert_array_equal(results[2], results[1] if m <= 40 else results[0])
+
+
+@compiled
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), dtype=st.sampled_from(DTYPES), n=st.integers(0, 40), k=st.integers(1, 70),
+       extra=st.integers(0, 3))
+def test_argmax_rows_takes_the_first_maximum_as_numpy_does(data, dtype, n, k, extra):
+    """Small integers: many exact ties, which go to the lowest index; every k from 1 past
+    the 64 entries that the SIMD pass takes, so the portable loop runs too."""
+    z = data.draw(hnp.arrays(dtype, (n, k + extra), elements=st.integers(-3, 3).map(float)))
+    if data.draw(st.booleans()):  # infinities are not NaN: they compare as numbers
+        z[z == 3] = np.inf
+        z[z == -3] = -np.inf
+    out = np.full(n, -1, dtype=np.intp)
+    _rows._compiled.argmax_rows(z, out, k)
+    np.testing.assert_array_equal(out, np.argmax(z[:, :k], axis=1) if n else out)
+    # _rows' numpy fallback (not C-contiguous) agrees
+    fallback = np.full(n, -1, dtype=np.intp)
+    _rows.argmax_rows(np.asfortranarray(z), fallback, k)
+    np.testing.assert_array_equal(fallback, out)
+
+
+@compiled
+def test_argmax_rows_refuses_what_it_cannot_take():
+    from expost import _rowops
+
+    z = np.ones((4, 3))
+    with pytest.raises(TypeError, match="int64"):
+        _rowops.argmax_rows(z, np.empty(4, np.int32), 3)
+    for k in (0, 4):
+        with pytest.raises(ValueError, match="1 <= k <= w"):
+            _rowops.argmax_rows(z, np.empty(4, np.int64), k)
+    with pytest.raises(ValueError, match="out \\(n,\\)"):
+        _rowops.argmax_rows(z, np.empty(5, np.int64), 3)

@@ -10,7 +10,10 @@ The cores run over blocks of rows. Each block's product (or a second, skinny
 one) also yields the row sums of ``q``, so the simplex check
 costs one OR over the block's bits (no sign bit set) and two minima over its
 sums. The kernel runs the check right after its product, while the block is
-still in cache, before the argmax or the normalisation.
+still in cache, before the argmax or the normalisation. The passes after the
+product (each row's argmax or its scaling by the denominator, the OR, Eq 26's
+minimum) run in compiled code where ``expost._rowops`` was built, in numpy
+otherwise (``_rows``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._rows import divide_rows
+from ._rows import argmax_rows, divide_rows, is_compiled, min_or_nan
 from ._utility import Utility, as_utility, first_identical_actions, is_diagonal_matrix
 from ._validation import _error, check_probabilities, check_rows_given_sums, probability_atol
 
@@ -53,6 +56,14 @@ ROW_ARGMAX_ENTRIES = 1500
 #: faster at 40-44 and 1.6x at 100 (``benchmarks/decide_routes.py``).
 ROW_ARGMAX_WEIGHTS = 36
 
+#: ``weighted_prediction`` (and ``recover_posterior``) for class weights takes the one
+#: product of a dense U (``q @ [U' | U'1 | 1]``, exact for a diagonal U: its zeros add
+#: nothing) up to this many classes, and ``w * q`` with a second, skinny product above:
+#: the product's cost grows with the classes squared. On 2 Xeon cores (1e6 x 15 float32,
+#: ratios to ``q @ U.T``) the product route gives 1.55x against 1.99x at 15 classes and
+#: 1.78x against 1.90x at 32; ``w * q`` wins from 48 (1.43x against 1.67x).
+DIAGONAL_PRODUCT_CLASSES = 40
+
 #: The thresholds ``_by_sample`` reads: setting all to 1 sends every U by sample, and to
 #: a huge number every U by action (the tests and ``benchmarks/decide_routes.py`` do).
 _LAYOUT_THRESHOLDS = ("ROW_ARGMAX_ACTIONS", "ROW_ARGMAX_ENTRIES", "ROW_ARGMAX_WEIGHTS")
@@ -67,8 +78,9 @@ Check = Callable[[NDArray[np.floating]], None]
 #: ``kernel(q_block, out_block, check)`` fills ``out_block``. Its product (a column or
 #: row of ones in it, or a second, skinny product) gives the block's row sums, and it
 #: calls ``check`` with them while the block is still in cache, before the argmax or
-#: the normalisation.
-Kernel = Callable[[NDArray[np.floating], NDArray[Any], Check], None]
+#: the normalisation. It returns None, or what its caller asked it to report of the
+#: block (``_wp_kernel`` with ``clip_tol``: the block's least entry).
+Kernel = Callable[[NDArray[np.floating], NDArray[Any], Check], "float | None"]
 
 
 def _no_check(sums: NDArray[np.floating]) -> None:
@@ -173,6 +185,12 @@ class _Prepared:
         return _read_only(np.column_stack([self.us.T, self.us.sum(axis=0), ones]).astype(self.work))
 
     @cached_property
+    def ut1(self) -> NDArray[Any]:
+        """[us' | 1], in work: Uq and 1'q from one product (Eq 5, the check)."""
+        ones = np.ones(self.us.shape[1])
+        return _read_only(np.column_stack([self.us.T, ones]).astype(self.work))
+
+    @cached_property
     def ua(self) -> NDArray[Any] | None:
         """[us; 1'], in work (the product by action); None for class weights."""
         if self.diagonal:
@@ -229,6 +247,21 @@ def _scratch(bufs: list[NDArray[Any]], sizes: list[tuple[int, Any]]) -> list[NDA
     return bufs
 
 
+class _ThreadScratch:
+    """A kernel's scratch block of ``width`` columns, one per thread (a kernel may serve
+    many calls: ``_weighted_prediction_by``), grown when a call's blocks are larger."""
+
+    def __init__(self, width: int, dtype: np.dtype[Any]) -> None:
+        self.width, self.dtype, self.local = width, dtype, threading.local()
+
+    def rows(self, n: int) -> NDArray[Any]:
+        """The first ``n`` rows of this thread's block."""
+        block = getattr(self.local, "block", None)
+        if block is None or block.shape[0] < n:
+            block = self.local.block = np.empty((n, self.width), dtype=self.dtype)
+        return block[:n]
+
+
 def _eu_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     ut = u.T.astype(dtype)
     ones = np.ones(u.shape[1], dtype=dtype)
@@ -269,48 +302,48 @@ def _uq_by_rows(p: _Prepared, *, tile: bool = True) -> Callable[[NDArray[Any], N
     return product
 
 
-def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
-    """Eq 8 blockwise.
+def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any], *,
+               clip_tol: float | None = None) -> Kernel:
+    """Eq 8 blockwise; with ``clip_tol`` (Eq 26, ``recover_posterior``), the kernel also
+    returns the least entry it wrote (NaN where one is NaN or infinite) and, where it is
+    negative, writes the entries in [-clip_tol, 0] as 0 (``_rows.min_or_nan``).
 
     A dense U: one product ``q @ [U' | U'1 | 1]`` into a scratch block gives Uq, the
     denominator 1'Uq (as q . (1'U), equal to 1'(Uq) up to rounding) and the row sums of q
     for the check; then each row of Uq times its denominator's reciprocal into the output
     (``_rows.divide_rows``, compiled where it was built: numpy's row-by-row scaling of
     15-wide rows costs a third of the product). One pass over q, and the product's width
-    of A + 2 columns is no slower than A's (at 15 classes it is faster, 14 ms against 24
-    per million float32 rows here: OpenBLAS handles 15 columns poorly).
+    of A + 2 columns costs no more than A's: at 15 classes less, 12 against 18 ms per
+    million float32 rows on 2 Xeon cores with OpenBLAS's Haswell kernels.
 
-    Class weights: ``w * q`` into the output (``_uq_by_rows``), then one product
-    ``q @ [U'1 | 1]`` for 1'Uq and 1'q, and the output multiplied by the reciprocal
-    column by column.
+    Class weights, up to ``DIAGONAL_PRODUCT_CLASSES`` classes and where the compiled
+    row pass was built (numpy's row scaling would cost more than the product saves):
+    the same. Otherwise:
+    ``w * q`` into the output (``_uq_by_rows``), then one product ``q @ [U'1 | 1]``
+    for 1'Uq and 1'q, and the output multiplied by the reciprocal column by column.
     """
     p = _prepared(u, dtype)
     work, n_act = p.work, u.shape[0]
-    if not p.diagonal:
+    if not p.diagonal or (n_act <= DIAGONAL_PRODUCT_CLASSES and is_compiled()):
         augmented = p.augmented
-        # the scratch block, per thread (``_weighted_prediction_by`` hands one kernel to
-        # many calls), grown when a call's blocks are larger than the last one's
-        local = threading.local()
+        scratch = _ThreadScratch(n_act + 2, work)
 
-        def dense(block: NDArray[np.floating], out: NDArray[Any], check: Check) -> None:
-            nb = block.shape[0]
-            scratch = getattr(local, "z", None)
-            if scratch is None or scratch.shape[0] < nb:
-                scratch = local.z = np.empty((nb, n_act + 2), dtype=work)
-            z = scratch[:nb]
+        def dense(block: NDArray[np.floating], out: NDArray[Any], check: Check) -> float | None:
+            z = scratch.rows(block.shape[0])
             np.matmul(block.astype(work, copy=False), augmented, out=z)
             check(z[:, n_act + 1])
             dest = out if out.dtype == work and out.flags.c_contiguous else np.empty(out.shape, work)
-            divide_rows(z, dest)
+            least = divide_rows(z, dest, clip_tol=clip_tol)
             if dest is not out:
                 out[...] = dest
+            return least
 
         return dense
 
     totals = p.totals
     product = _uq_by_rows(p)
 
-    def kernel(block: NDArray[np.floating], out: NDArray[Any], check: Check) -> None:
+    def kernel(block: NDArray[np.floating], out: NDArray[Any], check: Check) -> float | None:
         work_block = block.astype(work, copy=False)
         dest = out if out.dtype == work else np.empty(out.shape, dtype=work)  # wide U: float64
         product(work_block, dest)
@@ -319,8 +352,10 @@ def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
         # times the reciprocal, column by column (dest.T): one long loop per column where
         # dividing by a (n, 1) column pays a short loop per row (one more rounding)
         np.multiply(dest.T, np.reciprocal(z[:, 0]), out=dest.T)
+        least = None if clip_tol is None else min_or_nan(dest, clip=True, tol=clip_tol)
         if dest is not out:
             out[...] = dest
+        return least
 
     return kernel
 
@@ -363,6 +398,8 @@ def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     if p.first is not None:
         return _on_distinct_actions(us, dtype, p.first)
     n_act = u.shape[0]
+    if _compiled_decide(p):
+        return _decide_compiled(p)
     if _by_sample(us, p.diagonal):
         return _decide_by_rows(p)
     # the product's utilities and row sums; class weights need no product, only w
@@ -389,6 +426,41 @@ def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
             check(z[n_act])
             np.multiply(v, w, out=v)
         _argmax_rows(v, best, hits, out, weights)
+
+    return kernel
+
+
+#: ``decide`` takes the compiled route (``_decide_compiled``) up to this many actions:
+#: its argmax keeps a row's comparison bits in one 64-bit word.
+COMPILED_ARGMAX_ACTIONS = 64
+
+
+def _compiled_decide(p: _Prepared) -> bool:
+    """Does ``decide`` take ``_decide_compiled`` for this U: the compiled row passes were
+    built, the work dtype is theirs, and U has at most ``COMPILED_ARGMAX_ACTIONS``
+    actions (class weights: at most ``DIAGONAL_PRODUCT_CLASSES``, as their product
+    grows with the classes squared where ``w * q`` grows with the classes)?"""
+    n_act = p.us.shape[0]
+    limit = DIAGONAL_PRODUCT_CLASSES if p.diagonal else COMPILED_ARGMAX_ACTIONS
+    return is_compiled() and p.work in (np.dtype(np.float32), _FLOAT64) and n_act <= limit
+
+
+def _decide_compiled(p: _Prepared) -> Kernel:
+    """Eq 5 blockwise with the compiled row pass: one product ``q_block @ [U' | 1]`` (a
+    row per sample: the utilities and, last, the row sums for the check) into a scratch
+    block, then each row's argmax over its utilities, ties to the lowest action
+    (``_rows.argmax_rows``: the row's maximum, then the first entry equal to it).
+
+    For class weights the product is ``w_y q_y`` rounded once, as ``q @ U.T`` computes
+    it (the zeros add nothing)."""
+    n_act, work, ut1 = p.us.shape[0], p.work, p.ut1
+    scratch = _ThreadScratch(n_act + 1, work)
+
+    def kernel(block: NDArray[np.floating], out: NDArray[Any], check: Check) -> None:
+        z = scratch.rows(block.shape[0])
+        np.matmul(block.astype(work, copy=False), ut1, out=z)
+        check(z[:, n_act])
+        argmax_rows(z, out, n_act)
 
     return kernel
 
@@ -565,7 +637,9 @@ def decide(q: ArrayLike, utility: Utility | ArrayLike) -> NDArray[np.intp]:
 
     The argmax is exact: the largest expected utility, then the lowest action
     attaining it. The expected utilities come from one matrix product (laid
-    out by action, or by sample for a large U; U scaled by a power of two),
+    out by sample with a compiled argmax where ``expost._rowops`` was built, for up
+    to 64 actions, or 40 classes of class weights; otherwise in numpy, by action, or
+    by sample for a large U; U scaled by a power of two),
     whose summation order may differ from ``q @ U.T``'s; so two actions whose
     utilities differ only by rounding (an ulp) may be ordered differently than
     by ``argmax(q @ U.T)``, as between any two products. Utilities that are

@@ -10,7 +10,6 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _decisions
 from ._decisions import Check, _blockwise, _scaled, _wp_kernel
-from ._rows import min_or_nan
 from ._utility import Utility, as_utility
 from ._validation import (
     _error,
@@ -107,17 +106,18 @@ def recover_posterior(
     arr, was_1d = check_probabilities(p, "p", n_columns=uu.n_classes, values=False)
     out = np.empty_like(arr)
     tol = 64 * np.finfo(out.dtype).eps * max(1.0, float(np.linalg.norm(inv, np.inf)))
-    forward = _wp_kernel(inv, arr.dtype)  # Eq 26 is Eq 8 with U^-1 in place of U
+    # Eq 26 is Eq 8 with U^-1 in place of U. Unless invalid="keep", its kernel reports
+    # each block's least entry (NaN where one is NaN or infinite: where 1'U^-1 p = 0) and
+    # writes rounding-level negatives (q with zeros), those in [-tol, 0], as 0 (a block
+    # with a row outside the image keeps that row's larger negatives for the code below).
+    forward = _wp_kernel(inv, arr.dtype, clip_tol=None if invalid == "keep" else tol)
     outside = False  # does any row leave the simplex? (checked block by block, in cache)
 
     def kernel(block: NDArray[np.floating], dest: NDArray[np.floating], check: Check) -> None:
         nonlocal outside
-        forward(block, dest, check)
-        if invalid != "keep":
-            # the least entry, NaN where one is NaN or infinite (where 1'U^-1 p = 0); a
-            # rounding-level least (q with zeros) has the block's negatives clipped to 0
-            if not min_or_nan(dest, clip=True, tol=tol) >= -tol:
-                outside = True  # handled below, once for the whole array
+        least = forward(block, dest, check)
+        if least is not None and not least >= -tol:
+            outside = True  # handled below, once for the whole array
 
     _blockwise(arr, out, kernel, check_as="p")  # rows outside the image: below
     if outside:

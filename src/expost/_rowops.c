@@ -1,18 +1,22 @@
-/* expost._rowops: the row passes of Eq 8 and Eq 26 in compiled code (optional).
+/* expost._rowops: the row passes of Eq 5, Eq 8 and Eq 26 in compiled code (optional).
  *
  * numpy has no fast way to scale each short row of a matrix by its own number: at 15
  * classes that step costs a third to a half of the matrix product before it, and the
  * simplex check's pass over q's bits costs another fifth. This module does those passes
  * over a block while it is in cache, as plain loops over contiguous memory:
  *
- *   divide_rows(z, dest)  dest[i, a] = z[i, a] * (1 / z[i, k]) for a < k = dest's width:
+ *   divide_rows(z, dest[, clip, tol])
+ *                         dest[i, a] = z[i, a] * (1 / z[i, k]) for a < k = dest's width:
  *                         the reciprocal rounded once in the dtype, then the product,
- *                         rounded once: what numpy computes, entry for entry.
+ *                         rounded once: what numpy computes, entry for entry. With clip
+ *                         (Eq 26), then min_or_nan(dest, clip, tol) over the block.
  *   any_sign_bit(a)       whether any entry of a has its sign bit set (the check's pass).
+ *   argmax_rows(z, out, k)  out[i] = the lowest a < k at which row i of z attains its maximum
+ *                         over its first k entries (Eq 5's tie rule: the lowest action).
  *   min_or_nan(a, clip, tol)
  *                         the least entry of a, or NaN where an entry is NaN or infinite;
- *                         with clip, and the least entry in [-tol, 0), negatives (and -0.0)
- *                         become 0.
+ *                         with clip, where the least entry is negative, the entries in
+ *                         [-tol, 0] become 0 (rounding-level negatives, and -0.0).
  *
  * Arrays are float32 or float64, C-contiguous (the callers check, and fall back to numpy
  * for anything else; the checks here are a second line). Only the buffer protocol is
@@ -23,6 +27,10 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
+#include <emmintrin.h>
+#define HAVE_SSE2 1
+#endif
 
 /* Lanes of the reductions: independent accumulators that the compiler can keep in
  * vector registers, so no loop-carried chain runs through every element (a float
@@ -76,13 +84,141 @@
             sum += bad[l];                                                                 \
         }                                                                                  \
         if (sum != sum) return NAN;                                                        \
-        if (clip && least < 0 && least >= -tol)                                            \
-            for (t = 0; t < size; t++) a[t] = a[t] <= 0 ? 0 : a[t]; /* -0.0 too */      \
+        if (clip && least < 0) {                                                           \
+            const T floor = (T)-tol;                                                       \
+            for (t = 0; t < size; t++) a[t] = a[t] <= 0 && a[t] >= floor ? 0 : a[t];       \
+        }                                                                                  \
         return (double)least;                                                              \
+    }                                                                                      \
+                                                                                           \
+    /* divide_rows, then min_or_nan with clip over what it wrote (still in cache): two      \
+     * passes, cheaper here than one that tracks the minimum, or clips, while it writes. */ \
+    static double divide_rows_clip_##SUFFIX(const T *restrict z, T *restrict dest,         \
+                                            Py_ssize_t n, Py_ssize_t width, Py_ssize_t k,  \
+                                            double tol)                                    \
+    {                                                                                      \
+        divide_rows_##SUFFIX(z, dest, n, width, k);                                        \
+        return min_or_nan_##SUFFIX(dest, n * k, 1, tol);                                   \
     }
 
 DEFINE_KERNELS(f32, float, uint32_t)
 DEFINE_KERNELS(f64, double, uint64_t)
+
+/* argmax_rows: each row's maximum, then the lowest entry equal to it. The portable loop
+ * keeps the first strictly greater entry. With SSE2 (every x86-64), for rows of at most
+ * 64 entries: the maximum over 4 (or 2) lanes at a time and across the lanes, then one
+ * comparison of the row with it, whose bits (one per entry, the entries past k masked
+ * off) give the lowest index that attains it: no branch that depends on the data. The
+ * rows hold no NaN (the simplex check has run before): a NaN never wins the portable
+ * loop, and where the SIMD maximum is not attained the row gets 0. */
+#define DEFINE_ARGMAX_PORTABLE(SUFFIX, T)                                                  \
+    static void argmax_rows_portable_##SUFFIX(const T *z, int64_t *out, Py_ssize_t n,      \
+                                              Py_ssize_t w, Py_ssize_t k)                  \
+    {                                                                                      \
+        for (Py_ssize_t i = 0; i < n; i++) {                                               \
+            const T *r = z + i * w;                                                        \
+            T best = r[0];                                                                 \
+            int64_t at = 0;                                                                \
+            for (Py_ssize_t a = 1; a < k; a++)                                             \
+                if (r[a] > best) { best = r[a]; at = a; }                                  \
+            out[i] = at;                                                                   \
+        }                                                                                  \
+    }
+
+DEFINE_ARGMAX_PORTABLE(f32, float)
+DEFINE_ARGMAX_PORTABLE(f64, double)
+
+static int
+lowest_bit(uint64_t bits)
+{
+    int at = 0;
+    if (bits == 0) return 0;
+#if defined(__GNUC__) || defined(__clang__)
+    at = __builtin_ctzll(bits);
+#else
+    while (!(bits & 1)) { bits >>= 1; at++; }
+#endif
+    return at;
+}
+
+#ifdef HAVE_SSE2
+/* The last, partial group of a row: its first `rem` entries, -inf in the other lanes
+ * (never read past the row). */
+static __m128
+tail_ps(const float *r, Py_ssize_t rem)
+{
+    const float lo = -INFINITY;
+    switch (rem) {  /* the same case for every row: predicted */
+    case 1: return _mm_setr_ps(r[0], lo, lo, lo);
+    case 2: return _mm_setr_ps(r[0], r[1], lo, lo);
+    case 3: return _mm_setr_ps(r[0], r[1], r[2], lo);
+    default: return _mm_set1_ps(lo);
+    }
+}
+
+static void
+argmax_rows_sse_f32(const float *z, int64_t *out, Py_ssize_t n, Py_ssize_t w, Py_ssize_t k)
+{
+    Py_ssize_t groups = k / 4, rem = k % 4;
+    uint64_t valid = k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const float *r = z + i * w;
+        __m128 tail = rem ? tail_ps(r + 4 * groups, rem) : _mm_set1_ps(-INFINITY);
+        __m128 m = tail;
+        for (Py_ssize_t g = 0; g < groups; g++) m = _mm_max_ps(m, _mm_loadu_ps(r + 4 * g));
+        m = _mm_max_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
+        m = _mm_max_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
+        uint64_t bits = 0;
+        for (Py_ssize_t g = 0; g < groups; g++)
+            bits |= (uint64_t)_mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(r + 4 * g), m)) << (4 * g);
+        if (rem) bits |= (uint64_t)_mm_movemask_ps(_mm_cmpeq_ps(tail, m)) << (4 * groups);
+        out[i] = lowest_bit(bits & valid);
+    }
+}
+
+static __m128d
+tail_pd(const double *r)
+{
+    return _mm_setr_pd(r[0], -INFINITY);
+}
+
+static void
+argmax_rows_sse_f64(const double *z, int64_t *out, Py_ssize_t n, Py_ssize_t w, Py_ssize_t k)
+{
+    Py_ssize_t groups = k / 2, rem = k % 2;
+    uint64_t valid = k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const double *r = z + i * w;
+        __m128d tail = rem ? tail_pd(r + 2 * groups) : _mm_set1_pd(-INFINITY);
+        __m128d m = tail;
+        for (Py_ssize_t g = 0; g < groups; g++) m = _mm_max_pd(m, _mm_loadu_pd(r + 2 * g));
+        m = _mm_max_pd(m, _mm_shuffle_pd(m, m, 1));
+        uint64_t bits = 0;
+        for (Py_ssize_t g = 0; g < groups; g++)
+            bits |= (uint64_t)_mm_movemask_pd(_mm_cmpeq_pd(_mm_loadu_pd(r + 2 * g), m)) << (2 * g);
+        if (rem) bits |= (uint64_t)_mm_movemask_pd(_mm_cmpeq_pd(tail, m)) << (2 * groups);
+        out[i] = lowest_bit(bits & valid);
+    }
+}
+#endif
+
+#ifdef HAVE_SSE2
+#define ARGMAX_SIMD(SUFFIX) if (k <= 64) { argmax_rows_sse_##SUFFIX(z, out, n, w, k); return; }
+#else
+#define ARGMAX_SIMD(SUFFIX)
+#endif
+
+/* argmax_rows_f32 and _f64: the SIMD pass where it applies, the portable loop otherwise. */
+#define DEFINE_ARGMAX(SUFFIX, T)                                                           \
+    static void argmax_rows_##SUFFIX(const T *z, int64_t *out, Py_ssize_t n, Py_ssize_t w, \
+                                     Py_ssize_t k)                                         \
+    {                                                                                      \
+        ARGMAX_SIMD(SUFFIX)                                                                \
+        argmax_rows_portable_##SUFFIX(z, out, n, w, k);                                    \
+    }
+
+DEFINE_ARGMAX(f32, float)
+DEFINE_ARGMAX(f64, double)
 
 /* 4 for float32, 8 for float64, 0 for anything else. */
 static int
@@ -110,15 +246,19 @@ get_array(PyObject *obj, Py_buffer *b, int writable, const char *name)
 }
 
 PyDoc_STRVAR(divide_rows_doc,
-"divide_rows(z, dest)\n\n"
+"divide_rows(z, dest, clip=False, tol=0.0) -> float or None\n\n"
 "dest[i, a] = z[i, a] * (1 / z[i, k]) for a < k, where dest is (n, k) and z (n, w), w > k;\n"
-"both C-contiguous, of one dtype (float32 or float64), not overlapping.");
+"both C-contiguous, of one dtype (float32 or float64), not overlapping. With clip, then\n"
+"min_or_nan(dest, True, tol): returns the least entry written (NaN if one is NaN or\n"
+"infinite); where it is negative, those in [-tol, 0] become 0.");
 
 static PyObject *
 divide_rows(PyObject *Py_UNUSED(self), PyObject *args)
 {
     PyObject *oz, *odest;
-    if (!PyArg_ParseTuple(args, "OO:divide_rows", &oz, &odest)) return NULL;
+    int clip = 0;
+    double tol = 0.0;
+    if (!PyArg_ParseTuple(args, "OO|pd:divide_rows", &oz, &odest, &clip, &tol)) return NULL;
     Py_buffer z, dest;
     int kind = get_array(oz, &z, 0, "z");
     if (!kind) return NULL;
@@ -139,11 +279,18 @@ divide_rows(PyObject *Py_UNUSED(self), PyObject *args)
         PyErr_SetString(PyExc_ValueError, "expost._rowops.divide_rows: z and dest overlap");
     else {
         Py_ssize_t n = z.shape[0], w = z.shape[1], k = dest.shape[1];
+        double least = 0.0;
         Py_BEGIN_ALLOW_THREADS
-        if (kind == 4) divide_rows_f32((const float *)z.buf, (float *)dest.buf, n, w, k);
-        else divide_rows_f64((const double *)z.buf, (double *)dest.buf, n, w, k);
+        if (clip && kind == 4)
+            least = divide_rows_clip_f32((const float *)z.buf, (float *)dest.buf, n, w, k, tol);
+        else if (clip)
+            least = divide_rows_clip_f64((const double *)z.buf, (double *)dest.buf, n, w, k, tol);
+        else if (kind == 4)
+            divide_rows_f32((const float *)z.buf, (float *)dest.buf, n, w, k);
+        else
+            divide_rows_f64((const double *)z.buf, (double *)dest.buf, n, w, k);
         Py_END_ALLOW_THREADS
-        result = Py_NewRef(Py_None);
+        result = clip ? PyFloat_FromDouble(least) : Py_NewRef(Py_None);
     }
     PyBuffer_Release(&z);
     PyBuffer_Release(&dest);
@@ -173,8 +320,8 @@ any_sign_bit(PyObject *Py_UNUSED(self), PyObject *arg)
 PyDoc_STRVAR(min_or_nan_doc,
 "min_or_nan(a, clip, tol) -> float\n\n"
 "The least entry of a (C-contiguous, float32 or float64; inf if a is empty), or NaN if any\n"
-"entry is NaN or infinite. With clip, where the least entry lies in [-tol, 0), every\n"
-"negative entry of a (and -0.0) becomes 0 (a must then be writable).");
+"entry is NaN or infinite. With clip, where the least entry is negative, the entries in\n"
+"[-tol, 0] become 0 (a must then be writable).");
 
 static PyObject *
 min_or_nan(PyObject *Py_UNUSED(self), PyObject *args)
@@ -196,7 +343,48 @@ min_or_nan(PyObject *Py_UNUSED(self), PyObject *args)
     return PyFloat_FromDouble(least);
 }
 
+PyDoc_STRVAR(argmax_rows_doc,
+"argmax_rows(z, out, k)\n\n"
+"out[i] = the lowest a < k at which row i of z (n, w), w >= k >= 1, attains its maximum over\n"
+"its first k entries. z: C-contiguous, float32 or float64, with no NaN in those entries;\n"
+"out: (n,), int64, C-contiguous.");
+
+static PyObject *
+argmax_rows(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *oz, *oout;
+    Py_ssize_t k;
+    if (!PyArg_ParseTuple(args, "OOn:argmax_rows", &oz, &oout, &k)) return NULL;
+    Py_buffer z, out;
+    int kind = get_array(oz, &z, 0, "z");
+    if (!kind) return NULL;
+    if (PyObject_GetBuffer(oout, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&z);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    const char *f = out.format ? out.format : "B";
+    if (f[0] == '=' || f[0] == '<' || f[0] == '@') f++;
+    if (out.itemsize != 8 || !(strcmp(f, "l") == 0 || strcmp(f, "q") == 0))
+        PyErr_SetString(PyExc_TypeError, "expost._rowops.argmax_rows: out must be int64");
+    else if (z.ndim != 2 || out.ndim != 1 || out.shape[0] != z.shape[0] || k < 1 || k > z.shape[1])
+        PyErr_SetString(PyExc_ValueError,
+                        "expost._rowops.argmax_rows: expected z (n, w), out (n,) and 1 <= k <= w");
+    else {
+        Py_ssize_t n = z.shape[0], w = z.shape[1];
+        Py_BEGIN_ALLOW_THREADS
+        if (kind == 4) argmax_rows_f32((const float *)z.buf, (int64_t *)out.buf, n, w, k);
+        else argmax_rows_f64((const double *)z.buf, (int64_t *)out.buf, n, w, k);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&z);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"argmax_rows", argmax_rows, METH_VARARGS, argmax_rows_doc},
     {"divide_rows", divide_rows, METH_VARARGS, divide_rows_doc},
     {"any_sign_bit", any_sign_bit, METH_O, any_sign_bit_doc},
     {"min_or_nan", min_or_nan, METH_VARARGS, min_or_nan_doc},

@@ -1,4 +1,4 @@
-"""The row passes of Eq 8 and Eq 26, compiled where ``expost._rowops`` was built, numpy otherwise.
+"""The row passes of Eq 5, Eq 8 and Eq 26, compiled where ``expost._rowops`` was built, numpy otherwise.
 
 numpy has no fast way to scale each short row of a block by its own number (at 15
 classes that step costs a third to a half of the matrix product before it), and its
@@ -25,7 +25,7 @@ try:
 except ImportError:  # installed without a C compiler: numpy computes the same
     _compiled = None
 
-__all__ = ["any_sign_bit", "divide_rows", "is_compiled", "min_or_nan"]
+__all__ = ["any_sign_bit", "argmax_rows", "divide_rows", "is_compiled", "min_or_nan"]
 
 _KINDS = (np.dtype(np.float32), np.dtype(np.float64))
 _SIGN_BITS: dict[int, tuple[np.dtype[Any], int]] = {4: (np.dtype(np.uint32), 1 << 31),
@@ -46,21 +46,41 @@ def _compiled_for(*arrays: NDArray[Any]) -> ModuleType | None:
     return None
 
 
-def divide_rows(z: NDArray[np.floating], dest: NDArray[np.floating]) -> None:
+def divide_rows(z: NDArray[np.floating], dest: NDArray[np.floating], *,
+                clip_tol: float | None = None) -> float | None:
     """``dest[i, a] = z[i, a] * (1 / z[i, k])`` for ``a < k``, ``k`` being ``dest``'s width.
 
     ``z`` is (n, w) with w > k, ``dest`` (n, k) of ``z``'s dtype, not overlapping it.
     The reciprocal is rounded once in the dtype, then the product once: Eq 8's
-    normalisation, given the product ``[Uq | 1'Uq | ...]`` in ``z``.
+    normalisation, given the product ``[Uq | 1'Uq | ...]`` in ``z``. With ``clip_tol``
+    (Eq 26's rounding-level negatives), then ``min_or_nan(dest, clip=True,
+    tol=clip_tol)``, whose result it returns.
     """
     k = dest.shape[1]
     compiled = _compiled_for(z, dest)
     if compiled is not None and z.shape[1] > k and dest.shape[0] == z.shape[0]:
-        compiled.divide_rows(z, dest)
-        return
+        if clip_tol is None:
+            compiled.divide_rows(z, dest)
+            return None
+        return float(compiled.divide_rows(z, dest, True, clip_tol))
     # column by column (dest.T): one long loop per column, where dividing by an (n, 1)
     # column would pay a short loop per row
     np.multiply(z[:, :k].T, np.reciprocal(z[:, k]), out=dest.T)
+    if clip_tol is None:
+        return None
+    return min_or_nan(dest, clip=True, tol=clip_tol)
+
+
+def argmax_rows(z: NDArray[np.floating], out: NDArray[np.intp], k: int) -> None:
+    """``out[i]`` = the lowest ``a < k`` at which row ``i`` of ``z`` attains its maximum over
+    its first ``k`` entries (Eq 5's tie rule). ``z`` holds no NaN there (the simplex check
+    has run: a NaN would not win the compiled pass, and would win numpy's argmax)."""
+    compiled = _compiled_for(z)
+    if (compiled is not None and out.dtype == np.int64 and out.flags.c_contiguous
+            and out.flags.writeable and out.shape == (z.shape[0],) and 1 <= k <= z.shape[1]):
+        compiled.argmax_rows(z, out, k)
+        return
+    np.argmax(z[:, :k], axis=1, out=out)
 
 
 def any_sign_bit(a: NDArray[np.floating]) -> bool:
@@ -75,8 +95,9 @@ def any_sign_bit(a: NDArray[np.floating]) -> bool:
 def min_or_nan(a: NDArray[np.floating], *, clip: bool = False, tol: float = 0.0) -> float:
     """The least entry of ``a``, or NaN where any entry is NaN or infinite.
 
-    With ``clip``, where the least entry lies in [-tol, 0) (rounding-level negatives),
-    every negative entry becomes 0, in place (-0.0 may become 0.0). An empty ``a`` gives inf.
+    With ``clip``, where the least entry is negative (and not NaN), the entries in
+    [-tol, 0] (rounding-level negatives, and -0.0) become 0, in place. An empty ``a``
+    gives inf.
     """
     compiled = _compiled_for(a)
     if compiled is not None and (not clip or a.flags.writeable):
@@ -86,8 +107,16 @@ def min_or_nan(a: NDArray[np.floating], *, clip: bool = False, tol: float = 0.0)
     least = float(np.minimum.reduce(a, axis=None))
     if not np.isfinite(least) or not np.isfinite(np.maximum.reduce(a, axis=None)):
         return float("nan")
-    if clip and -tol <= least < 0:
+    if clip and least < 0:
+        _clip(a, least, tol)
+    return least
+
+
+def _clip(a: NDArray[np.floating], least: float, tol: float) -> None:
+    """The entries of ``a`` in [-tol, 0] become 0, given its least entry, in numpy."""
+    if -tol <= least:  # every entry >= -tol: all negatives (and -0.0) go
         # against an array: numpy's maximum with a scalar operand has no vector loop
         # (5.8x slower, 16 ms per million rows at 15 classes)
         np.maximum(a, np.zeros_like(a), out=a)
-    return least
+    else:  # entries below -tol stay: a rare path (a row outside Eq 26's image), bool temporaries
+        np.copyto(a, 0.0, where=(a <= 0) & (a >= -tol))
