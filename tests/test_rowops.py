@@ -85,7 +85,7 @@ def test_divide_rows_equals_numpy_entry_for_entry(data, dtype, n, k, extra):
        tol=st.sampled_from([0.0, 1e-30, 1e-6, 1.0]))
 def test_divide_rows_with_clipping_equals_numpy(data, dtype, n, k, tol):
     """Eq 26's pass: the same entries, the least of them (NaN where one is not finite)
-    and, where it is negative, the entries in [-tol, 0] written as 0."""
+    and the entries in [-tol, 0) written as 0."""
     z = data.draw(hnp.arrays(dtype, (n, k + 1), elements=finite_or_not))
     dest = np.empty((n, k), dtype)
     with np.errstate(all="ignore"):  # as in the kernels (_blockwise)
@@ -95,7 +95,7 @@ def test_divide_rows_with_clipping_equals_numpy(data, dtype, n, k, tol):
     finite = np.isfinite(plain).all()
     expect = (float(plain.min()) if n else np.inf) if finite else np.nan
     np.testing.assert_array_equal([c, nl], [expect, expect])
-    clipped = np.where((plain <= 0) & (plain >= dtype(-tol)), 0, plain) if expect < 0 else plain
+    clipped = np.where((plain < 0) & (plain >= dtype(-tol)), 0, plain)
     np.testing.assert_array_equal(cd, clipped)
     np.testing.assert_array_equal(nd, clipped)
 
@@ -113,10 +113,31 @@ def test_any_sign_bit_and_min_or_nan_equal_numpy(data, dtype, size):
         finite = np.isfinite(a).all()
         assert (c == n == (float(a.min()) if size else np.inf)) if finite else (np.isnan(c) and np.isnan(n))
         np.testing.assert_array_equal(ca[0], na[0])  # clipped alike (-0.0 == 0.0)
-        if clip and finite and size and a.min() < 0:  # the entries in [-tol, 0] become 0
-            np.testing.assert_array_equal(ca[0], np.where((a <= 0) & (a >= dtype(-tol)), 0, a))
+        if clip:  # the entries in [-tol, 0) become 0
+            np.testing.assert_array_equal(ca[0], np.where((a < 0) & (a >= dtype(-tol)), 0, a))
         else:
             np.testing.assert_array_equal(ca[0], a)  # untouched
+
+
+@compiled
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_min_or_nan_clips_in_every_chunk_and_keeps_what_is_below_tol(dtype):
+    """The compiled pass clips chunk by chunk (2048 entries): a rounding-level negative in
+    any chunk is clipped, one below -tol is kept (and is the least), in any chunk."""
+    size = 3 * 2048 + 7
+    for where_small in (0, 2047, 2048, 4100, size - 1):
+        for where_big in (None, 5, 2049, size - 2):
+            a = np.linspace(0.1, 1.0, size).astype(dtype)
+            a[where_small] = -1e-9
+            if where_big is not None:
+                a[where_big] = -0.5
+            (least, (x,)), (least_numpy, (y,)) = _both(
+                lambda b: _rows.min_or_nan(b, clip=True, tol=1e-6), a)
+            assert least == least_numpy == (-0.5 if where_big is not None else dtype(-1e-9))
+            expect = a.copy()
+            expect[where_small] = 0.0
+            np.testing.assert_array_equal(x, expect)
+            np.testing.assert_array_equal(y, expect)
 
 
 @compiled

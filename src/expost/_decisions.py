@@ -305,8 +305,8 @@ def _uq_by_rows(p: _Prepared, *, tile: bool = True) -> Callable[[NDArray[Any], N
 def _wp_kernel(u: NDArray[np.float64], dtype: np.dtype[Any], *,
                clip_tol: float | None = None) -> Kernel:
     """Eq 8 blockwise; with ``clip_tol`` (Eq 26, ``recover_posterior``), the kernel also
-    returns the least entry it wrote (NaN where one is NaN or infinite) and, where it is
-    negative, writes the entries in [-clip_tol, 0] as 0 (``_rows.min_or_nan``).
+    returns the least entry it wrote (NaN where one is NaN or infinite) and writes the
+    entries in [-clip_tol, 0) as 0 (``_rows.min_or_nan``).
 
     A dense U: one product ``q @ [U' | U'1 | 1]`` into a scratch block gives Uq, the
     denominator 1'Uq (as q . (1'U), equal to 1'(Uq) up to rounding) and the row sums of q

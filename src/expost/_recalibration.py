@@ -108,7 +108,7 @@ def recover_posterior(
     tol = 64 * np.finfo(out.dtype).eps * max(1.0, float(np.linalg.norm(inv, np.inf)))
     # Eq 26 is Eq 8 with U^-1 in place of U. Unless invalid="keep", its kernel reports
     # each block's least entry (NaN where one is NaN or infinite: where 1'U^-1 p = 0) and
-    # writes rounding-level negatives (q with zeros), those in [-tol, 0], as 0 (a block
+    # writes rounding-level negatives (q with zeros), those in [-tol, 0), as 0 (a block
     # with a row outside the image keeps that row's larger negatives for the code below).
     forward = _wp_kernel(inv, arr.dtype, clip_tol=None if invalid == "keep" else tol)
     outside = False  # does any row leave the simplex? (checked block by block, in cache)

@@ -54,7 +54,7 @@ def divide_rows(z: NDArray[np.floating], dest: NDArray[np.floating], *,
     The reciprocal is rounded once in the dtype, then the product once: Eq 8's
     normalisation, given the product ``[Uq | 1'Uq | ...]`` in ``z``. With ``clip_tol``
     (Eq 26's rounding-level negatives), then ``min_or_nan(dest, clip=True,
-    tol=clip_tol)``, whose result it returns.
+    tol=clip_tol)``, whose result it returns: the entries in [-clip_tol, 0) become 0.
     """
     k = dest.shape[1]
     compiled = _compiled_for(z, dest)
@@ -95,8 +95,8 @@ def any_sign_bit(a: NDArray[np.floating]) -> bool:
 def min_or_nan(a: NDArray[np.floating], *, clip: bool = False, tol: float = 0.0) -> float:
     """The least entry of ``a``, or NaN where any entry is NaN or infinite.
 
-    With ``clip``, where the least entry is negative (and not NaN), the entries in
-    [-tol, 0] (rounding-level negatives, and -0.0) become 0, in place. An empty ``a``
+    With ``clip``, the entries in [-tol, 0) (Eq 26's rounding-level negatives) become 0,
+    in place (-0.0 may become 0.0); the least is that before clipping. An empty ``a``
     gives inf.
     """
     compiled = _compiled_for(a)
@@ -105,18 +105,17 @@ def min_or_nan(a: NDArray[np.floating], *, clip: bool = False, tol: float = 0.0)
     if a.size == 0:
         return float("inf")
     least = float(np.minimum.reduce(a, axis=None))
-    if not np.isfinite(least) or not np.isfinite(np.maximum.reduce(a, axis=None)):
-        return float("nan")
-    if clip and least < 0:
-        _clip(a, least, tol)
-    return least
+    finite = np.isfinite(least) and np.isfinite(np.maximum.reduce(a, axis=None))
+    if clip and not least >= 0:  # some entry negative, or NaN
+        _clip(a, least if finite else -np.inf, tol)
+    return least if finite else float("nan")
 
 
 def _clip(a: NDArray[np.floating], least: float, tol: float) -> None:
-    """The entries of ``a`` in [-tol, 0] become 0, given its least entry, in numpy."""
+    """The entries of ``a`` in [-tol, 0) become 0, given its least entry, in numpy."""
     if -tol <= least:  # every entry >= -tol: all negatives (and -0.0) go
         # against an array: numpy's maximum with a scalar operand has no vector loop
         # (5.8x slower, 16 ms per million rows at 15 classes)
         np.maximum(a, np.zeros_like(a), out=a)
     else:  # entries below -tol stay: a rare path (a row outside Eq 26's image), bool temporaries
-        np.copyto(a, 0.0, where=(a <= 0) & (a >= -tol))
+        np.copyto(a, 0.0, where=(a < 0) & (a >= -tol))
