@@ -4,7 +4,7 @@
 then an argmax in whole-row passes) or by sample (``q_block @ U'``, or ``w * q`` for
 class weights, then numpy's argmax along each row), and picks one by the size of U
 (``_by_sample`` in ``expost._decisions`` and its thresholds) where the compiled row
-passes (``expost._rowops``) were not built, or for more than 64 actions. This prints,
+passes (``expost._rowops``) were not built, or for more than 512 actions. This prints,
 for each size, both layouts' time as a ratio to the bare ``q @ U.T`` measured in the
 same rounds, and the layout the defaults pick; rerun it to check the thresholds on
 another machine. Each case has about ``--mib`` MiB of products (``q @ U.T``'s output).
@@ -32,7 +32,7 @@ CASES = [(a, c, False) for c in (5, 15, 60, 100) for a in (44, 64, 100)] + [
 
 def _forced(rows_from: int, fn: Callable[[], object]) -> Callable[[], object]:
     """``fn`` with both thresholds at ``rows_from``: 1 sends every U by sample, 10**9 by action
-    (the compiled passes off: with them ``decide`` takes its compiled route up to 64 actions)."""
+    (the compiled passes off: with them ``decide`` takes its compiled route up to 512 actions)."""
 
     def run() -> object:
         with mock.patch.multiple(_decisions, **dict.fromkeys(_decisions._LAYOUT_THRESHOLDS, rows_from)), \

@@ -289,7 +289,7 @@ def test_class_weights_by_either_route_are_eq_16(m, dtype, monkeypatch):
        extra=st.integers(0, 3))
 def test_argmax_rows_takes_the_first_maximum_as_numpy_does(data, dtype, n, k, extra):
     """Small integers: many exact ties, which go to the lowest index; every k from 1 past
-    the 64 entries that the SIMD pass takes, so the portable loop runs too."""
+    the 64 entries that the SIMD pass compares in one word (beyond: group by group)."""
     z = data.draw(hnp.arrays(dtype, (n, k + extra), elements=st.integers(-3, 3).map(float)))
     if data.draw(st.booleans()):  # infinities are not NaN: they compare as numbers
         z[z == 3] = np.inf
@@ -315,3 +315,45 @@ def test_argmax_rows_refuses_what_it_cannot_take():
             _rowops.argmax_rows(z, np.empty(4, np.int64), k)
     with pytest.raises(ValueError, match="out \\(n,\\)"):
         _rowops.argmax_rows(z, np.empty(5, np.int64), 3)
+
+
+def _build_portable(tmp_path):
+    """``_rowops.c`` built with ``EXPOST_NO_SIMD`` (the loops a machine without SSE2 runs),
+    loaded as a module of its own; None where no C compiler is at hand."""
+    import importlib.machinery
+    import importlib.util
+    import shutil
+    import subprocess
+    import sysconfig
+    from pathlib import Path
+
+    source = Path(_decisions.__file__).with_name("_rowops.c")
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if not source.exists() or shutil.which(compiler) is None:
+        return None
+    target = tmp_path / ("_rowops" + sysconfig.get_config_var("EXT_SUFFIX"))
+    flags = (sysconfig.get_config_var("CFLAGS") or "").split()
+    cmd = [compiler, "-shared", "-fPIC", *flags, "-DEXPOST_NO_SIMD", f"-I{sysconfig.get_paths()['include']}",
+           str(source), "-o", str(target)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    loader = importlib.machinery.ExtensionFileLoader("expost._rowops", str(target))
+    spec = importlib.util.spec_from_file_location("expost._rowops", target, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+@compiled
+def test_the_portable_loops_agree_with_the_simd_ones(tmp_path):
+    portable = _build_portable(tmp_path)
+    if portable is None:
+        pytest.skip("no C compiler to build the portable variant")
+    rng = np.random.default_rng(5)
+    for dtype in DTYPES:
+        for k in (1, 2, 3, 5, 15, 16, 64, 65, 130):
+            z = rng.integers(-2, 3, (500, k + 2)).astype(dtype)
+            got, simd = np.empty(500, np.int64), np.empty(500, np.int64)
+            portable.argmax_rows(z, got, k)
+            _rows._compiled.argmax_rows(z, simd, k)
+            np.testing.assert_array_equal(got, np.argmax(z[:, :k], axis=1))
+            np.testing.assert_array_equal(simd, got)

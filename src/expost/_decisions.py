@@ -430,9 +430,11 @@ def _decide_kernel(u: NDArray[np.float64], dtype: np.dtype[Any]) -> Kernel:
     return kernel
 
 
-#: ``decide`` takes the compiled route (``_decide_compiled``) up to this many actions:
-#: its argmax keeps a row's comparison bits in one 64-bit word.
-COMPILED_ARGMAX_ACTIONS = 64
+#: ``decide`` takes the compiled route (``_decide_compiled``) up to this many actions.
+#: On 2 Xeon cores (float32, ratios to ``q @ U.T``) it gives 0.95x against 1.41x for
+#: the numpy route at 15 x 15, 1.31x against 1.47x at 65 x 65, 1.23x against 1.28x at
+#: 100 x 100 and 1.13x against 1.17x at 300 x 100; 1.34x against 1.29x at 1000 x 50.
+COMPILED_ARGMAX_ACTIONS = 512
 
 
 def _compiled_decide(p: _Prepared) -> bool:
@@ -638,7 +640,7 @@ def decide(q: ArrayLike, utility: Utility | ArrayLike) -> NDArray[np.intp]:
     The argmax is exact: the largest expected utility, then the lowest action
     attaining it. The expected utilities come from one matrix product (laid
     out by sample with a compiled argmax where ``expost._rowops`` was built, for up
-    to 64 actions, or 40 classes of class weights; otherwise in numpy, by action, or
+    to 512 actions, or 40 classes of class weights; otherwise in numpy, by action, or
     by sample for a large U; U scaled by a power of two),
     whose summation order may differ from ``q @ U.T``'s; so two actions whose
     utilities differ only by rounding (an ulp) may be ordered differently than

@@ -27,7 +27,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
-#if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
+/* EXPOST_NO_SIMD: the portable loops only (what other machines run; a test builds it). */
+#if !defined(EXPOST_NO_SIMD) && \
+    (defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2))
 #include <emmintrin.h>
 #define HAVE_SSE2 1
 #endif
@@ -116,10 +118,11 @@ DEFINE_KERNELS(f32, float, uint32_t)
 DEFINE_KERNELS(f64, double, uint64_t)
 
 /* argmax_rows: each row's maximum, then the lowest entry equal to it. The portable loop
- * keeps the first strictly greater entry. With SSE2 (every x86-64), for rows of at most
- * 64 entries: the maximum over 4 (or 2) lanes at a time and across the lanes, then one
+ * keeps the first strictly greater entry. With SSE2 (every x86-64): the maximum over 4
+ * (or 2) lanes at a time and across the lanes, then, for rows of at most 64 entries, one
  * comparison of the row with it, whose bits (one per entry, the entries past k masked
- * off) give the lowest index that attains it: no branch that depends on the data. The
+ * off) give the lowest index that attains it, with no branch that depends on the data;
+ * for longer rows, the first group of lanes that attains it. The
  * rows hold no NaN (the simplex check has run before): a NaN never wins the portable
  * loop, and where the SIMD maximum is not attained the row gets 0. */
 #define DEFINE_ARGMAX_PORTABLE(SUFFIX, T)                                                  \
@@ -153,8 +156,16 @@ lowest_bit(uint64_t bits)
 }
 
 #ifdef HAVE_SSE2
-/* The last, partial group of a row: its first `rem` entries, -inf in the other lanes
- * (never read past the row). */
+/* Per dtype: the vector of one group (4 float32 or 2 float64), its intrinsics, the
+ * maximum across its lanes, and the last, partial group of a row (its first `rem`
+ * entries, -inf in the other lanes; never read past the row). */
+static __m128
+hmax_ps(__m128 m)
+{
+    m = _mm_max_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_max_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
+}
+
 static __m128
 tail_ps(const float *r, Py_ssize_t rem)
 {
@@ -167,54 +178,59 @@ tail_ps(const float *r, Py_ssize_t rem)
     }
 }
 
-static void
-argmax_rows_sse_f32(const float *z, int64_t *out, Py_ssize_t n, Py_ssize_t w, Py_ssize_t k)
+static __m128d
+hmax_pd(__m128d m)
 {
-    Py_ssize_t groups = k / 4, rem = k % 4;
-    uint64_t valid = k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const float *r = z + i * w;
-        __m128 tail = rem ? tail_ps(r + 4 * groups, rem) : _mm_set1_ps(-INFINITY);
-        __m128 m = tail;
-        for (Py_ssize_t g = 0; g < groups; g++) m = _mm_max_ps(m, _mm_loadu_ps(r + 4 * g));
-        m = _mm_max_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
-        m = _mm_max_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
-        uint64_t bits = 0;
-        for (Py_ssize_t g = 0; g < groups; g++)
-            bits |= (uint64_t)_mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(r + 4 * g), m)) << (4 * g);
-        if (rem) bits |= (uint64_t)_mm_movemask_ps(_mm_cmpeq_ps(tail, m)) << (4 * groups);
-        out[i] = lowest_bit(bits & valid);
-    }
+    return _mm_max_pd(m, _mm_shuffle_pd(m, m, 1));
 }
 
 static __m128d
-tail_pd(const double *r)
+tail_pd(const double *r, Py_ssize_t rem)
 {
-    return _mm_setr_pd(r[0], -INFINITY);
+    return rem ? _mm_setr_pd(r[0], -INFINITY) : _mm_set1_pd(-INFINITY);
 }
 
-static void
-argmax_rows_sse_f64(const double *z, int64_t *out, Py_ssize_t n, Py_ssize_t w, Py_ssize_t k)
-{
-    Py_ssize_t groups = k / 2, rem = k % 2;
-    uint64_t valid = k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const double *r = z + i * w;
-        __m128d tail = rem ? tail_pd(r + 2 * groups) : _mm_set1_pd(-INFINITY);
-        __m128d m = tail;
-        for (Py_ssize_t g = 0; g < groups; g++) m = _mm_max_pd(m, _mm_loadu_pd(r + 2 * g));
-        m = _mm_max_pd(m, _mm_shuffle_pd(m, m, 1));
-        uint64_t bits = 0;
-        for (Py_ssize_t g = 0; g < groups; g++)
-            bits |= (uint64_t)_mm_movemask_pd(_mm_cmpeq_pd(_mm_loadu_pd(r + 2 * g), m)) << (2 * g);
-        if (rem) bits |= (uint64_t)_mm_movemask_pd(_mm_cmpeq_pd(tail, m)) << (2 * groups);
-        out[i] = lowest_bit(bits & valid);
+/* argmax_rows_sse_f32 and _f64. Rows of more than 64 entries: the lowest index in the
+ * first group (then the tail) that holds the maximum (0 where none does: a NaN). */
+#define DEFINE_ARGMAX_SSE(SUFFIX, T, V, W, SX)                                              \
+    static void argmax_rows_sse_##SUFFIX(const T *z, int64_t *out, Py_ssize_t n,          \
+                                         Py_ssize_t w, Py_ssize_t k)                      \
+    {                                                                                     \
+        Py_ssize_t groups = k / W, rem = k % W;                                           \
+        uint64_t valid = k >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1);               \
+        for (Py_ssize_t i = 0; i < n; i++) {                                              \
+            const T *r = z + i * w;                                                       \
+            V tail = tail_##SX(r + W * groups, rem), m = tail;                            \
+            for (Py_ssize_t g = 0; g < groups; g++) m = _mm_max_##SX(m, _mm_loadu_##SX(r + W * g)); \
+            m = hmax_##SX(m);                                                             \
+            if (k > 64) {                                                                 \
+                int64_t at = -1;                                                          \
+                for (Py_ssize_t g = 0; g < groups && at < 0; g++) {                       \
+                    int mask = _mm_movemask_##SX(_mm_cmpeq_##SX(_mm_loadu_##SX(r + W * g), m)); \
+                    if (mask) at = W * g + lowest_bit((uint64_t)mask);                    \
+                }                                                                         \
+                if (at < 0) {                                                             \
+                    int mask = _mm_movemask_##SX(_mm_cmpeq_##SX(tail, m));                \
+                    at = mask ? W * groups + lowest_bit((uint64_t)mask) : 0;              \
+                }                                                                         \
+                out[i] = at;                                                              \
+                continue;                                                                 \
+            }                                                                             \
+            uint64_t bits = 0;                                                            \
+            for (Py_ssize_t g = 0; g < groups; g++)                                       \
+                bits |= (uint64_t)_mm_movemask_##SX(                                      \
+                            _mm_cmpeq_##SX(_mm_loadu_##SX(r + W * g), m)) << (W * g);      \
+            if (rem) bits |= (uint64_t)_mm_movemask_##SX(_mm_cmpeq_##SX(tail, m)) << (W * groups); \
+            out[i] = lowest_bit(bits & valid);                                            \
+        }                                                                                 \
     }
-}
+
+DEFINE_ARGMAX_SSE(f32, float, __m128, 4, ps)
+DEFINE_ARGMAX_SSE(f64, double, __m128d, 2, pd)
 #endif
 
 #ifdef HAVE_SSE2
-#define ARGMAX_SIMD(SUFFIX) if (k <= 64) { argmax_rows_sse_##SUFFIX(z, out, n, w, k); return; }
+#define ARGMAX_SIMD(SUFFIX) { argmax_rows_sse_##SUFFIX(z, out, n, w, k); return; }
 #else
 #define ARGMAX_SIMD(SUFFIX)
 #endif
