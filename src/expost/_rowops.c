@@ -298,11 +298,12 @@ divide_rows(PyObject *Py_UNUSED(self), PyObject *args)
         return NULL;
     }
     PyObject *result = NULL;
-    const char *zb = (const char *)z.buf, *db = (const char *)dest.buf;
+    /* addresses as integers: comparing pointers into different objects is undefined */
+    uintptr_t zb = (uintptr_t)z.buf, db = (uintptr_t)dest.buf;
     if (z.ndim != 2 || dest.ndim != 2 || z.shape[0] != dest.shape[0] || z.shape[1] <= dest.shape[1])
         PyErr_SetString(PyExc_ValueError,
                         "expost._rowops.divide_rows: expected z (n, w) and dest (n, k) with w > k");
-    else if (z.len > 0 && dest.len > 0 && db < zb + z.len && zb < db + dest.len)
+    else if (z.len > 0 && dest.len > 0 && db < zb + (uintptr_t)z.len && zb < db + (uintptr_t)dest.len)
         PyErr_SetString(PyExc_ValueError, "expost._rowops.divide_rows: z and dest overlap");
     else {
         Py_ssize_t n = z.shape[0], w = z.shape[1], k = dest.shape[1];
