@@ -66,11 +66,8 @@ def _dense_utility(rng: np.random.Generator, n_act: int, n_cls: int) -> expost.U
 
 def _without_compiled(fn: Callable[[], object]) -> object:
     """``fn()`` with expost's compiled row passes switched off (numpy computes them)."""
-    saved, _rows._compiled = _rows._compiled, None
-    try:
+    with _rows.numpy_only():
         return fn()
-    finally:
-        _rows._compiled = saved
 
 
 def _peak_extra(fn: Callable[[], object]) -> int:

@@ -36,7 +36,7 @@ def _forced(rows_from: int, fn: Callable[[], object]) -> Callable[[], object]:
 
     def run() -> object:
         with mock.patch.multiple(_decisions, **dict.fromkeys(_decisions._LAYOUT_THRESHOLDS, rows_from)), \
-                mock.patch.object(_rows, "_compiled", None):
+                _rows.numpy_only():
             return fn()
 
     return run

@@ -48,7 +48,7 @@ def _route(rows_from: int | str):
         yield
         return
     with mock.patch.multiple(_decisions, **dict.fromkeys(_decisions._LAYOUT_THRESHOLDS, rows_from)), \
-            mock.patch.object(_rows, "_compiled", None):
+            _rows.numpy_only():
         yield
 
 

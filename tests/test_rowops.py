@@ -37,14 +37,7 @@ def test_the_compiled_module_is_built():
     assert _rows._compiled is _rowops
 
 
-@contextlib.contextmanager
-def numpy_rows():
-    """Within it, ``_rows`` computes in numpy (as without the compiled module)."""
-    saved, _rows._compiled = _rows._compiled, None
-    try:
-        yield
-    finally:
-        _rows._compiled = saved
+numpy_rows = _rows.numpy_only  # within it, ``_rows`` computes in numpy
 
 
 def _both(fn, *arrays):

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._rows import argmax_rows, divide_rows, is_compiled, min_or_nan
+from ._rows import COMPILED_DTYPES, argmax_rows, divide_rows, is_compiled, min_or_nan
 from ._utility import Utility, as_utility, first_identical_actions, is_diagonal_matrix
 from ._validation import _error, check_probabilities, check_rows_given_sums, probability_atol
 
@@ -444,7 +444,7 @@ def _compiled_decide(p: _Prepared) -> bool:
     grows with the classes squared where ``w * q`` grows with the classes)?"""
     n_act = p.us.shape[0]
     limit = DIAGONAL_PRODUCT_CLASSES if p.diagonal else COMPILED_ARGMAX_ACTIONS
-    return is_compiled() and p.work in (np.dtype(np.float32), _FLOAT64) and n_act <= limit
+    return is_compiled() and p.work in COMPILED_DTYPES and n_act <= limit
 
 
 def _decide_compiled(p: _Prepared) -> Kernel:
@@ -502,14 +502,12 @@ def _decide_by_rows(p: _Prepared) -> Kernel:
     n_act, work = p.us.shape[0], p.work
     product = _uq_by_rows(p, tile=False)
     ones = np.ones(p.us.shape[1], dtype=work)
-    bufs: list[NDArray[Any]] = []
+    scratch = _ThreadScratch(n_act, work)
 
     def kernel(block: NDArray[np.floating], out: NDArray[Any], check: Check) -> None:
-        nb = block.shape[0]
         work_block = block.astype(work, copy=False)
         check(work_block @ ones)
-        (zbuf,) = _scratch(bufs, [(nb * n_act, work)])
-        z = zbuf[: nb * n_act].reshape(nb, n_act)
+        z = scratch.rows(block.shape[0])
         product(work_block, z)
         np.argmax(z, axis=1, out=out)
 

@@ -13,6 +13,8 @@ numpy code does; the reductions are exact).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -25,9 +27,11 @@ try:
 except ImportError:  # installed without a C compiler: numpy computes the same
     _compiled = None
 
-__all__ = ["any_sign_bit", "argmax_rows", "divide_rows", "is_compiled", "min_or_nan"]
+__all__ = ["COMPILED_DTYPES", "any_sign_bit", "argmax_rows", "divide_rows", "is_compiled", "min_or_nan",
+           "numpy_only"]
 
-_KINDS = (np.dtype(np.float32), np.dtype(np.float64))
+#: The dtypes the compiled module takes.
+COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _SIGN_BITS: dict[int, tuple[np.dtype[Any], int]] = {4: (np.dtype(np.uint32), 1 << 31),
                                                    8: (np.dtype(np.uint64), 1 << 63)}
 
@@ -37,11 +41,23 @@ def is_compiled() -> bool:
     return _compiled is not None
 
 
+@contextmanager
+def numpy_only() -> Iterator[None]:
+    """Within it, everything here computes in numpy, as without the compiled module (the
+    tests and benchmarks compare the two routes). Not thread-safe: it swaps a global."""
+    global _compiled
+    saved, _compiled = _compiled, None
+    try:
+        yield
+    finally:
+        _compiled = saved
+
+
 def _compiled_for(*arrays: NDArray[Any]) -> ModuleType | None:
     """The compiled module, if it was built and takes these arrays (one of its dtypes, all
     C-contiguous); else None."""
     dtype = arrays[0].dtype
-    if dtype in _KINDS and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays):
+    if dtype in COMPILED_DTYPES and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays):
         return _compiled
     return None
 
