@@ -113,6 +113,29 @@ def test_any_sign_bit_and_min_or_nan_equal_numpy(data, dtype, size):
 
 
 @compiled
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), dtype=st.sampled_from(DTYPES), n=st.integers(0, 40), w=st.integers(1, 5),
+       step=st.sampled_from([1, 2, -1, -3]))
+def test_value_range_equals_numpy_on_strided_columns(data, dtype, n, w, step):
+    """The sums' test of the simplex check: least and greatest of a column of any stride,
+    NaN in both where an entry is NaN (so that the check's comparisons fail)."""
+    z = data.draw(hnp.arrays(dtype, (n, w), elements=finite_or_not))
+    col = data.draw(st.integers(0, w - 1))
+    v = z[::step, col]
+    (c, _), (nl, _) = _both(_rows.value_range, v)
+    if np.isnan(v).any():
+        assert np.isnan(c).all() and np.isnan(nl).all()
+    else:
+        expect = (float(v.min()), float(v.max())) if v.size else (np.inf, -np.inf)
+        assert c == nl == expect
+    if v.size:  # every position is read, in the 4 lanes and the tail
+        for pos in {0, v.size // 2, v.size - 1}:
+            x = v.copy()
+            x[pos] = np.nan
+            assert np.isnan(_rows.value_range(x[::-1])).all()
+
+
+@compiled
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_min_or_nan_clips_in_every_chunk_and_keeps_what_is_below_tol(dtype):
     """The compiled pass clips chunk by chunk (2048 entries): a rounding-level negative in
@@ -166,6 +189,11 @@ def test_the_compiled_module_refuses_what_it_cannot_take():
         _rowops.divide_rows(np.ones((4, 3), order="F"), np.empty((4, 2)))
     with pytest.raises(TypeError, match="float32 or float64"):
         _rowops.any_sign_bit(np.ones(3, np.float16))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _rowops.value_range(np.ones(3, ">f8"))  # not this machine's byte order
+    with pytest.raises(ValueError, match="1-D"):
+        _rowops.value_range(np.ones((2, 2)))
+    assert _rows.value_range(np.arange(4.0, dtype=">f8")) == (0.0, 3.0)  # numpy takes it
     read_only = np.ones(3)
     read_only.flags.writeable = False
     with pytest.raises((BufferError, ValueError), match="read-only"):  # clipping writes
@@ -354,6 +382,9 @@ def test_the_portable_loops_agree_with_the_simd_ones(tmp_path):
                 assert portable.min_or_nan(x, clip, 1e-6) == _rows._compiled.min_or_nan(y, clip, 1e-6)
                 np.testing.assert_array_equal(x, y)
             assert portable.any_sign_bit(a) == _rows._compiled.any_sign_bit(a) == bool(np.signbit(a).any())
+            if size:
+                assert portable.value_range(a[::-2]) == _rows._compiled.value_range(a[::-2]) == (
+                    a[::-2].min(), a[::-2].max())
         z = rng.random((300, 17)).astype(dtype)
         d1, d2 = np.empty((300, 15), dtype), np.empty((300, 15), dtype)
         portable.divide_rows(z, d1)

@@ -17,9 +17,12 @@
  *                         the least entry of a, or NaN where an entry is NaN or infinite;
  *                         with clip, the entries in [-tol, 0) become 0 (Eq 26's
  *                         rounding-level negatives).
+ *   value_range(v)        (least, greatest) entry of a 1-D v of any stride (a column of a
+ *                         product: the row sums that the simplex check tests), (NaN, NaN)
+ *                         where an entry is NaN.
  *
- * Arrays are float32 or float64, C-contiguous (the callers check, and fall back to numpy
- * for anything else; the checks here are a second line). Only the buffer protocol is
+ * Arrays are float32 or float64, C-contiguous but for value_range's (the callers check,
+ * and fall back to numpy for anything else; the checks here are a second line). Only the buffer protocol is
  * used, no numpy headers. The GIL is released while the loops run.
  */
 #define PY_SSIZE_T_CLEAN
@@ -132,6 +135,42 @@
 
 DEFINE_KERNELS(f32, float, uint32_t)
 DEFINE_KERNELS(f64, double, uint64_t)
+
+/* value_range over n entries `stride` bytes apart: 4 lanes of minimum and maximum (a
+ * chain through every entry would wait on each comparison); the entries are strided,
+ * so there is nothing to vectorise. x != x only for NaN. */
+#define RANGE_LANES 4
+#define DEFINE_RANGE(SUFFIX, T)                                                            \
+    static void value_range_##SUFFIX(const char *p, Py_ssize_t n, Py_ssize_t stride,      \
+                                     double *least, double *greatest)                      \
+    {                                                                                      \
+        T lo[RANGE_LANES], hi[RANGE_LANES];                                                \
+        int nan = 0;                                                                       \
+        for (int l = 0; l < RANGE_LANES; l++) { lo[l] = (T)INFINITY; hi[l] = (T)-INFINITY; } \
+        Py_ssize_t i = 0;                                                                  \
+        for (; i + RANGE_LANES <= n; i += RANGE_LANES)                                     \
+            for (int l = 0; l < RANGE_LANES; l++) {                                        \
+                T x = *(const T *)(p + (i + l) * stride);                                  \
+                lo[l] = x < lo[l] ? x : lo[l];                                             \
+                hi[l] = x > hi[l] ? x : hi[l];                                             \
+                nan |= x != x;                                                             \
+            }                                                                              \
+        for (; i < n; i++) {                                                               \
+            T x = *(const T *)(p + i * stride);                                            \
+            lo[0] = x < lo[0] ? x : lo[0];                                                 \
+            hi[0] = x > hi[0] ? x : hi[0];                                                 \
+            nan |= x != x;                                                                 \
+        }                                                                                  \
+        for (int l = 1; l < RANGE_LANES; l++) {                                            \
+            lo[0] = lo[l] < lo[0] ? lo[l] : lo[0];                                         \
+            hi[0] = hi[l] > hi[0] ? hi[l] : hi[0];                                         \
+        }                                                                                  \
+        *least = nan ? NAN : (double)lo[0];                                                \
+        *greatest = nan ? NAN : (double)hi[0];                                             \
+    }
+
+DEFINE_RANGE(f32, float)
+DEFINE_RANGE(f64, double)
 
 /* argmax_rows: each row's maximum, then the lowest entry equal to it. The portable loop
  * keeps the first strictly greater entry. With SSE2 (every x86-64): the maximum over 4
@@ -387,6 +426,35 @@ min_or_nan(PyObject *Py_UNUSED(self), PyObject *args)
     return PyFloat_FromDouble(least);
 }
 
+PyDoc_STRVAR(value_range_doc,
+"value_range(v) -> (float, float)\n\n"
+"(least, greatest) entry of v (1-D, float32 or float64, any stride; (inf, -inf) if v is\n"
+"empty), or (nan, nan) if any entry is NaN.");
+
+static PyObject *
+value_range(PyObject *Py_UNUSED(self), PyObject *arg)
+{
+    Py_buffer v;
+    if (PyObject_GetBuffer(arg, &v, PyBUF_STRIDES | PyBUF_FORMAT) < 0) return NULL;
+    int kind = kind_of(&v);
+    PyObject *result = NULL;
+    if (kind == 0)
+        PyErr_SetString(PyExc_TypeError, "expost._rowops.value_range: v must be float32 or float64");
+    else if (v.ndim != 1)
+        PyErr_SetString(PyExc_ValueError, "expost._rowops.value_range: v must be 1-D");
+    else {
+        double least, greatest;
+        Py_ssize_t n = v.shape[0], stride = v.strides[0];
+        Py_BEGIN_ALLOW_THREADS
+        if (kind == 4) value_range_f32((const char *)v.buf, n, stride, &least, &greatest);
+        else value_range_f64((const char *)v.buf, n, stride, &least, &greatest);
+        Py_END_ALLOW_THREADS
+        result = Py_BuildValue("(dd)", least, greatest);
+    }
+    PyBuffer_Release(&v);
+    return result;
+}
+
 PyDoc_STRVAR(argmax_rows_doc,
 "argmax_rows(z, out, k)\n\n"
 "out[i] = the lowest a < k at which row i of z (n, w), w >= k >= 1, attains its maximum over\n"
@@ -432,6 +500,7 @@ static PyMethodDef methods[] = {
     {"divide_rows", divide_rows, METH_VARARGS, divide_rows_doc},
     {"any_sign_bit", any_sign_bit, METH_O, any_sign_bit_doc},
     {"min_or_nan", min_or_nan, METH_VARARGS, min_or_nan_doc},
+    {"value_range", value_range, METH_O, value_range_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -28,7 +28,7 @@ except ImportError:  # installed without a C compiler: numpy computes the same
     _compiled = None
 
 __all__ = ["COMPILED_DTYPES", "any_sign_bit", "argmax_rows", "divide_rows", "is_compiled", "min_or_nan",
-           "numpy_only"]
+           "numpy_only", "value_range"]
 
 #: The dtypes the compiled module takes.
 COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -106,6 +106,18 @@ def any_sign_bit(a: NDArray[np.floating]) -> bool:
         return bool(compiled.any_sign_bit(a))
     view, bit = _SIGN_BITS[a.dtype.itemsize]
     return bool(int(np.bitwise_or.reduce(a.view(view), axis=None)) & bit)
+
+
+def value_range(v: NDArray[np.floating]) -> tuple[float, float]:
+    """(least, greatest) entry of the 1-D ``v``, of any stride (a column of a product: the
+    row sums the simplex check tests), NaN in both where an entry is NaN; (inf, -inf)
+    where ``v`` is empty. numpy's two reductions over a strided column cost about 30 us
+    per 16,384 rows each; the compiled pass a few."""
+    if _compiled is not None and v.dtype in COMPILED_DTYPES and v.ndim == 1:
+        return _compiled.value_range(v)
+    if v.size == 0:
+        return float("inf"), float("-inf")
+    return float(np.minimum.reduce(v, axis=None)), float(np.maximum.reduce(v, axis=None))
 
 
 def min_or_nan(a: NDArray[np.floating], *, clip: bool = False, tol: float = 0.0) -> float:

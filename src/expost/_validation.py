@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._rows import any_sign_bit
+from ._rows import any_sign_bit, value_range
 
 __all__ = [
     "check_int",
@@ -350,17 +350,18 @@ def check_rows_given_sums(
 ) -> None:
     """:func:`check_rows` for a caller that already has the row sums (from its own product).
 
-    The common case, every row valid, costs one pass over ``rows`` and two minima over
-    ``sums``. The pass ORs the entries' bits: none may have its sign bit set (a NaN
-    may pass it, but not the sums' test: NaN and inf propagate into a row's sum and
-    fail the comparisons). Anything else goes to :func:`check_rows`, which finds and
-    names the bad row with the usual message, and accepts what is valid after all
-    (-0.0, or a negative entry within ``tol``).
+    The common case, every row valid, costs one pass over ``rows`` and one over ``sums``
+    for their least and greatest (``_rows.value_range``). The pass over ``rows`` ORs the
+    entries' bits: none may have its sign bit set (a NaN may pass it, but not the sums'
+    test: NaN and inf propagate into a row's sum and fail the comparisons). Anything
+    else goes to :func:`check_rows`, which finds and names the bad row with the usual
+    message, and accepts what is valid after all (-0.0, or a negative entry within
+    ``tol``).
     """
-    low, high = np.minimum.reduce, np.maximum.reduce  # ndarray.min without its wrapper
-    if (_no_sign_bit(rows, tol) and low(sums, axis=None) >= 1.0 - tol
-            and high(sums, axis=None) <= 1.0 + tol):
-        return
+    if _no_sign_bit(rows, tol):
+        low, high = value_range(sums)  # NaN in both where a sum is NaN: fails below
+        if low >= 1.0 - tol and high <= 1.0 + tol:
+            return
     check_rows(rows, name, tol, offset)
 
 
