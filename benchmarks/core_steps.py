@@ -1,7 +1,7 @@
 """What each step of the dense-U decision layer costs, against the bare ``q @ U.T``.
 
 ``benchmarks/core.py`` times the public functions; this times the numpy steps they
-are made of for a dense U, each over all of q block by block (``BLOCK_ROWS`` rows, as
+are made of for a dense U, each over all of q block by block (``_block_rows`` rows, as
 the functions run), as a ratio to ``q @ U.T`` in the same rounds. The products
 stream all of q from memory; every other step runs on one block already in cache,
 once per block. For each function it adds up the cheapest form of each step: a
@@ -51,7 +51,7 @@ Step = Callable[[np.ndarray, np.ndarray, int], None]
 def _streamed(q: np.ndarray, step: Step, out_cols: int = 0) -> Callable[[], object]:
     """``step(block, out_block, start)`` over q's row blocks, into a new output of
     ``out_cols`` columns per call (none for 0: the step writes into its own scratch)."""
-    rows = _decisions.BLOCK_ROWS
+    rows = _decisions._block_rows(q.shape[1], q.dtype)
 
     def run() -> object:
         out = np.empty((q.shape[0], out_cols), dtype=q.dtype) if out_cols else q
@@ -65,7 +65,7 @@ def _streamed(q: np.ndarray, step: Step, out_cols: int = 0) -> Callable[[], obje
 def _in_cache(q: np.ndarray, step: Step) -> Callable[[], object]:
     """``step(first_block, first_block, 0)`` once per block of q: the step's cost on a
     block already in cache, as it is when it follows the product that read it."""
-    rows = _decisions.BLOCK_ROWS
+    rows = _decisions._block_rows(q.shape[1], q.dtype)
     block = q[:rows]
     count = -(-q.shape[0] // rows)
 
@@ -91,7 +91,7 @@ def main() -> None:
     ut = us.T.astype(np.float32)
     totals = np.column_stack([us.sum(axis=0), np.ones(m)]).astype(np.float32)
     ua = np.vstack([us, np.ones((1, m))]).astype(np.float32)
-    rows = min(_decisions.BLOCK_ROWS, n)
+    rows = min(_decisions._block_rows(m, q.dtype), n)
     tol = probability_atol(q)
     # stands in for each block's reciprocals; near 1, so that scaling one block again and
     # again neither overflows nor reaches subnormals (which would time something else)

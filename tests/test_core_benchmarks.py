@@ -1,6 +1,6 @@
 """The core's benchmark scripts still run against the core as it is now.
 
-They reach into private names (``_decisions.BLOCK_ROWS``, ``_argmax_rows``, the layout
+They reach into private names (``_decisions._block_rows``, ``_argmax_rows``, the layout
 thresholds), so a refactor of the core can break them without breaking any other test.
 Each runs here on a tiny input; what is asserted is that every row it prints carries a
 ratio, not what the ratio is (speed lives in the benchmarks, never in tests).
@@ -95,3 +95,14 @@ def test_small_calls_prints_each_function_cached_and_uncached():
         (f, u) for f in ("decide", "weighted_prediction", "recover_posterior") for u in ("weights", "dense"))
     for r in rows:  # microseconds cached, uncached, and their ratio
         assert float(r[-3]) > 0 and float(r[-2]) > 0 and float(r[-1].rstrip("x")) > 0
+
+
+def test_block_rows_prints_each_block_size_and_the_default():
+    lines = _run("block_rows.py", "--n", "3000", "--m", "7", "--repeat", "1", "--rows", "500,2000")
+    default = _decisions._block_rows(7, np.dtype(np.float32))
+    assert f"default block {default:,} rows" in lines[0]
+    rows = [ln.split() for ln in lines if ln.endswith("x")]
+    assert sorted((r[0], r[1]) for r in rows) == sorted(
+        (f, u) for f in ("weighted_prediction", "recover_posterior", "decide") for u in ("weights", "dense"))
+    for r in rows:  # forced 500, forced 2000, the default
+        assert len(r) == 5 and all(float(c.rstrip("x")) > 0 for c in r[2:])

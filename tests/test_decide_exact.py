@@ -122,12 +122,15 @@ def test_decide_exact_for_one_to_hundreds_of_actions(n_actions, dtype, rows_from
 @pytest.mark.parametrize("rows_from", THRESHOLDS)
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_decide_exact_at_the_default_block_size(dtype, order, rows_from, monkeypatch):
-    """Row counts just below, at and above BLOCK_ROWS (and a lone row in a last block)."""
+@pytest.mark.parametrize("m", [4, 40])  # blocks of BLOCK_ROWS rows; of BLOCK_BYTES
+def test_decide_exact_at_the_default_block_size(m, dtype, order, rows_from, monkeypatch):
+    """Row counts just below, at and above the block size (and a lone row in a last block)."""
     _route_for_test(monkeypatch, rows_from)
     rng = np.random.default_rng(1)
-    big = _decisions.BLOCK_ROWS
-    m, a = 4, 6
+    big = _decisions._block_rows(m, np.dtype(dtype))
+    # the cap, the byte budget (2**18 bytes of q), the byte budget, the floor
+    assert big == {(4, 4): 16384, (4, 8): 8192, (40, 4): 1638, (40, 8): 1024}[m, np.dtype(dtype).itemsize]
+    a = 6
     u_int = rng.integers(0, 4, size=(a, m))
     u_int[1] += 1
     for n in (big - 1, big, big + 1, 2 * big + 1):
@@ -254,7 +257,7 @@ def test_decide_keeps_one_temporary_of_the_block_size(m, diagonal):
     out = expost.decide(q, u)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    block_bytes = _decisions.BLOCK_ROWS * m * q.itemsize
+    block_bytes = _decisions._block_rows(m, q.dtype) * m * q.itemsize
     assert peak - out.nbytes < 2 * block_bytes
 
 
