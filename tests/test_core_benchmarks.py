@@ -106,3 +106,15 @@ def test_block_rows_prints_each_block_size_and_the_default():
         (f, u) for f in ("weighted_prediction", "recover_posterior", "decide") for u in ("weights", "dense"))
     for r in rows:  # forced 500, forced 2000, the default
         assert len(r) == 5 and all(float(c.rstrip("x")) > 0 for c in r[2:])
+
+
+def test_evaluate_benchmark_runs_expost_evaluate_on_its_store():
+    """The synthetic store is one ``expost evaluate`` accepts (finished trainings, stored
+    metrics), and every K gets its row of times and memory."""
+    lines = _run("evaluate.py", "--samples", "200", "--classes", "9", "--intervals", "4", "--k", "3", "7")
+    rows = [ln.split() for ln in lines if ln.endswith(" s") and ln.split()[0].isdigit()]
+    assert [r[0] for r in rows] == ["3", "7"]
+    for r in rows:  # s/interval, ms per (interval, utility), fixed s, peak RSS MiB, extrapolation
+        assert len(r) == 7 and float(r[3]) > 0 and float(r[4]) > 0
+    assert any(ln.startswith("engine, one interval (200 x 9), K = 7") and "identical: True" in ln
+               for ln in lines)

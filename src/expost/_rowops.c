@@ -22,8 +22,8 @@
  *                         where an entry is NaN.
  *
  * Arrays are float32 or float64, C-contiguous but for value_range's (the callers check,
- * and fall back to numpy for anything else; the checks here are a second line). Only the buffer protocol is
- * used, no numpy headers. The GIL is released while the loops run.
+ * and fall back to numpy for anything else; the checks here are a second line). Only
+ * the buffer protocol is used, no numpy headers. The GIL is released while the loops run.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
