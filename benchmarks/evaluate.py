@@ -71,9 +71,9 @@ def build_store(run_dir: Path, n_intervals: int, n: int = N, m: int = M) -> None
     # the metrics the harness would store (Table 1 reads them), test and validation alike
     scorer = IntervalScorer(Utility(u), {"test": y, "val": y}, recall_of=0)
     with ResultStore.create(run_dir, info, arrays={"test_labels": y, "train_prior": prior}) as st:
-        per_key = -(-n_intervals // 2)
-        st.register([{"train_key": k, "kind": k, "seed": 0, "n_intervals": per_key,
-                      "total_steps": per_key} for k in keys],
+        per_key = {"weighted": -(-n_intervals // 2), "unweighted": n_intervals // 2}  # alternating
+        st.register([{"train_key": k, "kind": k, "seed": 0, "n_intervals": per_key[k],
+                      "total_steps": per_key[k]} for k in keys],
                     [{"run_id": rid, "regime": r, "seed": 0, "train_key": k}
                      for k in keys for rid, r in runs[k]])
         for t in range(n_intervals):
