@@ -8,12 +8,12 @@ range); they never modify their inputs.
 
 The cores run over blocks of rows. Each block's product (or a second, skinny
 one) also yields the row sums of ``q``, so the simplex check
-costs one OR over the block's bits (no sign bit set) and two minima over its
-sums. The kernel runs the check right after its product, while the block is
-still in cache, before the argmax or the normalisation. The passes after the
-product (each row's argmax or its scaling by the denominator, the OR, Eq 26's
-minimum) run in compiled code where ``expost._rowops`` was built, in numpy
-otherwise (``_rows``).
+costs one OR over the block's bits (no sign bit set) and one pass over its
+sums for their least and greatest. The kernel runs the check right after its
+product, while the block is still in cache, before the argmax or the
+normalisation. The passes after the product (each row's argmax or its scaling by
+the denominator, the OR, the sums' range, Eq 26's minimum) run in compiled code
+where ``expost._rowops`` was built, in numpy otherwise (``_rows``).
 """
 
 from __future__ import annotations

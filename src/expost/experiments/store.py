@@ -55,16 +55,6 @@ __all__ = ["DB_NAME", "MANIFEST", "SCHEMA_VERSION", "STATE_FILES", "ResultStore"
            "sweep_points", "utc_now"]
 
 DB_NAME = "results.sqlite"
-def check_store_entry(path: Path) -> None:
-    """Refuse a ``results.sqlite`` entry that is a folder or a link to nothing (broken, or a
-    loop): either was taken for no experiment ('does not exist', or a new one started
-    beside the old checkpoints)."""
-    if path.is_dir() or (path.is_symlink() and not path.exists()):
-        what = "a folder" if path.is_dir() else "a link to nothing (broken, or a loop)"
-        raise ValueError(f"{str(path)!r} is {what}, not an expost results database; move it "
-                         "away (or restore the database) and run again.")
-
-
 #: A sweep folder's manifest (``expost sweep``): its points, each one's folder and grid values.
 MANIFEST = "sweep.json"
 
@@ -85,6 +75,16 @@ def experiment_state(run_dir: str | Path) -> list[tuple[str, Path]]:
     :func:`expost._atomic.check_not_input`."""
     return [(f"the experiment's {name}{'' if '.' in name else ' folder'} in {str(run_dir)!r}",
              Path(run_dir) / name) for name in STATE_FILES]
+
+
+def check_store_entry(path: Path) -> None:
+    """Refuse a ``results.sqlite`` entry that is a folder or a link to nothing (broken, or a
+    loop): either was taken for no experiment ('does not exist', or a new one started
+    beside the old checkpoints)."""
+    if path.is_dir() or (path.is_symlink() and not path.exists()):
+        what = "a folder" if path.is_dir() else "a link to nothing (broken, or a loop)"
+        raise ValueError(f"{str(path)!r} is {what}, not an expost results database; move it "
+                         "away (or restore the database) and run again.")
 
 
 #: Set (to any value) in the environment of worker processes (the local process pool's and
